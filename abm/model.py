@@ -1,0 +1,276 @@
+"""MarrowModel: a Mesa model that owns the lattice arrays and calls the kernels.
+
+One Mesa step (``model.step()``) is one *observation interval*
+(``time.observe_every_h``, default 6 h): it advances ``steps_per_observation``
+lattice steps of ``time.dt_min`` each, then records a row in the
+``DataCollector``. This keeps ``mesa.batch_run`` and the DataCollector cheap
+(one row per interval, not per minute) while the kernels run at the
+biological time step. ``model.running`` turns false at ``time.days``.
+
+The lattice state (:class:`kernels.LatticeState`) is the truth; there are no
+agent objects (see :mod:`abm.reference` for the plain-Mesa version of the core
+rules). Everything random is keyed by ``seed``: the initial window comes from
+``model.rng`` (Mesa's NumPy generator seeded with ``rng=seed``), every later
+decision from the counter-based generator in :mod:`kernels.rng`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mesa
+import numpy as np
+
+import kernels
+from abm.errors import SimulationError
+from abm.marrow import build_window
+from abm.params import Params
+from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
+from abm.systemic import Blood
+from kernels import rules as R
+from kernels.diffusion import QUANTUM
+
+VIEW_CODES = {
+    "empty": 0,
+    "bone": 1,
+    "sinusoid": 2,
+    "stroma": 3,
+    "normal": 4,
+    "bcell": 5,
+    "blast_cd19pos": 6,
+    "blast_cd19neg": 7,
+    "cart_resting": 8,
+    "cart_active": 9,
+}
+
+
+class MarrowModel(mesa.Model):
+    """A patient's marrow window under CAR-T therapy.
+
+    Parameters
+    ----------
+    params : Params, optional
+        Full parameter set (default: :meth:`Params.default`).
+    seed : int
+        Seed of everything random in the run, ``0 <= seed < 2**63``.
+    backend : str
+        ``auto``, ``python``, ``cpu`` or ``cuda`` (see :func:`kernels.select_backend`).
+    threads : int, optional
+        Numba threads for the ``cpu`` backend.
+    snapshot_every_min : float, optional
+        Keep a compact picture of the lattice this often (for animations).
+    check_invariants : bool
+        Verify the lattice invariants after every lattice step (slow; for tests).
+    **overrides
+        Parameter keys with dots (``**{"grid.size": 64}``), as ``mesa.batch_run`` passes them.
+    """
+
+    def __init__(
+        self,
+        params: Params | None = None,
+        *,
+        seed: int = 0,
+        backend: str = "auto",
+        threads: int | None = None,
+        snapshot_every_min: float | None = None,
+        check_invariants: bool = False,
+        **overrides: Any,
+    ):
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed = {seed!r}: expected an integer in [0, 2**63)")
+        super().__init__(rng=int(seed))
+        params = params or Params.default()
+        if overrides:
+            params = params.replace(overrides)
+        self.params = params
+        self.seed = int(seed)
+        self.dt_min = params.time.dt_min
+        self.total_steps = int(round(params.time.days * MINUTES_PER_DAY / self.dt_min))
+        if self.total_steps >= 1 << 28:
+            raise ValueError(f"time.days / time.dt_min gives {self.total_steps} steps; at most 2**28 are allowed")
+        self.steps_per_observation = max(1, int(round(params.time.observe_every_h * 60.0 / self.dt_min)))
+        self.tables = build_tables(params, self.seed)
+        state = build_window(params, self.rng)
+        self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
+        self.backend = self.lattice.backend
+        capacity = int(np.count_nonzero(state.tissue <= R.PERIVASCULAR))
+        self.blood = Blood(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)))
+        self.exit_threshold = int(self.tables.rates[R.R_EXIT])
+        self.lattice_step = 0
+        self.initial_counts = np.bincount(state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
+        self.check_invariants_each_step = check_invariants
+        self.snapshot_every = None
+        if snapshot_every_min is not None:
+            if snapshot_every_min < self.dt_min:
+                raise ValueError(f"snapshot_every_min = {snapshot_every_min}: expected at least time.dt_min")
+            self.snapshot_every = max(1, int(round(snapshot_every_min / self.dt_min)))
+        self.snapshots: list[dict[str, Any]] = []
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: _reporter(name) for name in OBSERVABLES}
+        )
+        self._observed: dict[str, float] = {}
+        self._observe()
+        if self.snapshot_every is not None:
+            self._snapshot()
+
+    # -- clock -----------------------------------------------------------
+    @property
+    def day(self) -> float:
+        return self.lattice_step * self.dt_min / MINUTES_PER_DAY
+
+    @property
+    def state(self) -> kernels.LatticeState:
+        """The lattice state, brought up to date on the host."""
+        return self.lattice.pull()
+
+    def step(self) -> None:
+        """Advance one observation interval (or to the end of the run) and record it."""
+        if not self.running:
+            return
+        end = min(self.lattice_step + self.steps_per_observation, self.total_steps)
+        while self.lattice_step < end:
+            self.advance_lattice()
+        self._observe()
+        if self.lattice_step >= self.total_steps:
+            self.running = False
+
+    def advance_lattice(self) -> None:
+        """One lattice step: blood and traffic, then the kernels."""
+        dt_day = self.dt_min / MINUTES_PER_DAY
+        enter = self.blood.advance(self.day, dt_day)
+        self.lattice.step(self.lattice_step, enter, self.exit_threshold)
+        self.lattice_step += 1
+        if self.check_invariants_each_step:
+            self.check_invariants()
+        if self.snapshot_every is not None and self.lattice_step % self.snapshot_every == 0:
+            self._snapshot()
+
+    def run(self, progress: bool = False) -> MarrowModel:
+        """Run to ``time.days``, optionally with a progress bar."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=self.total_steps, unit="step", disable=not progress, desc="simulating") as bar:
+            while self.running:
+                before = self.lattice_step
+                self.step()
+                bar.update(self.lattice_step - before)
+        return self
+
+    # -- observation -------------------------------------------------------
+    def counts(self) -> np.ndarray:
+        """Cells of each kind in the window (int64[N_KINDS])."""
+        return np.bincount(self.state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
+
+    def _observe(self) -> None:
+        s = self.state
+        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
+        blasts = s.cell == R.BLAST
+        nucleated = int(counts[R.BLAST] + counts[R.BCELL] + counts[R.NORMAL])
+        cart = s.cell == R.CART
+        il6 = s.fields[R.F_IL6]
+        ev = s.events
+        self._observed = {
+            "day": self.day,
+            "blasts": int(counts[R.BLAST]),
+            "blasts_cd19neg": int(np.count_nonzero(blasts & (s.traits[..., R.CD19] == 0))),
+            "bcells": int(counts[R.BCELL]),
+            "normal": int(counts[R.NORMAL]),
+            "cart": int(counts[R.CART]),
+            "cart_active": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
+            "blast_fraction": counts[R.BLAST] / nucleated if nucleated else 0.0,
+            "il6_mean_pg_ml": float(il6.mean()) * QUANTUM,
+            "il6_max_pg_ml": float(il6.max()) * QUANTUM,
+            "blood_cart_per_ul": self.blood.per_ul,
+            "kills": int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
+            "cart_entered": int(ev[R.EV_ENTERED]),
+            "cart_exited": int(ev[R.EV_EXITED]),
+            "cart_born": int(ev[R.EV_BORN + R.CART]),
+        }
+        self.datacollector.collect(self)
+
+    def observation(self) -> dict[str, float]:
+        """The latest recorded observables."""
+        return dict(self._observed)
+
+    def _snapshot(self) -> None:
+        self.snapshots.append({"day": self.day, "view": self.view(), "il6": self.il6_pg_ml().astype(np.float32)})
+
+    def il6_pg_ml(self) -> np.ndarray:
+        """IL-6 field on the voxel grid [pg/mL]."""
+        return self.state.fields[R.F_IL6] * QUANTUM
+
+    def view(self) -> np.ndarray:
+        """Compact picture of the window (uint8[n, n] of :data:`VIEW_CODES`)."""
+        s = self.state
+        v = np.zeros(s.cell.shape, dtype=np.uint8)
+        v[s.tissue == R.BONE] = VIEW_CODES["bone"]
+        v[s.tissue == R.SINUSOID] = VIEW_CODES["sinusoid"]
+        v[s.cell == R.STROMA] = VIEW_CODES["stroma"]
+        v[s.cell == R.NORMAL] = VIEW_CODES["normal"]
+        v[s.cell == R.BCELL] = VIEW_CODES["bcell"]
+        cd19 = s.traits[..., R.CD19]
+        v[(s.cell == R.BLAST) & (cd19 > 0)] = VIEW_CODES["blast_cd19pos"]
+        v[(s.cell == R.BLAST) & (cd19 == 0)] = VIEW_CODES["blast_cd19neg"]
+        active = s.traits[..., R.STATE] == R.ACTIVE
+        v[(s.cell == R.CART) & ~active] = VIEW_CODES["cart_resting"]
+        v[(s.cell == R.CART) & active] = VIEW_CODES["cart_active"]
+        return v
+
+    def blast_cd19_molecules(self) -> np.ndarray:
+        """CD19 molecules per cell of every blast in the window."""
+        s = self.state
+        return level_to_molecules(s.traits[..., R.CD19][s.cell == R.BLAST])
+
+    # -- invariants ----------------------------------------------------------
+    def check_invariants(self) -> None:
+        """Raise :class:`SimulationError` if the lattice breaks an invariant.
+
+        Checked: kinds and tissue codes are valid; no cell sits in bone or a
+        sinusoid; traits of empty sites are zero; counts per kind equal the
+        initial counts plus births and entries minus deaths, kills and exits;
+        fields are non-negative.
+        """
+        s = self.state
+        where = f"at lattice step {self.lattice_step}"
+        if s.cell.max() >= R.N_KINDS or s.tissue.max() > R.SINUSOID:
+            raise SimulationError(f"invalid cell kind or tissue code {where}")
+        if np.any((s.tissue > R.PERIVASCULAR) & (s.cell != R.EMPTY)):
+            raise SimulationError(f"a cell sits in bone or a sinusoid {where}")
+        if np.any(s.traits[s.cell == R.EMPTY]):
+            raise SimulationError(f"an empty site carries traits {where}")
+        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
+        ev = s.events
+        expected = self.initial_counts + ev[R.EV_BORN : R.EV_BORN + R.N_KINDS] - ev[R.EV_DIED : R.EV_DIED + R.N_KINDS]
+        expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
+        expected[R.CART] += ev[R.EV_ENTERED] - ev[R.EV_EXITED]
+        if np.any(counts[1:] != expected[1:]):
+            raise SimulationError(f"counts {counts[1:].tolist()} != bookkeeping {expected[1:].tolist()} {where}")
+        if np.any(s.fields < 0):
+            raise SimulationError(f"negative field value {where}")
+
+
+OBSERVABLES = (
+    "day",
+    "blasts",
+    "blasts_cd19neg",
+    "bcells",
+    "normal",
+    "cart",
+    "cart_active",
+    "blast_fraction",
+    "il6_mean_pg_ml",
+    "il6_max_pg_ml",
+    "blood_cart_per_ul",
+    "kills",
+    "cart_entered",
+    "cart_exited",
+    "cart_born",
+)
+
+
+def _reporter(name: str):
+    def report(model: MarrowModel) -> float:
+        return model._observed[name]
+
+    report.__name__ = name
+    return report

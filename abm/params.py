@@ -1,0 +1,440 @@
+"""Typed, validated parameters: each declared once with unit, default, range and source.
+
+A run's parameters are a :class:`Params` object: sections of keys (``grid.size``,
+``product.dose_per_kg``, ...). Every key is declared in :data:`SCHEMA` with its
+type, unit, default, valid range (or choices), a description and a source (a
+paper, or "assumption" with the reason). Values come from the defaults, a TOML
+file and ``section.key=value`` overrides (TOML values; a bare word is a
+string), and are validated on the way in: an unknown key, a wrong type, a
+value out of range, NaN/inf or an inconsistent combination raises
+:class:`~abm.errors.ParamError` naming the key, the value and what is allowed.
+
+``docs/parameters.md`` is generated from :data:`SCHEMA` (``python -m abm.params``).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from abm.errors import ParamError
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one parameter."""
+
+    key: str  # "section.name"
+    type: type  # float, int, str, bool or list (of floats)
+    default: Any
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    description: str = ""
+    source: str = ""
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        kind = {float: "a number", int: "an integer", bool: "true or false", list: "a list of numbers", str: "text"}
+        text = kind[self.type]
+        if self.low is not None or self.high is not None:
+            bounds = f"[{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}]"
+            text = f"a list of numbers each in {bounds}" if self.type is list else f"{text} in {bounds}"
+        return text + (f" [{self.unit}]" if self.unit and self.unit != "-" else "")
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise :class:`ParamError`."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.type is list:
+            if not isinstance(value, list) or not value:
+                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
+            return [self._check_number(self.key, v) for v in value]
+        if self.type is float:
+            return self._check_number(self.key, value)
+        if self.type is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
+            self._check_range(self.key, value)
+            return value
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
+            return value
+        if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
+            raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
+        return value
+
+    def _check_number(self, key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{key} = {_show(value)}: expected {self.allowed()}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ParamError(f"{key} = {_show(value)}: expected {self.allowed()} (NaN and infinity are not allowed)")
+        self._check_range(key, value)
+        return value
+
+    def _check_range(self, key: str, value: float) -> None:
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise ParamError(f"{key} = {_show(value)}: out of range, expected {self.allowed()}")
+
+
+def _fmt(x: float | None, unbounded: str) -> str:
+    return unbounded if x is None else f"{x:g}"
+
+
+def _show(value: Any) -> str:
+    return repr(value) if not isinstance(value, str) else f'"{value}"'
+
+
+HARRISON = "Harrison 1962 J Clin Pathol 15:254"
+ASSUMPTION = "assumption"
+
+SCHEMA: tuple[Param, ...] = (
+    # grid -----------------------------------------------------------------
+    Param("grid.size", int, 200, "sites per side", 8, 16384,
+          description="Side of the square marrow window; one site holds one cell.",
+          source="choice: see README 'Window size'; RNG counter holds up to 16384 x 16384"),
+    Param("grid.site_um", float, 10.0, "um", 5.0, 30.0,
+          description="Edge of a lattice site (about one hematopoietic cell diameter).",
+          source="SCIENCE.md: cells ~10 um; PhysiCell/CARTopiaX use 20 um voxels"),
+    Param("grid.bone_fraction", float, 0.2, "-", 0.0, 0.6,
+          description="Fraction of the window that is trabecular bone (BV/TV).",
+          source="Glorieux et al. 2000 Bone 26:103 (iliac BV/TV ~20-30 % in children)"),
+    Param("grid.sinusoid_fraction", float, 0.05, "-", 0.0, 0.3,
+          description="Fraction of the window that is sinusoid lumen (CAR-T entry and exit).",
+          source="assumption: marrow sinusoids take ~5 % of marrow area in histological sections"),
+    Param("grid.stroma_fraction", float, 0.03, "-", 0.0, 0.3,
+          description="Fraction of marrow sites holding stromal niche cells (CXCL12-abundant reticular cells).",
+          source="assumption: CAR cells are a few % of marrow cells (Sugiyama 2006 Immunity 25:977)"),
+    Param("grid.coarsen", int, 4, "sites per voxel side", 1, 64,
+          description="Fields (IL-6, CXCL12) live on voxels of coarsen x coarsen sites.",
+          source="choice: 40 um voxels resolve fields whose decay length is >100 um"),
+    # time -----------------------------------------------------------------
+    Param("time.dt_min", float, 2.0, "min", 0.1, 10.0,
+          description="Time step; rates are converted to per-step probabilities p = 1 - exp(-rate * dt).",
+          source="SCIENCE.md: T cells move a few um/min, a kill takes tens of minutes"),
+    Param("time.days", float, 28.0, "d", 0.0, 730.0,
+          description="Length of a run.",
+          source="day-28 response is the primary endpoint (ELIANA, Maude 2018 NEJM)"),
+    Param("time.observe_every_h", float, 6.0, "h", 0.01, 168.0,
+          description="Cadence of the DataCollector time series.",
+          source="choice: resolves CRS onset (days) and CAR-T kinetics"),
+    # patient --------------------------------------------------------------
+    Param("patient.weight_kg", float, 30.0, "kg", 3.0, 200.0,
+          description="Body weight; sets the dose and the window-to-body scale.",
+          source="ELIANA: median age 11 y (3-23)"),
+    Param("patient.marrow_blast_fraction", float, 0.68, "-", 0.0, 0.99,
+          description="Blasts among nucleated marrow cells before infusion.",
+          source="ELIANA/pooled trials: mean ~68 % marrow blasts (SCIENCE.md)"),
+    Param("patient.cd19_negative_fraction", float, 0.0, "-", 0.0, 1.0,
+          description="Fraction of blasts that are CD19-negative before infusion.",
+          source="SCIENCE.md: a small pre-existing CD19-negative fraction is possible"),
+    Param("patient.cd19_median_molecules", float, 10000.0, "molecules/cell", 10.0, 100000.0,
+          description="Median CD19 density on CD19+ blasts.",
+          source="Majzner 2020 Cancer Discov 10:702 (B-ALL CD19 ~10^3-10^4.5 molecules/cell)"),
+    Param("patient.cd19_sd_log10", float, 0.3, "log10 molecules", 0.0, 1.5,
+          description="Spread of CD19 density between blasts (log-normal).",
+          source="assumption: flow cytometry CD19 intensity spans ~1 decade within a sample"),
+    Param("patient.bcell_fraction", float, 0.1, "-", 0.0, 0.5,
+          description="Normal B cells among non-blast nucleated marrow cells.",
+          source="assumption: B-lineage cells are ~5-20 % of pediatric marrow cells"),
+    Param("patient.marrow_cellularity", float, 0.85, "-", 0.1, 1.0,
+          description="Fraction of marrow sites (not bone, sinusoid or stroma) holding a cell.",
+          source="assumption: pediatric marrow cellularity ~70-90 %, lower after lymphodepletion"),
+    Param("patient.marrow_cells_per_kg", float, 1.05e10, "cells/kg", 5e9, 2e10,
+          description="Nucleated marrow cells per kg body weight (sets the window-to-body scale).",
+          source=HARRISON),
+    # blasts and normal cells ---------------------------------------------
+    Param("blast.division_rate_per_day", float, 0.105, "1/d", 0.0, 2.0,
+          description="Division hazard of a blast with a free neighbour.",
+          source="Br J Haematol 1997;98:999 (birth ~10-11 %/d)"),
+    Param("blast.death_rate_per_day", float, 0.04, "1/d", 0.0, 2.0,
+          description="Apoptosis hazard of a blast.",
+          source="Br J Haematol 1997;98:999 (apoptosis ~4 %/d)"),
+    Param("blast.cd19_inheritance_sd", float, 1.0, "antigen levels", 0.0, 20.0,
+          description="SD of the CD19 level change from mother to daughter (one level = 3.7 %).",
+          source="assumption: antigen density is heritable with small drift"),
+    Param("bcell.division_rate_per_day", float, 0.05, "1/d", 0.0, 2.0,
+          description="Division hazard of a normal B cell with a free neighbour.",
+          source="assumption: B-lymphopoiesis turnover of days to weeks"),
+    Param("bcell.cd19_molecules", float, 15000.0, "molecules/cell", 10.0, 100000.0,
+          description="CD19 density on normal B cells.",
+          source="assumption: normal B cells carry ~1-2e4 CD19 molecules (quantitative flow cytometry)"),
+    Param("bcell.death_rate_per_day", float, 0.05, "1/d", 0.0, 2.0,
+          description="Death hazard of a normal B cell.",
+          source="assumption: balanced with division at steady state"),
+    Param("normal.division_rate_per_day", float, 0.1, "1/d", 0.0, 2.0,
+          description="Division hazard of another hematopoietic cell with a free neighbour.",
+          source="assumption: myeloid marrow turnover of days"),
+    Param("normal.death_rate_per_day", float, 0.1, "1/d", 0.0, 2.0,
+          description="Death (or egress) hazard of another hematopoietic cell.",
+          source="assumption: balanced with division at steady state"),
+    # product and schedule -------------------------------------------------
+    Param("product.dose_per_kg", float, 3e6, "cells/kg", 1e4, 5e8,
+          description="CAR-T cells infused per kg body weight (whole schedule).",
+          source="tisagenlecleucel label 0.2-5.0e6/kg (<=50 kg), median ~3e6/kg"),
+    Param("product.affinity_kd_nM", float, 0.33, "nM", 0.01, 1000.0,
+          description="CAR binder dissociation constant; lower is tighter.",
+          source="Ghorashian 2019 Nat Med 25:1408 (FMC63 0.33 nM, CAT 14.3 nM)"),
+    Param("product.costimulation", str, "4-1BB", "-", choices=("4-1BB", "CD28"),
+          description="Costimulatory domain (its effects on expansion and persistence come with the biology issue).",
+          source="SCIENCE.md"),
+    Param("schedule.days", list, [0.0], "d", 0.0, 730.0,
+          description="Days of the infusions.",
+          source="single infusion (ELIANA); fractionated and split schedules are options"),
+    Param("schedule.fractions", list, [1.0], "-", 0.0, 1.0,
+          description="Fraction of the dose given on each day of schedule.days; must sum to 1.",
+          source="e.g. 10/30/60 % over three days (SCIENCE.md)"),
+    # CAR-T cells ----------------------------------------------------------
+    Param("cart.speed_um_per_min", float, 3.0, "um/min", 0.1, 20.0,
+          description="Mean migration speed; a step moves one site with p = speed * dt / site.",
+          source="PhysiCell cancer_immune 1 um/min, CARTopiaX 5 um/min; Cazaux 2019 JEM (marrow)"),
+    Param("cart.swap_probability", float, 0.5, "-", 0.0, 1.0,
+          description="Probability that a move blocked by a non-T marrow cell swaps places with it.",
+          source="assumption: T cells squeeze between packed marrow cells"),
+    Param("cart.chemotaxis_bias", float, 0.2, "-", 0.0, 1.0,
+          description="Probability that a move follows the CXCL12 gradient instead of a random direction.",
+          source="assumption: CXCR4+ T cells are drawn to CXCL12-rich niches (strength uncalibrated)"),
+    Param("cart.attach_rate_per_h", float, 1.0, "1/h", 0.0, 60.0,
+          description="Hazard of engaging a CD19+ neighbour at saturating antigen.",
+          source="PhysiCell cancer_immune (attachment ~60 min)"),
+    Param("cart.kill_rate_per_h", float, 4.0, "1/h", 0.0, 60.0,
+          description="Hazard of killing an engaged target at saturating antigen.",
+          source="PhysiCell cancer_immune (1/15 per min); Cazaux 2019 JEM (kill within ~25 min)"),
+    Param("cart.detach_rate_per_h", float, 0.5, "1/h", 0.0, 60.0,
+          description="Hazard of releasing an engaged target without killing it.",
+          source="assumption: failed synapses dissolve within hours"),
+    Param("cart.antigen_threshold_molecules", float, 2000.0, "molecules/cell", 10.0, 100000.0,
+          description="CD19 density at which attach and kill hazards are half maximal (for a tight binder).",
+          source="Majzner 2020 Cancer Discov 10:702 (~2,000 molecules/cell)"),
+    Param("cart.antigen_hill", float, 2.0, "-", 0.5, 8.0,
+          description="Hill coefficient of the antigen-density response.",
+          source="assumption: switch-like response around the threshold (Majzner 2020)"),
+    Param("cart.kd_ref_nM", float, 10.0, "nM", 0.01, 1000.0,
+          description="Binder K_D at which the antigen threshold doubles: threshold * (1 + K_D / kd_ref).",
+          source="assumption: low-affinity binders need more antigen (Ghorashian 2019)"),
+    Param("cart.activation_h", float, 12.0, "h", 0.1, 240.0,
+          description="How long a stimulated CAR-T cell stays activated (secreting, able to divide).",
+          source="assumption: activation lasts about a cell cycle"),
+    Param("cart.proliferation_rate_per_day", float, 0.89, "1/d", 0.0, 5.0,
+          description="Division hazard of an activated CAR-T cell with a free neighbour.",
+          source="Stein 2019 CPT:PSP 8:285 (in vivo doubling ~0.78 d during expansion)"),
+    Param("cart.max_divisions", int, 10, "divisions", 0, 60,
+          description="Divisions allowed along a CAR-T lineage.",
+          source="CARCADE (Prybutok 2022); SCIENCE.md"),
+    Param("cart.death_rate_per_day", float, 0.1, "1/d", 0.0, 5.0,
+          description="Natural death hazard of a CAR-T cell.",
+          source="CARTopiaX/CARCADE lifespans 8.6 d to 6 weeks without antigen"),
+    Param("cart.marrow_exit_rate_per_day", float, 1.0, "1/d", 0.0, 100.0,
+          description="Hazard that a free CAR-T cell next to a sinusoid re-enters the blood.",
+          source="assumption: lymphocyte marrow transit of about a day"),
+    # blood traffic --------------------------------------------------------
+    Param("traffic.marrow_entry_rate_per_day", float, 0.5, "1/d", 0.0, 100.0,
+          description="Hazard that a blood CAR-T cell homes into the marrow (whole body).",
+          source="assumption: infused T cells leave blood within days (Mueller 2017 Blood)"),
+    Param("traffic.blood_loss_rate_per_day", float, 1.0, "1/d", 0.0, 100.0,
+          description="Hazard that a blood CAR-T cell leaves to other tissues or dies.",
+          source="assumption: most infused cells distribute to lymphoid tissues within days"),
+    Param("traffic.blood_volume_ml_per_kg", float, 70.0, "mL/kg", 50.0, 100.0,
+          description="Blood volume (to express blood CAR-T as cells/uL).",
+          source="pediatric blood volume 70-80 mL/kg"),
+    # fields -----------------------------------------------------------------
+    Param("il6.secretion_fg_per_cell_per_h", float, 0.1, "fg/cell/h", 0.0, 1000.0,
+          description="IL-6 secreted by an activated CAR-T cell (and the myeloid response it triggers).",
+          source="assumption: order of magnitude of T-cell cytokine secretion; calibrated later"),
+    Param("il6.diffusion_um2_per_s", float, 10.0, "um^2/s", 0.0, 1000.0,
+          description="Effective IL-6 diffusivity in marrow.",
+          source="assumption: cytokines 10-100 um^2/s in tissue (Francis & Palsson 1997 PNAS 94:12258)"),
+    Param("il6.half_life_h", float, 1.0, "h", 0.05, 24.0,
+          description="IL-6 half-life (clearance and receptor uptake).",
+          source="Hosseini 2020 npj Syst Biol Appl; Hornik 2019 (20 min to ~4 h)"),
+    Param("cxcl12.secretion_fg_per_cell_per_h", float, 0.05, "fg/cell/h", 0.0, 1000.0,
+          description="CXCL12 secreted by a stromal niche cell.",
+          source="assumption: sets the gradient shape only (chemotaxis compares neighbours)"),
+    Param("cxcl12.diffusion_um2_per_s", float, 5.0, "um^2/s", 0.0, 1000.0,
+          description="Effective CXCL12 diffusivity (binds matrix, so slower than IL-6).",
+          source="assumption: heparan-sulfate binding slows CXCL12"),
+    Param("cxcl12.half_life_h", float, 2.0, "h", 0.05, 48.0,
+          description="CXCL12 half-life in marrow.",
+          source="assumption"),
+)
+
+BY_KEY: dict[str, Param] = {p.key: p for p in SCHEMA}
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(p.key.split(".")[0] for p in SCHEMA))
+
+
+class Section:
+    """Read-only attribute view of one section (``params.grid.size``)."""
+
+    def __init__(self, name: str, values: dict[str, Any]):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return self._values[f"{self._name}.{item}"]
+        except KeyError:
+            raise AttributeError(f"no parameter {self._name}.{item}") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("parameters are read-only; use Params.replace")
+
+
+class Params:
+    """A complete, validated set of parameters.
+
+    Build with :meth:`default`, :meth:`from_toml`, :meth:`from_dict` and
+    :meth:`replace`; read as ``params["grid.size"]`` or ``params.grid.size``.
+    """
+
+    def __init__(self, values: dict[str, Any] | None = None):
+        merged = {p.key: _copy(p.default) for p in SCHEMA}
+        for key, value in (values or {}).items():
+            if key not in BY_KEY:
+                raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
+            merged[key] = BY_KEY[key].check(value)
+        _check_consistency(merged)
+        self._values = merged
+
+    @classmethod
+    def default(cls) -> Params:
+        return cls()
+
+    @classmethod
+    def from_dict(cls, nested: dict[str, Any]) -> Params:
+        """From ``{"section": {"key": value}}`` (the TOML shape)."""
+        return cls(_flatten(nested))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Params:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ParamError(f"cannot read config {str(path)!r}: {exc.strerror}") from None
+        try:
+            nested = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ParamError(f"config {str(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_dict(nested)
+
+    def replace(self, values: dict[str, Any]) -> Params:
+        """A copy with some keys changed (validated)."""
+        return Params({**self._values, **values})
+
+    def with_overrides(self, assignments: list[str]) -> Params:
+        """Apply ``section.key=value`` strings (TOML values; a bare word is a string)."""
+        return self.replace(dict(parse_assignment(a) for a in assignments))
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise KeyError(f"unknown parameter {key!r}")
+        return self._values[key]
+
+    def __getattr__(self, item: str) -> Section:
+        if item.startswith("_") or item not in SECTIONS:
+            raise AttributeError(item)
+        return Section(item, self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Params) and self._values == other._values
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested ``{section: {key: value}}``, every key present."""
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in self._values.items():
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = _copy(value)
+        return nested
+
+    def flat(self) -> dict[str, Any]:
+        return {k: _copy(v) for k, v in self._values.items()}
+
+    def to_toml(self) -> str:
+        header = "# cart-abm parameters (every key; units and sources in docs/parameters.md)\n"
+        return header + tomli_w.dumps(self.as_dict())
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value``; the value is TOML, or a plain string if it is a bare word."""
+    if "=" not in text:
+        raise ParamError(f"override {text!r}: expected section.key=value")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    if key not in BY_KEY:
+        raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not raw or any(c in raw for c in "[]{}\"'=,"):
+            raise ParamError(f"{key} = {raw}: not a valid TOML value; expected {BY_KEY[key].allowed()}") from None
+        value = raw
+    return key, value
+
+
+def _flatten(nested: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, body in nested.items():
+        if section not in SECTIONS:
+            raise ParamError(f"unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise ParamError(f"{section}: expected a [{section}] table, got {_show(body)}")
+        for name, value in body.items():
+            flat[f"{section}.{name}"] = value
+    return flat
+
+
+def _check_consistency(v: dict[str, Any]) -> None:
+    days, fractions = v["schedule.days"], v["schedule.fractions"]
+    if len(days) != len(fractions):
+        raise ParamError(
+            f"schedule.days = {days} and schedule.fractions = {fractions}: expected lists of the same length"
+        )
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ParamError(f"schedule.fractions = {fractions}: expected fractions summing to 1 (sum is {sum(fractions):g})")
+    if any(b <= a for a, b in zip(days, days[1:], strict=False)):
+        raise ParamError(f"schedule.days = {days}: expected strictly increasing days")
+    solid = v["grid.bone_fraction"] + v["grid.sinusoid_fraction"]
+    if solid > 0.8:
+        raise ParamError(
+            f"grid.bone_fraction + grid.sinusoid_fraction = {solid:g}: expected at most 0.8 so that marrow remains"
+        )
+    if v["time.observe_every_h"] * 60.0 < v["time.dt_min"]:
+        raise ParamError(
+            f"time.observe_every_h = {v['time.observe_every_h']:g}: expected at least one step "
+            f"(time.dt_min = {v['time.dt_min']:g} min)"
+        )
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def markdown_table() -> str:
+    """The parameter reference, as written to ``docs/parameters.md``."""
+    lines = [
+        "# Parameters",
+        "",
+        "Generated from `abm/params.py` by `python -m abm.params`; do not edit by hand.",
+        "",
+        "| key | default | unit | allowed | description | source |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in SCHEMA:
+        allowed = p.allowed().replace("|", "/")
+        lines.append(f"| `{p.key}` | `{p.default}` | {p.unit} | {allowed} | {p.description} | {p.source} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    out = Path("docs/parameters.md")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(markdown_table(), encoding="utf-8")
+    print(f"wrote {out}")

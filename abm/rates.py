@@ -1,0 +1,161 @@
+"""From parameters in time units to the integer tables the kernels use.
+
+This is the one place where rates become per-step probabilities
+(``p = 1 - exp(-rate * dt)``, STYLE 4) and probabilities become integer
+thresholds (:func:`kernels.rng.threshold`), and where CD19 densities become
+antigen levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from abm.params import Params
+from kernels import RuleTables
+from kernels import rules as R
+from kernels.diffusion import DECAY_SHIFT, MAX_RATIO, QUANTUM, SHIFT
+from kernels.rng import threshold
+
+MINUTES_PER_DAY = 1440.0
+MINUTES_PER_HOUR = 60.0
+LOG10_MIN_MOLECULES = 1.0  # level 1 = 10 molecules
+LOG10_SPAN = 4.0  # level 255 = 100,000 molecules
+
+
+def per_step_probability(rate: float, dt: float) -> float:
+    """Probability that an event with hazard ``rate`` happens within ``dt`` (same time unit)."""
+    if rate < 0 or dt < 0 or not math.isfinite(rate * dt):
+        raise ValueError(f"rate ({rate!r}) and dt ({dt!r}) must be finite and non-negative")
+    return -math.expm1(-rate * dt)
+
+
+def level_to_molecules(level: np.ndarray | int) -> np.ndarray:
+    """CD19 molecules per cell of an antigen level (level 0 -> 0)."""
+    level = np.asarray(level, dtype=np.float64)
+    molecules = 10.0 ** (LOG10_MIN_MOLECULES + LOG10_SPAN * (level - 1.0) / (R.N_LEVELS - 2))
+    return np.where(level > 0, molecules, 0.0)
+
+
+def molecules_to_level(molecules: np.ndarray | float) -> np.ndarray:
+    """Nearest antigen level (1..255) of a positive CD19 density; 0 for zero."""
+    molecules = np.asarray(molecules, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        raw = 1.0 + (np.log10(molecules) - LOG10_MIN_MOLECULES) * (R.N_LEVELS - 2) / LOG10_SPAN
+    level = np.clip(np.rint(raw), 1, R.N_LEVELS - 1)
+    return np.where(molecules > 0, level, 0).astype(np.int64)
+
+
+def antigen_response(params: Params) -> np.ndarray:
+    """Fraction of the maximal attach/kill hazard at each antigen level (Hill function).
+
+    ``f(A) = A^h / (A^h + A50^h)`` with ``A50 = threshold * (1 + K_D / kd_ref)``:
+    a looser binder (larger K_D) needs more antigen for the same response.
+    """
+    c = params.cart
+    a50 = c.antigen_threshold_molecules * (1.0 + params.product.affinity_kd_nM / c.kd_ref_nM)
+    a = level_to_molecules(np.arange(R.N_LEVELS))
+    h = c.antigen_hill
+    return a**h / (a**h + a50**h)
+
+
+def field_rates(params: Params, dt_min: float) -> tuple[np.ndarray, list[int]]:
+    """Integer secretion / diffusion / decay rows per field and the sub-steps each needs."""
+    site_um = params.grid.site_um
+    voxel_um = site_um * params.grid.coarsen
+    voxel_ml = voxel_um * voxel_um * site_um * 1e-12  # one cell layer thick; 1 mL = 1e12 um^3
+    table = np.zeros((R.N_FIELDS, R.N_FIELD_RATES), dtype=np.int64)
+    specs = {R.F_IL6: params.il6, R.F_CXCL12: params.cxcl12}
+    for f, sec in specs.items():
+        # fg/cell/h -> pg/mL per cell per step in the voxel, in quanta.
+        per_step_pg_per_ml = sec.secretion_fg_per_cell_per_h * 1e-3 * dt_min / MINUTES_PER_HOUR / voxel_ml
+        quanta = int(round(per_step_pg_per_ml / QUANTUM))
+        if f == R.F_IL6:
+            table[f, R.FR_SECRETE_ACTIVE_CART] = quanta
+        else:
+            table[f, R.FR_SECRETE_STROMA] = quanta
+        ratio = sec.diffusion_um2_per_s * 60.0 * dt_min / (voxel_um * voxel_um)
+        substeps = max(1, math.ceil(ratio / MAX_RATIO))
+        table[f, R.FR_DIFFUSE] = int(round(ratio / substeps * (1 << SHIFT)))
+        decay_rate_per_min = math.log(2.0) / (sec.half_life_h * MINUTES_PER_HOUR)
+        table[f, R.FR_DECAY] = int(round(per_step_probability(decay_rate_per_min, dt_min / substeps) * (1 << DECAY_SHIFT)))
+        table[f, R.FR_SUBSTEPS] = substeps
+    return table, [int(s) for s in table[:, R.FR_SUBSTEPS]]
+
+
+def cd19_noise_table(sd_levels: float) -> np.ndarray:
+    """256 level changes whose empirical distribution is N(0, sd) rounded to integers.
+
+    Entry ``k`` is the rounded normal quantile at ``(k + 0.5) / 256``; a blast
+    daughter adds ``table[draw >> 24]`` to its mother's level.
+    """
+    from statistics import NormalDist
+
+    if sd_levels == 0:
+        return np.zeros(256, dtype=np.int64)
+    dist = NormalDist(0.0, sd_levels)
+    return np.array([round(dist.inv_cdf((k + 0.5) / 256.0)) for k in range(256)], dtype=np.int64)
+
+
+def build_tables(params: Params, seed: int) -> RuleTables:
+    """All integer tables for a run of ``params`` with ``seed``."""
+    dt = params.time.dt_min
+    per_day = dt / MINUTES_PER_DAY
+    per_hour = dt / MINUTES_PER_HOUR
+
+    def thr_day(rate):
+        return threshold(per_step_probability(rate, per_day))
+
+    def thr_hour(rate):
+        return threshold(per_step_probability(rate, per_hour))
+
+    kind_rates = np.zeros((R.N_KIND_RATES, R.N_KINDS), dtype=np.int64)
+    for kind, section in ((R.BLAST, params.blast), (R.BCELL, params.bcell), (R.NORMAL, params.normal)):
+        kind_rates[R.KR_DIE, kind] = thr_day(section.death_rate_per_day)
+        kind_rates[R.KR_DIVIDE, kind] = thr_day(section.division_rate_per_day)
+    kind_rates[R.KR_DIE, R.CART] = thr_day(params.cart.death_rate_per_day)
+
+    response = antigen_response(params)
+    antigen_rates = np.zeros((R.N_ANTIGEN_RATES, R.N_LEVELS), dtype=np.int64)
+    for level in range(R.N_LEVELS):
+        antigen_rates[R.AR_ATTACH, level] = thr_hour(params.cart.attach_rate_per_h * response[level])
+        antigen_rates[R.AR_KILL, level] = thr_hour(params.cart.kill_rate_per_h * response[level])
+
+    c = params.cart
+    move_p = c.speed_um_per_min * dt / params.grid.site_um
+    if move_p > 1.0:
+        from abm.errors import ParamError
+
+        raise ParamError(
+            f"cart.speed_um_per_min = {c.speed_um_per_min:g} with time.dt_min = {dt:g} and grid.site_um = "
+            f"{params.grid.site_um:g} means {move_p:.2f} sites per step; expected at most 1 (lower time.dt_min)"
+        )
+    active_steps = max(1, round(c.activation_h * MINUTES_PER_HOUR / dt))
+    if active_steps > R.TRAIT_MAX:
+        from abm.errors import ParamError
+
+        raise ParamError(
+            f"cart.activation_h = {c.activation_h:g} is {active_steps} steps of {dt:g} min; expected at most {R.TRAIT_MAX}"
+        )
+    rates = np.zeros(R.N_RATES, dtype=np.int64)
+    rates[R.R_MOVE] = threshold(move_p)
+    rates[R.R_SWAP] = threshold(c.swap_probability)
+    rates[R.R_CHEMO] = threshold(c.chemotaxis_bias)
+    rates[R.R_DETACH] = thr_hour(c.detach_rate_per_h)
+    rates[R.R_PROLIF] = thr_day(c.proliferation_rate_per_day)
+    rates[R.R_MAX_DIVS] = c.max_divisions
+    rates[R.R_ACTIVE_STEPS] = active_steps
+    rates[R.R_EXIT] = thr_day(c.marrow_exit_rate_per_day)
+
+    table, _ = field_rates(params, dt)
+    return RuleTables(
+        kind_rates=kind_rates,
+        antigen_rates=antigen_rates,
+        cd19_noise=cd19_noise_table(params.blast.cd19_inheritance_sd),
+        rates=rates,
+        field_rates=table,
+        coarsen=params.grid.coarsen,
+        chemokine_field=R.F_CXCL12,
+        seed=seed,
+    )

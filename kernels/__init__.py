@@ -1,0 +1,193 @@
+"""Pure compute on arrays: the validated wrapper over every backend.
+
+``abm`` uses only what is exported here:
+
+* :class:`LatticeState` and :class:`RuleTables`: the arrays a step reads and writes;
+* :func:`select_backend`: ``auto | python | cpu | cuda`` to a concrete backend;
+* :class:`Lattice`: checks shapes and dtypes once, then steps the state on the
+  chosen backend and hands it back for observation.
+
+Determinism contract: for the same state, tables, seed and step numbers, every
+backend and thread count produces bit-identical arrays (see
+:mod:`kernels.rules` for how).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from kernels import rules
+
+BACKENDS = ("auto", "python", "cpu", "cuda")
+
+
+class BackendError(RuntimeError):
+    """A backend was asked for that this machine cannot run."""
+
+
+@dataclass
+class LatticeState:
+    """The whole lattice: per-site arrays, coarse fields and cumulative event counts."""
+
+    cell: np.ndarray  # uint8[n, n]
+    tissue: np.ndarray  # uint8[n, n]
+    traits: np.ndarray  # uint16[n, n, N_TRAITS]
+    fields: np.ndarray  # int64[N_FIELDS, m, m]
+    events: np.ndarray  # int64[N_EVENTS]
+
+    def copy(self) -> LatticeState:
+        return LatticeState(*(getattr(self, f.name).copy() for f in fields(self)))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class RuleTables:
+    """Integer rate tables and constants for a run (see the ``*_RATES`` rows in :mod:`kernels.rules`)."""
+
+    kind_rates: np.ndarray  # int64[N_KIND_RATES, N_KINDS], thresholds
+    antigen_rates: np.ndarray  # int64[N_ANTIGEN_RATES, N_LEVELS], thresholds
+    cd19_noise: np.ndarray  # int64[256], level change of a blast daughter
+    rates: np.ndarray  # int64[N_RATES]
+    field_rates: np.ndarray  # int64[N_FIELDS, N_FIELD_RATES]
+    coarsen: int
+    chemokine_field: int
+    seed: int
+
+
+_STATE_SPEC = {
+    "cell": (np.uint8, 2),
+    "tissue": (np.uint8, 2),
+    "traits": (np.uint16, 3),
+    "fields": (np.int64, 3),
+    "events": (np.int64, 1),
+}
+_TABLE_SPEC = {
+    "kind_rates": (rules.N_KIND_RATES, rules.N_KINDS),
+    "antigen_rates": (rules.N_ANTIGEN_RATES, rules.N_LEVELS),
+    "cd19_noise": (256,),
+    "rates": (rules.N_RATES,),
+    "field_rates": (rules.N_FIELDS, rules.N_FIELD_RATES),
+}
+
+
+def validate(state: LatticeState, tables: RuleTables) -> None:
+    """Raise ``ValueError`` naming the array if shapes or dtypes are inconsistent."""
+    for name, (dtype, ndim) in _STATE_SPEC.items():
+        a = getattr(state, name)
+        if a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
+            raise ValueError(f"state.{name}: expected C-contiguous {np.dtype(dtype)} with {ndim} dims, got {a.dtype} {a.shape}")
+    n = state.cell.shape[0]
+    m = -(-n // tables.coarsen)
+    expected = {
+        "cell": (n, n),
+        "tissue": (n, n),
+        "traits": (n, n, rules.N_TRAITS),
+        "fields": (rules.N_FIELDS, m, m),
+        "events": (rules.N_EVENTS,),
+    }
+    for name, shape in expected.items():
+        if getattr(state, name).shape != shape:
+            raise ValueError(f"state.{name}: expected shape {shape}, got {getattr(state, name).shape}")
+    if n * n > 1 << 28:
+        raise ValueError(f"lattice of {n} x {n} sites exceeds the 2**28 sites the RNG counter holds")
+    for name, shape in _TABLE_SPEC.items():
+        a = getattr(tables, name)
+        if a.dtype != np.int64 or a.shape != shape:
+            raise ValueError(f"tables.{name}: expected int64 {shape}, got {a.dtype} {a.shape}")
+    if np.any(tables.kind_rates < 0) or np.any(tables.kind_rates > 1 << 32):
+        raise ValueError("tables.kind_rates: thresholds must lie in [0, 2**32]")
+    if np.any(tables.antigen_rates < 0) or np.any(tables.antigen_rates > 1 << 32):
+        raise ValueError("tables.antigen_rates: thresholds must lie in [0, 2**32]")
+    if not 0 <= tables.chemokine_field < rules.N_FIELDS:
+        raise ValueError(f"tables.chemokine_field: {tables.chemokine_field} not in [0, {rules.N_FIELDS})")
+    if tables.coarsen < 1:
+        raise ValueError(f"tables.coarsen: {tables.coarsen} must be >= 1")
+
+
+def select_backend(name: str) -> str:
+    """Resolve ``auto`` and check that the named backend can run here."""
+    if name not in BACKENDS:
+        raise BackendError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        from kernels import cuda
+
+        return "cuda" if cuda.usable() else "cpu"
+    if name == "cuda":
+        from numba import config
+
+        from kernels import cuda
+
+        if not (cuda.usable() or config.ENABLE_CUDASIM):
+            raise BackendError("backend 'cuda' needs a CUDA GPU (or NUMBA_ENABLE_CUDASIM=1); none is usable here")
+    return name
+
+
+class Lattice:
+    """A lattice state bound to a backend.
+
+    Parameters
+    ----------
+    state : LatticeState
+        Host arrays; for ``python`` and ``cpu`` they are stepped in place, for
+        ``cuda`` they are copied to the device and refreshed by :meth:`pull`.
+    tables : RuleTables
+    backend : str
+        ``auto``, ``python``, ``cpu`` or ``cuda``.
+    threads : int or None
+        Numba threads for ``cpu`` (default: all).
+    """
+
+    def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None):
+        validate(state, tables)
+        self.backend = select_backend(backend)
+        self.state = state
+        self.tables = tables
+        self.threads = threads
+        self._order = np.zeros(9, dtype=np.int64)
+        self._scratch = np.zeros_like(state.fields)
+        self._row_events = np.zeros((state.cell.shape[0], rules.N_EVENTS), dtype=np.int64)
+        self._base_events = state.events.copy()
+        self._device = None
+        if self.backend == "cuda":
+            from kernels.cuda import CudaLattice
+
+            self._device = CudaLattice(state, tables)
+        elif self.backend == "cpu":
+            import numba
+
+            if threads is not None and not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+                raise BackendError(f"threads={threads} not in [1, {numba.config.NUMBA_NUM_THREADS}]")
+
+    def step(self, step_index: int, enter_threshold: int, exit_threshold: int) -> None:
+        """Advance one step: traffic, nine sublattice passes, fields."""
+        if self._device is not None:
+            self._device.step(step_index, enter_threshold, exit_threshold)
+            return
+        from kernels import cpu
+
+        s, t = self.state, self.tables
+        args = (
+            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, t.coarsen, t.chemokine_field,
+            t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, enter_threshold, exit_threshold,
+            t.seed, step_index, self._row_events,
+        )
+        if self.backend == "python":
+            cpu.step.py_func(*args)
+            return
+        import numba
+
+        if self.threads is not None:
+            numba.set_num_threads(self.threads)
+        cpu.step(*args)
+
+    def pull(self) -> LatticeState:
+        """Bring the state up to date on the host and return it."""
+        if self._device is not None:
+            self._device.pull(self.state)
+        else:
+            self.state.events[:] = self._base_events + self._row_events.sum(axis=0)
+        return self.state

@@ -1,0 +1,59 @@
+"""Numba configuration, in one place (STYLE 7).
+
+Every compiled function in :mod:`kernels` is declared through :func:`jit` or
+:func:`jit_parallel`, so the cache and math policy are set here and nowhere
+else:
+
+* ``cache=True``: compiled code is written next to the sources (or under
+  ``NUMBA_CACHE_DIR``) so a second process starts without recompiling.
+* ``fastmath=False``: the kernels decide with integers (see
+  :mod:`kernels.rules`), but any float that does appear must round the same
+  way on every backend, so no reassociation or contraction is allowed.
+* ``THREADS_PER_BLOCK``: CUDA block shape used by :mod:`kernels.cuda`.
+
+Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, how CI tests the
+``cuda`` backend) simulated kernels cannot call compiled CPU functions, so
+:func:`jit` and :func:`jit_parallel` leave functions as plain Python: the whole
+process then runs the rules interpreted, with ``uint64`` arithmetic wrapping
+modulo 2**64 exactly as compiled code does (NumPy's overflow warning, which
+only reports that wrap, is silenced).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numba
+from numba import config as _numba_config
+
+SIMULATED_CUDA = bool(_numba_config.ENABLE_CUDASIM)
+if SIMULATED_CUDA:
+    warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
+
+CACHE = True
+FASTMATH = False
+THREADS_PER_BLOCK = (16, 16)
+
+
+def jit(func=None):
+    """Compile ``func`` with ``numba.njit`` under the project policy.
+
+    The result is an ordinary Numba dispatcher: callable from Python, from
+    other jitted functions and, as a device function, from CUDA kernels.
+    """
+    decorator = _interpreted if SIMULATED_CUDA else numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True)
+    return decorator if func is None else decorator(func)
+
+
+def jit_parallel(func=None):
+    """Compile ``func`` with ``numba.njit(parallel=True)`` under the project policy."""
+    decorator = (
+        _interpreted if SIMULATED_CUDA else numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True, parallel=True)
+    )
+    return decorator if func is None else decorator(func)
+
+
+def _interpreted(func):
+    """Leave ``func`` as Python (simulator mode), keeping the ``py_func`` attribute drivers use."""
+    func.py_func = func
+    return func

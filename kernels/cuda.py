@@ -1,0 +1,136 @@
+"""Numba CUDA driver: the shared rules as CUDA kernels, state resident on the device.
+
+:class:`CudaLattice` copies the state to the device once, launches one kernel
+per phase (traffic, the nine sublattice passes, secretion, diffusion
+sub-steps) each step, and copies back only when asked to observe. Event
+counters use integer atomics, which are exact and order-independent.
+
+Works on a real GPU and under Numba's simulator (``NUMBA_ENABLE_CUDASIM=1``),
+which is how CI tests it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from kernels.config import THREADS_PER_BLOCK
+from kernels.diffusion import diffuse_voxel, secrete_voxel
+from kernels.rules import FR_SUBSTEPS, act_site, sublattice_order, traffic_site
+
+
+def usable() -> bool:
+    """True when a real CUDA GPU can run kernels (the simulator does not count)."""
+    try:
+        return bool(cuda.is_available()) and not _simulated()
+    except Exception:  # noqa: BLE001 - any driver failure means "not usable"
+        return False
+
+
+def _simulated() -> bool:
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+@cuda.jit
+def _traffic_kernel(cell, tissue, traits, enter_threshold, exit_threshold, seed, step_index, events):
+    i, j = cuda.grid(2)
+    n = cell.shape[0]
+    if i < n and j < n:
+        e = traffic_site(i, j, cell, tissue, traits, enter_threshold, exit_threshold, seed, step_index)
+        if e:
+            cuda.atomic.add(events, e, 1)
+
+
+@cuda.jit
+def _pass_kernel(
+    cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed, step_index, oy, ox,
+    events,
+):
+    a, b = cuda.grid(2)
+    i = oy + 3 * a
+    j = ox + 3 * b
+    n = cell.shape[0]
+    if i < n and j < n:
+        e = act_site(
+            i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed,
+            step_index,
+        )
+        if e:
+            cuda.atomic.add(events, e, 1)
+
+
+@cuda.jit
+def _secrete_kernel(cell, traits, field, rate_row, coarsen):
+    vi, vj = cuda.grid(2)
+    if vi < field.shape[0] and vj < field.shape[1]:
+        secrete_voxel(vi, vj, cell, traits, field, rate_row, coarsen)
+
+
+@cuda.jit
+def _diffuse_kernel(src, dst, rate_row):
+    vi, vj = cuda.grid(2)
+    if vi < src.shape[0] and vj < src.shape[1]:
+        diffuse_voxel(vi, vj, src, dst, rate_row)
+
+
+def _blocks(rows: int, cols: int, threads: tuple[int, int]) -> tuple[int, int]:
+    return (max(1, -(-rows // threads[0])), max(1, -(-cols // threads[1])))
+
+
+class CudaLattice:
+    """Device-resident lattice state and the per-step launch sequence."""
+
+    def __init__(self, state, tables, threads_per_block=THREADS_PER_BLOCK):
+        self.threads = tuple(threads_per_block)
+        self.tables = tables
+        self.n = state.cell.shape[0]
+        self.d_cell = cuda.to_device(state.cell)
+        self.d_tissue = cuda.to_device(state.tissue)
+        self.d_traits = cuda.to_device(state.traits)
+        self.d_fields = [cuda.to_device(np.ascontiguousarray(f)) for f in state.fields]
+        self.d_scratch = [cuda.device_array_like(f) for f in self.d_fields]
+        self.d_events = cuda.to_device(np.zeros_like(state.events))
+        self.base_events = state.events.copy()
+        self.d_kind_rates = cuda.to_device(tables.kind_rates)
+        self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
+        self.d_cd19_noise = cuda.to_device(tables.cd19_noise)
+        self.d_rates = cuda.to_device(tables.rates)
+        self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
+        self.order = np.zeros(9, dtype=np.int64)
+
+    def step(self, step_index: int, enter_threshold: int, exit_threshold: int) -> None:
+        t = self.tables
+        n = self.n
+        tp = self.threads
+        _traffic_kernel[_blocks(n, n, tp), tp](
+            self.d_cell, self.d_tissue, self.d_traits, enter_threshold, exit_threshold, t.seed, step_index,
+            self.d_events,
+        )
+        sublattice_order(t.seed, step_index, self.order)
+        chemokine = self.d_fields[t.chemokine_field]
+        for k in self.order:
+            oy, ox = int(k) // 3, int(k) % 3
+            grid = _blocks((n - oy + 2) // 3, (n - ox + 2) // 3, tp)
+            _pass_kernel[grid, tp](
+                self.d_cell, self.d_tissue, self.d_traits, chemokine, t.coarsen, self.d_kind_rates,
+                self.d_antigen_rates, self.d_cd19_noise, self.d_rates, t.seed, step_index, oy, ox, self.d_events,
+            )
+        m = self.d_fields[0].shape[0]
+        grid = _blocks(m, m, tp)
+        for f in range(len(self.d_fields)):
+            rate_row = self.d_field_rates[f]
+            _secrete_kernel[grid, tp](self.d_cell, self.d_traits, self.d_fields[f], rate_row, t.coarsen)
+            for _ in range(int(t.field_rates[f, FR_SUBSTEPS])):
+                _diffuse_kernel[grid, tp](self.d_fields[f], self.d_scratch[f], rate_row)
+                self.d_fields[f], self.d_scratch[f] = self.d_scratch[f], self.d_fields[f]
+
+    def pull(self, state) -> None:
+        """Copy the device state into the host arrays of ``state``."""
+        cuda.synchronize()
+        self.d_cell.copy_to_host(state.cell)
+        self.d_traits.copy_to_host(state.traits)
+        for f, d in enumerate(self.d_fields):
+            state.fields[f] = d.copy_to_host()
+        state.events[:] = self.base_events + self.d_events.copy_to_host()

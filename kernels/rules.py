@@ -1,0 +1,464 @@
+"""Per-site rules shared by every backend.
+
+Everything here is a Numba ``@jit`` function on arrays and integers. The
+``python`` backend calls them from plain Python loops, the ``cpu`` backend from
+``prange`` loops and the ``cuda`` backend from kernels (Numba compiles ``@jit``
+functions as CUDA device functions), so the biology is written once.
+
+State layout
+------------
+``cell[i, j]`` (uint8)
+    The cell kind at a site: one of ``EMPTY, BLAST, BCELL, NORMAL, STROMA, CART``.
+``tissue[i, j]`` (uint8)
+    ``MARROW`` and ``PERIVASCULAR`` (marrow next to a sinusoid, where CAR-T
+    cells enter and leave the window) hold cells; ``BONE`` and ``SINUSOID``
+    never do.
+``traits[i, j, :]`` (uint16)
+    Per-cell attributes stored at the cell's site, moved and copied with it:
+    ``CD19`` (antigen level, see below), ``STATE`` (CAR-T state), ``TARGET``
+    (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
+    engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
+    (steps of activation left), ``ACTED`` (low 16 bits of the last step the
+    cell acted in).
+``fields[f, vi, vj]`` (int64)
+    Fixed-point cytokine / chemokine fields on a coarse grid (see
+    :mod:`kernels.diffusion`).
+
+Antigen levels
+    CD19 density is stored as a level ``0..255``; 0 is antigen-negative and
+    level ``L >= 1`` stands for ``10 ** (1 + 4 * (L - 1) / 254)`` molecules per
+    cell (10 to 100,000, log-spaced, about 3.7 % apart). Kill and attachment
+    probabilities are looked up per level from tables computed once on the host,
+    so no backend evaluates a transcendental function.
+
+Determinism and conflicts
+-------------------------
+Every random decision draws from :func:`kernels.rng.draw` keyed by
+``(seed, step, site, purpose)``; probabilities are integer thresholds
+(``draw < threshold``), so decisions are exact integer comparisons.
+
+Conflicts (two cells claiming one empty site, two T cells killing one blast)
+are excluded by **sublattice updates**: a step visits the sites in nine passes,
+one per offset ``(oy, ox)`` in ``{0,1,2}**2``; pass ``(oy, ox)`` visits the
+sites ``(oy + 3a, ox + 3b)``. A visited site reads and writes only its own 3x3
+Moore neighbourhood, and two sites of one pass are at least 3 apart, so the
+sites of a pass never touch the same site and can run in any order or in
+parallel. The order of the nine passes is a permutation drawn from
+``(seed, step)`` (:func:`sublattice_order`), so no direction is favoured. A
+cell that moved or was born during the step carries ``ACTED`` = this step and
+is skipped if a later pass reaches it; a cell displaced by a swap keeps its
+turn only if its new site has not been visited yet (it may lose one step,
+never gain one). The lattice has closed (no-flux) edges.
+
+The result of a step is therefore a function of the state, the seed and the
+step number only: bit-identical on every backend and thread count.
+
+Events
+------
+Each action returns at most one event code (0 = none): ``BORN + kind``,
+``DIED + kind`` (natural or activation-induced death), ``KILLED + kind`` (by a
+CAR-T cell), ``ENTERED`` / ``EXITED`` (CAR-T traffic through sinusoids). The
+drivers add them to counters; counts per kind then balance exactly:
+``count = initial + born + entered - died - killed - exited``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.config import jit
+from kernels.rng import below, draw, pick
+
+# Cell kinds.
+EMPTY = 0
+BLAST = 1
+BCELL = 2
+NORMAL = 3
+STROMA = 4
+CART = 5
+N_KINDS = 6
+KIND_NAMES = ("empty", "blast", "bcell", "normal", "stroma", "cart")
+
+# Tissue codes.
+MARROW = 0
+PERIVASCULAR = 1
+BONE = 2
+SINUSOID = 3
+TISSUE_NAMES = ("marrow", "perivascular", "bone", "sinusoid")
+
+# Trait slots.
+CD19 = 0
+STATE = 1
+TARGET = 2
+STIM = 3
+KILLS = 4
+DIVS = 5
+TIMER = 6
+ACTED = 7
+N_TRAITS = 8
+TRAIT_NAMES = ("cd19", "state", "target", "stim", "kills", "divs", "timer", "acted")
+TRAIT_MAX = 0xFFFF
+UNVISITED = 0xFFFF  # ACTED stamp of cells created before the first step
+
+# CAR-T states (the STATE trait).
+RESTING = 0
+ACTIVE = 1
+
+# Antigen levels.
+N_LEVELS = 256
+
+# Events: codes are offsets + kind.
+EV_NONE = 0
+EV_BORN = 0
+EV_DIED = N_KINDS
+EV_KILLED = 2 * N_KINDS
+EV_ENTERED = 3 * N_KINDS
+EV_EXITED = 3 * N_KINDS + 1
+N_EVENTS = 3 * N_KINDS + 2
+
+# Random-number purposes (the 4th key of kernels.rng.draw).
+P_ORDER = 1
+P_DIE = 2
+P_DIVIDE = 3
+P_PLACE = 4
+P_NOISE = 5
+P_ATTACH = 6
+P_TARGET = 7
+P_KILL = 8
+P_DETACH = 9
+P_PROLIF = 10
+P_MOVE = 11
+P_DIR = 12
+P_CHEMO = 13
+P_SWAP = 14
+P_ENTER = 15
+P_EXIT = 16
+P_INIT = 32  # purposes >= P_INIT are used by abm.marrow to build the initial state
+
+# Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
+KR_DIE = 0
+KR_DIVIDE = 1
+N_KIND_RATES = 2
+
+# Rows of the per-level antigen table ``antigen_rates[row, level]`` (thresholds).
+AR_ATTACH = 0
+AR_KILL = 1
+N_ANTIGEN_RATES = 2
+
+# Slots of the scalar rate vector ``rates`` (thresholds unless noted).
+R_MOVE = 0  # CAR-T migration step probability
+R_SWAP = 1  # probability a blocked move swaps with a non-T cell
+R_CHEMO = 2  # probability a move follows the chemokine gradient
+R_DETACH = 3  # per-step detachment from a target not killed
+R_PROLIF = 4  # per-step division probability of an ACTIVE CAR-T cell
+R_MAX_DIVS = 5  # integer: divisions allowed per lineage
+R_ACTIVE_STEPS = 6  # integer: steps a stimulated CAR-T cell stays ACTIVE
+R_EXIT = 7  # per-step exit through a sinusoid for a free CAR-T cell
+N_RATES = 8
+
+# Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
+F_IL6 = 0
+F_CXCL12 = 1
+N_FIELDS = 2
+FIELD_NAMES = ("il6", "cxcl12")
+FR_SECRETE_ACTIVE_CART = 0
+FR_SECRETE_STROMA = 1
+FR_DIFFUSE = 2
+FR_DECAY = 3
+FR_SUBSTEPS = 4
+N_FIELD_RATES = 5
+
+
+@jit
+def neighbour(i, j, d):
+    """Site reached from ``(i, j)`` in Moore direction ``d`` in 0..7 (row-major, centre skipped)."""
+    m = d + (d >= 4)
+    return i + m // 3 - 1, j + m % 3 - 1
+
+
+@jit
+def inside(n, i, j):
+    """True if ``(i, j)`` lies on an ``n x n`` lattice."""
+    return 0 <= i < n and 0 <= j < n
+
+
+@jit
+def is_free(cell, tissue, i, j):
+    """True if a cell may be placed at ``(i, j)``: on the lattice, occupiable, empty."""
+    n = cell.shape[0]
+    return inside(n, i, j) and tissue[i, j] <= PERIVASCULAR and cell[i, j] == EMPTY
+
+
+@jit
+def is_target(cell, traits, i, j):
+    """True if the cell at ``(i, j)`` carries CD19 (a blast or normal B cell)."""
+    k = cell[i, j]
+    return (k == BLAST or k == BCELL) and traits[i, j, CD19] > 0
+
+
+@jit
+def clear(cell, traits, i, j):
+    """Remove the cell at ``(i, j)``."""
+    cell[i, j] = EMPTY
+    for t in range(N_TRAITS):
+        traits[i, j, t] = 0
+
+
+@jit
+def copy_cell(cell, traits, si, sj, di, dj):
+    """Copy the cell at ``(si, sj)`` with all its traits to ``(di, dj)``."""
+    cell[di, dj] = cell[si, sj]
+    for t in range(N_TRAITS):
+        traits[di, dj, t] = traits[si, sj, t]
+
+
+@jit
+def swap_cells(cell, traits, ai, aj, bi, bj):
+    """Exchange the cells (and traits) at two sites."""
+    k = cell[ai, aj]
+    cell[ai, aj] = cell[bi, bj]
+    cell[bi, bj] = k
+    for t in range(N_TRAITS):
+        v = traits[ai, aj, t]
+        traits[ai, aj, t] = traits[bi, bj, t]
+        traits[bi, bj, t] = v
+
+
+@jit
+def stamp(step):
+    """The ``ACTED`` value of a cell that acted (or appeared) in ``step``."""
+    return step & TRAIT_MAX
+
+
+@jit
+def bump(traits, i, j, t):
+    """Add one to a counting trait, saturating at its maximum."""
+    v = traits[i, j, t]
+    if v < TRAIT_MAX:
+        traits[i, j, t] = v + 1
+
+
+@jit
+def free_neighbour(cell, tissue, i, j, seed, step, site, purpose):
+    """A uniformly chosen free Moore neighbour as direction 0..7, or -1 if none."""
+    count = 0
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if is_free(cell, tissue, ni, nj):
+            count += 1
+    if count == 0:
+        return -1
+    m = pick(seed, step, site, purpose, count)
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if is_free(cell, tissue, ni, nj):
+            if m == 0:
+                return d
+            m -= 1
+    return -1
+
+
+@jit
+def sublattice_order(seed, step, order):
+    """Fill ``order[0:9]`` with a permutation of the nine sublattices for ``step``.
+
+    Fisher-Yates shuffle driven by :func:`kernels.rng.draw`; sublattice ``k``
+    has offset ``(k // 3, k % 3)``.
+    """
+    for k in range(9):
+        order[k] = k
+    for k in range(8, 0, -1):
+        r = pick(seed, step, k, P_ORDER, k + 1)
+        v = order[k]
+        order[k] = order[r]
+        order[r] = v
+
+
+@jit
+def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, seed, step):
+    """Blast, B cell or other marrow cell: die, or divide into a free neighbour.
+
+    Death comes first with probability ``kind_rates[KR_DIE, kind]``; otherwise
+    the cell divides with probability ``kind_rates[KR_DIVIDE, kind]`` if a
+    neighbour is free. A blast daughter inherits CD19 with a level change drawn
+    from ``cd19_noise`` (256 entries, indexed by 8 random bits): an
+    antigen-negative parent has antigen-negative daughters.
+    """
+    n = cell.shape[0]
+    site = i * n + j
+    kind = cell[i, j]
+    if below(seed, step, site, P_DIE, kind_rates[KR_DIE, kind]):
+        clear(cell, traits, i, j)
+        return EV_DIED + kind
+    if not below(seed, step, site, P_DIVIDE, kind_rates[KR_DIVIDE, kind]):
+        return EV_NONE
+    d = free_neighbour(cell, tissue, i, j, seed, step, site, P_PLACE)
+    if d < 0:
+        return EV_NONE
+    di, dj = neighbour(i, j, d)
+    copy_cell(cell, traits, i, j, di, dj)
+    traits[di, dj, ACTED] = stamp(step)
+    level = np.int64(traits[i, j, CD19])
+    if kind == BLAST and level > 0:
+        level += cd19_noise[draw(seed, step, site, P_NOISE) >> 24]
+        level = min(max(level, 1), N_LEVELS - 1)
+        traits[di, dj, CD19] = level
+    return EV_BORN + kind
+
+
+@jit
+def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, seed, step):
+    """One CAR-T cell: die, kill or stay engaged, divide, engage a target, or migrate.
+
+    In order, stopping at the first that applies:
+
+    1. natural death with probability ``kind_rates[KR_DIE, CART]``;
+    2. the activation timer runs down (ACTIVE -> RESTING when it reaches 0);
+    3. if engaged: kill the target with probability ``antigen_rates[AR_KILL, level]``
+       (the target's site empties, the T cell counts a kill and is re-activated),
+       else detach with probability ``rates[R_DETACH]``; an engaged cell does
+       nothing else; a target that has gone releases the cell;
+    4. an ACTIVE cell with divisions left divides into a free neighbour with
+       probability ``rates[R_PROLIF]`` (both cells count the division);
+    5. if CD19+ neighbours exist, pick one at random and engage it with
+       probability ``antigen_rates[AR_ATTACH, level]``; engagement stimulates
+       the cell (STIM + 1, ACTIVE for ``rates[R_ACTIVE_STEPS]`` steps);
+    6. otherwise migrate with probability ``rates[R_MOVE]`` to one of the 8
+       neighbours: towards the highest chemokine voxel with probability
+       ``rates[R_CHEMO]``, else uniformly. An empty marrow site is taken; a
+       blast, B cell or other marrow cell is swapped with probability
+       ``rates[R_SWAP]``; bone, sinusoid, stroma and T cells block the move.
+    """
+    n = cell.shape[0]
+    site = i * n + j
+    if below(seed, step, site, P_DIE, kind_rates[KR_DIE, CART]):
+        clear(cell, traits, i, j)
+        return EV_DIED + CART
+    timer = traits[i, j, TIMER]
+    if timer > 0:
+        traits[i, j, TIMER] = timer - 1
+        if timer == 1:
+            traits[i, j, STATE] = RESTING
+    engaged = np.int64(traits[i, j, TARGET])
+    if engaged > 0:
+        ti, tj = neighbour(i, j, engaged - 1)
+        if is_target(cell, traits, ti, tj):
+            if below(seed, step, site, P_KILL, antigen_rates[AR_KILL, traits[ti, tj, CD19]]):
+                victim = cell[ti, tj]
+                clear(cell, traits, ti, tj)
+                traits[i, j, TARGET] = 0
+                bump(traits, i, j, KILLS)
+                traits[i, j, STATE] = ACTIVE
+                traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
+                return EV_KILLED + victim
+            if below(seed, step, site, P_DETACH, rates[R_DETACH]):
+                traits[i, j, TARGET] = 0
+            return EV_NONE
+        traits[i, j, TARGET] = 0
+    if (
+        traits[i, j, STATE] == ACTIVE
+        and traits[i, j, DIVS] < rates[R_MAX_DIVS]
+        and below(seed, step, site, P_PROLIF, rates[R_PROLIF])
+    ):
+        d = free_neighbour(cell, tissue, i, j, seed, step, site, P_PLACE)
+        if d >= 0:
+            di, dj = neighbour(i, j, d)
+            bump(traits, i, j, DIVS)
+            copy_cell(cell, traits, i, j, di, dj)
+            traits[di, dj, ACTED] = stamp(step)
+            return EV_BORN + CART
+    targets = 0
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
+            targets += 1
+    if targets > 0:
+        m = pick(seed, step, site, P_TARGET, targets)
+        for d in range(8):
+            ni, nj = neighbour(i, j, d)
+            if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
+                if m == 0:
+                    if below(seed, step, site, P_ATTACH, antigen_rates[AR_ATTACH, traits[ni, nj, CD19]]):
+                        traits[i, j, TARGET] = d + 1
+                        bump(traits, i, j, STIM)
+                        traits[i, j, STATE] = ACTIVE
+                        traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
+                    return EV_NONE
+                m -= 1
+    if not below(seed, step, site, P_MOVE, rates[R_MOVE]):
+        return EV_NONE
+    if below(seed, step, site, P_CHEMO, rates[R_CHEMO]):
+        d = uphill(chemokine, coarsen, i, j, n)
+    else:
+        d = pick(seed, step, site, P_DIR, 8)
+    ti, tj = neighbour(i, j, d)
+    if not inside(n, ti, tj) or tissue[ti, tj] > PERIVASCULAR:
+        return EV_NONE
+    other = cell[ti, tj]
+    if other == EMPTY:
+        copy_cell(cell, traits, i, j, ti, tj)
+        clear(cell, traits, i, j)
+        traits[ti, tj, ACTED] = stamp(step)
+    elif (other == BLAST or other == BCELL or other == NORMAL) and below(
+        seed, step, site, P_SWAP, rates[R_SWAP]
+    ):
+        swap_cells(cell, traits, i, j, ti, tj)
+        traits[ti, tj, ACTED] = stamp(step)
+    return EV_NONE
+
+
+@jit
+def uphill(field, coarsen, i, j, n):
+    """Direction 0..7 of the neighbour whose field voxel holds the most; first wins ties.
+
+    Neighbours off the lattice are skipped; when every neighbour's voxel equals
+    the cell's own, the first on-lattice direction is returned (the caller's
+    move is then to a site of the same voxel).
+    """
+    best = -1
+    best_value = np.int64(0)
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if inside(n, ni, nj):
+            v = field[ni // coarsen, nj // coarsen]
+            if best < 0 or v > best_value:
+                best = d
+                best_value = v
+    return best
+
+
+@jit
+def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed, step):
+    """Visit site ``(i, j)`` in a sublattice pass; returns an event code."""
+    kind = cell[i, j]
+    if kind == EMPTY or kind == STROMA or traits[i, j, ACTED] == stamp(step):
+        return EV_NONE
+    traits[i, j, ACTED] = stamp(step)
+    if kind == CART:
+        return act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, seed, step)
+    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, seed, step)
+
+
+@jit
+def traffic_site(i, j, cell, tissue, traits, enter_threshold, exit_threshold, seed, step):
+    """Blood traffic at a perivascular site: a CAR-T cell enters an empty one or a free one leaves.
+
+    ``enter_threshold`` is set by the host each step from the blood CAR-T
+    concentration; a cell engaged with a target does not leave.
+    """
+    if tissue[i, j] != PERIVASCULAR:
+        return EV_NONE
+    n = cell.shape[0]
+    site = i * n + j
+    kind = cell[i, j]
+    if kind == EMPTY:
+        if below(seed, step, site, P_ENTER, enter_threshold):
+            clear(cell, traits, i, j)
+            cell[i, j] = CART
+            traits[i, j, ACTED] = stamp(step)
+            return EV_ENTERED
+    elif kind == CART and traits[i, j, TARGET] == 0:
+        if below(seed, step, site, P_EXIT, exit_threshold):
+            clear(cell, traits, i, j)
+            return EV_EXITED
+    return EV_NONE
