@@ -9,7 +9,9 @@ else:
 * ``fastmath=False``: the kernels decide with integers (see
   :mod:`kernels.rules`), but any float that does appear must round the same
   way on every backend, so no reassociation or contraction is allowed.
-* ``THREADS_PER_BLOCK``: CUDA block shape used by :mod:`kernels.cuda`.
+* ``THREADS_PER_BLOCK``: CUDA block shape used by :mod:`kernels.cuda`
+  (``CART_ABM_CUDA_BLOCK="4,4"`` overrides it; tests use small blocks so that
+  block edges fall inside small lattices).
 
 Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, how CI tests the
 ``cuda`` backend) simulated kernels cannot call compiled CPU functions, so
@@ -21,6 +23,7 @@ only reports that wrap, is silenced).
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numba
@@ -32,7 +35,7 @@ if SIMULATED_CUDA:
 
 CACHE = True
 FASTMATH = False
-THREADS_PER_BLOCK = (16, 16)
+THREADS_PER_BLOCK = tuple(int(x) for x in os.environ.get("CART_ABM_CUDA_BLOCK", "16,16").split(","))
 
 
 def jit(func=None):

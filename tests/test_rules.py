@@ -1,0 +1,176 @@
+"""Unit and statistical tests of the per-site rules, through the cpu backend."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import empty_state, place, quiet_tables
+
+import kernels
+from abm.rates import per_step_probability
+from kernels import rules as R
+from kernels.rng import threshold
+
+ALWAYS = 2**32
+
+
+def run(state, tables, steps, backend="cpu", enter=0, exit_=0):
+    lat = kernels.Lattice(state, tables, backend=backend)
+    for s in range(steps):
+        lat.step(s, enter, exit_)
+    return lat.pull()
+
+
+def test_sublattice_order_is_a_permutation():
+    order = np.zeros(9, np.int64)
+    seen = set()
+    for step in range(50):
+        R.sublattice_order(3, step, order)
+        assert sorted(order) == list(range(9))
+        seen.add(tuple(order))
+    assert len(seen) > 40  # orders change from step to step
+
+
+def test_kill_adjacent_blast_pkill_one_always_kills():
+    s = empty_state(5)
+    place(s, 2, 2, R.CART)
+    place(s, 2, 3, R.BLAST, cd19=200)
+    t = quiet_tables()
+    t.antigen_rates[:] = ALWAYS  # attach and kill with probability 1
+    out = run(s, t, 2)
+    assert out.cell[2, 3] == R.EMPTY
+    assert out.events[R.EV_KILLED + R.BLAST] == 1
+    assert out.traits[2, 2, R.KILLS] == 1
+    assert out.traits[2, 2, R.STATE] == R.ACTIVE
+
+
+def test_cd19_negative_blast_is_never_engaged():
+    s = empty_state(5)
+    place(s, 2, 2, R.CART)
+    place(s, 2, 3, R.BLAST, cd19=0)
+    t = quiet_tables()
+    t.antigen_rates[:] = ALWAYS
+    out = run(s, t, 20)
+    assert out.cell[2, 3] == R.BLAST
+    assert out.traits[2, 2, R.TARGET] == 0
+
+
+def test_migrating_cart_never_enters_bone_or_sinusoid():
+    s = empty_state(12)
+    s.tissue[:, :4] = R.BONE
+    s.tissue[:, 8:] = R.SINUSOID
+    for i in range(0, 12, 2):
+        place(s, i, 5, R.CART)
+    t = quiet_tables(R_MOVE=ALWAYS)
+    lat = kernels.Lattice(s, t, backend="cpu")
+    for step in range(300):
+        lat.step(step, 0, 0)
+        assert not np.any(lat.state.cell[:, :4]) and not np.any(lat.state.cell[:, 8:])
+    assert np.count_nonzero(lat.pull().cell == R.CART) == 6
+
+
+def test_blast_division_fills_free_neighbours_and_balances_counts():
+    s = empty_state(9)
+    place(s, 4, 4, R.BLAST, cd19=100)
+    t = quiet_tables()
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    out = run(s, t, 30)
+    blasts = np.count_nonzero(out.cell == R.BLAST)
+    assert blasts == 1 + out.events[R.EV_BORN + R.BLAST]
+    assert blasts > 40  # the lattice fills up
+    assert np.all(out.traits[out.cell == R.BLAST, R.CD19] > 0)  # positive parents have positive daughters
+
+
+def test_cart_proliferates_only_when_active_and_within_division_limit():
+    s = empty_state(15)
+    place(s, 7, 7, R.CART)
+    t = quiet_tables(R_PROLIF=ALWAYS, R_MAX_DIVS=3)
+    out = run(s, t, 10)
+    assert np.count_nonzero(out.cell == R.CART) == 1  # resting: no division
+    s = empty_state(15)
+    place(s, 7, 7, R.CART)
+    s.traits[7, 7, R.STATE] = R.ACTIVE
+    s.traits[7, 7, R.TIMER] = 1000
+    out = run(s, t, 40)
+    carts = out.cell == R.CART
+    assert np.all(out.traits[carts, R.DIVS] <= 3)
+    assert np.count_nonzero(carts) == out.events[R.EV_BORN + R.CART] + 1
+    assert 2 <= np.count_nonzero(carts) <= 8  # at most 2**3 cells after 3 division rounds
+
+
+def test_no_two_cells_share_a_site_and_empty_sites_carry_no_traits():
+    # Dense random lattice, everything switched on: occupancy stays consistent.
+    g = np.random.default_rng(0)
+    s = empty_state(20)
+    kinds = g.choice([0, 1, 2, 3, 5], size=(20, 20), p=[0.2, 0.4, 0.1, 0.1, 0.2])
+    for (i, j), k in np.ndenumerate(kinds):
+        if k:
+            place(s, i, j, int(k), cd19=int(g.integers(0, 256)) if k in (1, 2) else 0)
+    total = np.count_nonzero(s.cell)
+    t = quiet_tables(R_MOVE=threshold(0.8), R_SWAP=threshold(0.5), R_PROLIF=threshold(0.3), R_MAX_DIVS=4)
+    t.antigen_rates[:] = threshold(0.3)
+    t.kind_rates[R.KR_DIVIDE, :] = threshold(0.05)
+    t.kind_rates[R.KR_DIE, :] = threshold(0.01)
+    out = run(s, t, 60)
+    ev = out.events
+    born = ev[R.EV_BORN : R.EV_BORN + R.N_KINDS].sum()
+    gone = ev[R.EV_DIED : R.EV_DIED + R.N_KINDS].sum() + ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS].sum()
+    assert np.count_nonzero(out.cell) == total + born - gone
+    assert not out.traits[out.cell == R.EMPTY].any()
+
+
+def test_kill_rule_matches_formula_statistically():
+    """Engaged T cells kill at p = 1 - exp(-k dt) per step; 400 pairs, first-step kill fraction.
+
+    Each pair is a T cell already engaged with a blast (TARGET set), so step 0
+    is one kill trial. With k = 4/h and dt = 2 min, p = 0.1248; the observed
+    fraction must lie within 4 binomial standard errors.
+    """
+    p = per_step_probability(4.0, 2.0 / 60.0)
+    s = empty_state(60)
+    pairs = 0
+    for i in range(0, 60, 3):
+        for j in range(0, 58, 3):
+            place(s, i, j, R.CART)
+            s.traits[i, j, R.TARGET] = 5  # direction 4 (east) + 1
+            place(s, i, j + 1, R.BLAST, cd19=255)
+            pairs += 1
+    t = quiet_tables()
+    t.antigen_rates[R.AR_KILL, :] = threshold(p)
+    out = run(s, t, 1)
+    kills = int(out.events[R.EV_KILLED + R.BLAST])
+    se = math.sqrt(pairs * p * (1 - p))
+    assert abs(kills - pairs * p) < 4 * se, (kills, pairs * p, se)
+
+
+def test_death_rule_matches_per_step_probability_statistically():
+    # 2,500 blasts with p_die per step; deaths after one step within 4 binomial SE.
+    p = 0.05
+    s = empty_state(50)
+    s.cell[:] = R.BLAST
+    s.traits[..., R.CD19] = 100
+    s.traits[..., R.ACTED] = R.UNVISITED
+    t = quiet_tables()
+    t.kind_rates[R.KR_DIE, R.BLAST] = threshold(p)
+    out = run(s, t, 1)
+    died = int(out.events[R.EV_DIED + R.BLAST])
+    assert abs(died - 2500 * p) < 4 * math.sqrt(2500 * p * (1 - p))
+
+
+def test_traffic_enters_only_empty_perivascular_sites():
+    s = empty_state(10)
+    s.tissue[5, :] = R.PERIVASCULAR
+    place(s, 5, 0, R.BLAST, cd19=10)
+    out = run(s, quiet_tables(), 1, enter=ALWAYS)
+    assert np.count_nonzero(out.cell == R.CART) == 9
+    assert np.all(out.cell[5, 1:] == R.CART) and out.cell[5, 0] == R.BLAST
+    assert out.events[R.EV_ENTERED] == 9
+
+
+@pytest.mark.parametrize("backend", ["python", "cpu"])
+def test_bad_table_shape_is_rejected_with_name(backend):
+    s = empty_state(6)
+    t = quiet_tables()
+    t.rates = t.rates[:3]
+    with pytest.raises(ValueError, match="tables.rates"):
+        kernels.Lattice(s, t, backend=backend)
