@@ -177,7 +177,7 @@ class MarrowModel(mesa.Model):
             "normal": int(counts[R.NORMAL]),
             "cart": int(counts[R.CART]),
             "cart_active": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
-            "blast_fraction": counts[R.BLAST] / nucleated if nucleated else 0.0,
+            "blast_fraction": float(counts[R.BLAST] / nucleated) if nucleated else 0.0,
             "il6_mean_pg_ml": float(il6.mean()) * QUANTUM,
             "il6_max_pg_ml": float(il6.max()) * QUANTUM,
             "blood_cart_per_ul": self.blood.per_ul,

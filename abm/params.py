@@ -247,7 +247,7 @@ SCHEMA: tuple[Param, ...] = (
           description="Blood volume (to express blood CAR-T as cells/uL).",
           source="pediatric blood volume 70-80 mL/kg"),
     # fields -----------------------------------------------------------------
-    Param("il6.secretion_fg_per_cell_per_h", float, 0.1, "fg/cell/h", 0.0, 1000.0,
+    Param("il6.secretion_fg_per_cell_per_h", float, 0.01, "fg/cell/h", 0.0, 1000.0,
           description="IL-6 secreted by an activated CAR-T cell (and the myeloid response it triggers).",
           source="assumption: order of magnitude of T-cell cytokine secretion; calibrated later"),
     Param("il6.diffusion_um2_per_s", float, 10.0, "um^2/s", 0.0, 1000.0,

@@ -4,8 +4,11 @@ Every compiled function in :mod:`kernels` is declared through :func:`jit` or
 :func:`jit_parallel`, so the cache and math policy are set here and nowhere
 else:
 
-* ``cache=True``: compiled code is written next to the sources (or under
-  ``NUMBA_CACHE_DIR``) so a second process starts without recompiling.
+* ``cache=True``: compiled code is kept under ``~/.cache/cart-abm/numba-<hash>``
+  (or ``$CART_ABM_CACHE_DIR``), where ``<hash>`` digests every source file of
+  :mod:`kernels`. Numba keys a cache entry on the file of the function it
+  compiled, not on the files of the functions it inlined, so editing a rule in
+  ``rules.py`` would otherwise leave ``cpu.step`` running the old rule.
 * ``fastmath=False``: the kernels decide with integers (see
   :mod:`kernels.rules`), but any float that does appear must round the same
   way on every backend, so no reassociation or contraction is allowed.
@@ -23,13 +26,27 @@ only reports that wrap, is silenced).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
+from pathlib import Path
 
 import numba
 from numba import config as _numba_config
 
 SIMULATED_CUDA = bool(_numba_config.ENABLE_CUDASIM)
+
+
+def _cache_dir() -> Path:
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    root = Path(os.environ.get("CART_ABM_CACHE_DIR", Path.home() / ".cache" / "cart-abm"))
+    return root / f"numba-{digest.hexdigest()[:16]}"
+
+
+_numba_config.CACHE_DIR = str(_cache_dir())
 if SIMULATED_CUDA:
     warnings.filterwarnings("ignore", message="overflow encountered", category=RuntimeWarning)
 

@@ -16,6 +16,7 @@ SMALL = {
     "time.observe_every_h": 2.0,
     "product.dose_per_kg": 5e8,
     "traffic.marrow_entry_rate_per_day": 50.0,
+    "patient.marrow_cellularity": 0.6,
 }
 
 

@@ -1,0 +1,505 @@
+"""The core rules written the plain Mesa way: one ``CellAgent`` object per cell.
+
+This module is the slow, obviously correct counterpart of the kernels (STYLE 8)
+and the baseline of ``python -m benchmarks``. It keeps the *core rules* only:
+
+* CAR-T cells (:class:`CarTCell`): natural death, the activation timer,
+  kill or detach while engaged, proliferation while activated, engagement of a
+  CD19+ neighbour, migration to one of the 8 neighbours including the swap with
+  a marrow cell;
+* blasts, normal B cells and other marrow cells (:class:`TissueCell`): death,
+  and division into a free neighbour (a blast daughter's CD19 level drifts);
+* stromal cells (:class:`StromalCell`) occupy a site and do nothing.
+
+Left out on purpose: cytokine / chemokine fields, chemotaxis, and the blood
+compartment with CAR-T traffic through sinusoids. Instead CAR-T cells are
+seeded at given sites or at random free sites. To compare like with like, run
+the kernels with :func:`core_tables` (fields and chemotaxis off) and
+``enter_threshold = exit_threshold = 0``.
+
+Same probabilities
+    Per-step probabilities are taken from the integer tables of
+    :func:`abm.rates.build_tables` (``threshold / 2**32``), so the reference and
+    the kernels draw every decision with the same probability.
+Same order of a cell's decisions
+    :meth:`CarTCell.step` follows :func:`kernels.rules.act_cart` and
+    :meth:`TissueCell.step` follows :func:`kernels.rules.act_tissue_cell`
+    line by line (death, timer, engaged kill / detach, proliferate, engage,
+    migrate), with an engagement stored, as in the kernels, as the direction
+    of the target rather than the target itself.
+Different update order
+    Agents act in random-sequential order (``self.agents.shuffle_do("step")``,
+    a fresh shuffle every step) instead of the nine sublattice passes of
+    :mod:`kernels.rules`. Cells born during a step first act in the next step,
+    as in the kernels; a cell displaced by a swap keeps its turn (in the
+    kernels it may lose it). The two implementations therefore agree in
+    distribution, not bit for bit; ``tests/test_reference.py`` checks the
+    agreement statistically.
+
+Randomness comes only from the model's generators (``self.random`` for
+decisions, ``self.rng`` only through Mesa), seeded by ``rng=seed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import mesa
+import numpy as np
+from mesa.discrete_space import CellAgent, OrthogonalMooreGrid
+
+from abm.marrow import build_window
+from abm.params import Params
+from abm.rates import build_tables
+from kernels import LatticeState, RuleTables
+from kernels import rules as R
+
+TWO32 = float(1 << 32)
+
+# Moore offsets in the kernels' direction order (kernels.rules.neighbour): direction d is OFFSETS[d].
+OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+DIRECTION = {offset: d for d, offset in enumerate(OFFSETS)}
+TARGET_KINDS = (R.BLAST, R.BCELL)
+SWAPPABLE_KINDS = (R.BLAST, R.BCELL, R.NORMAL)
+
+
+def core_tables(params: Params, seed: int) -> RuleTables:
+    """Rule tables for the core rules only: :func:`abm.rates.build_tables` with fields and chemotaxis off.
+
+    Secretion, diffusion sub-steps and decay of every field are set to zero,
+    and so is the chemotaxis threshold ``rates[R_CHEMO]``; everything else
+    (death, division, attach, kill, detach, migrate, swap, proliferation) is
+    unchanged. Use these tables on the kernel side when comparing with
+    :class:`ReferenceModel`.
+    """
+    tables = build_tables(params, seed)
+    tables.field_rates[:, R.FR_SUBSTEPS] = 0
+    tables.field_rates[:, R.FR_SECRETE_ACTIVE_CART] = 0
+    tables.field_rates[:, R.FR_SECRETE_STROMA] = 0
+    tables.rates[R.R_CHEMO] = 0
+    return tables
+
+
+def free_sites(state: LatticeState) -> np.ndarray:
+    """Flat indices of the sites a cell may be placed on (marrow or perivascular, empty), ascending."""
+    open_ = (state.tissue <= R.PERIVASCULAR) & (state.cell == R.EMPTY)
+    return np.flatnonzero(open_)
+
+
+def random_free_sites(state: LatticeState, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``count`` distinct free sites ``(i, j)`` drawn uniformly with ``rng``.
+
+    Raises
+    ------
+    ValueError
+        If fewer than ``count`` sites are free.
+    """
+    sites = free_sites(state)
+    if count < 0 or count > sites.size:
+        raise ValueError(f"count = {count}: expected 0 <= count <= {sites.size} (the free sites of the window)")
+    chosen = np.sort(rng.choice(sites, size=count, replace=False))
+    n = state.cell.shape[1]
+    return [(int(s // n), int(s % n)) for s in chosen]
+
+
+def place_cart(state: LatticeState, sites: Iterable[tuple[int, int]]) -> None:
+    """Put a resting, unengaged CAR-T cell at each of ``sites`` (in place).
+
+    The cells get ``ACTED = UNVISITED``, like the cells of a freshly built
+    window, so that they act in the first step whatever its number.
+
+    Raises
+    ------
+    ValueError
+        If a site is off the lattice, not marrow, or occupied.
+    """
+    n = state.cell.shape[0]
+    for i, j in sites:
+        if not (0 <= i < n and 0 <= j < n) or state.tissue[i, j] > R.PERIVASCULAR or state.cell[i, j] != R.EMPTY:
+            raise ValueError(f"site ({i}, {j}) is not a free marrow site of the {n} x {n} window")
+        state.cell[i, j] = R.CART
+        state.traits[i, j, :] = 0
+        state.traits[i, j, R.ACTED] = R.UNVISITED
+
+
+def _occupant(site) -> MarrowCell | None:
+    """The agent at a Mesa grid cell, or ``None`` when it is empty."""
+    agents = site.agents
+    return agents[0] if agents else None
+
+
+def _is_open(site) -> bool:
+    """True if a cell may be placed at a Mesa grid cell: marrow tissue and empty."""
+    return site.tissue <= R.PERIVASCULAR and site.is_empty
+
+
+class MarrowCell(CellAgent):
+    """A cell occupying one site of the window.
+
+    Parameters
+    ----------
+    model : ReferenceModel
+    site : mesa.discrete_space.Cell
+        The grid cell it occupies (capacity one).
+    cd19 : int
+        CD19 antigen level 0..255 (0 = antigen-negative; see :mod:`kernels.rules`).
+    """
+
+    kind = R.EMPTY
+
+    def __init__(self, model: ReferenceModel, site, cd19: int = 0):
+        super().__init__(model)
+        self.cd19 = int(cd19)
+        self.cell = site
+
+    def is_target(self) -> bool:
+        """True if a CAR-T cell can engage this cell (a CD19+ blast or B cell)."""
+        return self.kind in TARGET_KINDS and self.cd19 > 0
+
+    def free_neighbour(self):
+        """A uniformly chosen free Moore neighbour (grid cell), or ``None`` if none is free."""
+        free = [site for site in self.cell.connections.values() if _is_open(site)]
+        return self.random.choice(free) if free else None
+
+    def die(self, code: int) -> None:
+        """Leave the window, recording event ``code`` (an ``EV_*`` offset plus the kind)."""
+        self.model.record(code)
+        self.remove()
+
+
+class StromalCell(MarrowCell):
+    """A stromal niche cell: occupies its site and does nothing (it secretes CXCL12 only in the full model)."""
+
+    kind = R.STROMA
+
+    def step(self) -> None:
+        return
+
+
+class TissueCell(MarrowCell):
+    """A blast, normal B cell or other marrow cell: die, or divide into a free neighbour.
+
+    Mirrors :func:`kernels.rules.act_tissue_cell`: death with probability
+    ``p_die[kind]`` first, else division with probability ``p_divide[kind]``
+    if a neighbour is free. A CD19+ blast daughter's level changes by a draw
+    from the ``cd19_noise`` table, clipped to ``1..255``.
+    """
+
+    def step(self) -> None:
+        if self.cell is None:  # removed earlier in this step
+            return
+        model = self.model
+        rand = self.random.random
+        kind = self.kind
+        if rand() < model.p_die[kind]:
+            self.die(R.EV_DIED + kind)
+            return
+        if not rand() < model.p_divide[kind]:
+            return
+        site = self.free_neighbour()
+        if site is None:
+            return
+        level = self.cd19
+        if kind == R.BLAST and level > 0:
+            level = min(max(level + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
+        type(self)(model, site, cd19=level)
+        model.record(R.EV_BORN + kind)
+
+
+class Blast(TissueCell):
+    """A leukemic blast (CD19 level from the patient profile, possibly 0)."""
+
+    kind = R.BLAST
+
+
+class BCell(TissueCell):
+    """A normal B cell (CD19+; killed by CAR-T cells: B-cell aplasia)."""
+
+    kind = R.BCELL
+
+
+class NormalCell(TissueCell):
+    """Another hematopoietic marrow cell (CD19-negative)."""
+
+    kind = R.NORMAL
+
+
+class CarTCell(MarrowCell):
+    """A CAR-T cell with the kernels' per-cell traits as attributes.
+
+    Attributes
+    ----------
+    state : int
+        ``RESTING`` or ``ACTIVE``.
+    target : tuple of int or None
+        Offset ``(di, dj)`` of the engaged target, or ``None``.
+    stim, kills, divs : int
+        Engagements, kills and divisions in the lineage (saturating at ``TRAIT_MAX``).
+    timer : int
+        Steps of activation left.
+    """
+
+    kind = R.CART
+
+    def __init__(self, model: ReferenceModel, site, *, state: int = R.RESTING, stim: int = 0, kills: int = 0,
+                 divs: int = 0, timer: int = 0):
+        super().__init__(model, site, cd19=0)
+        self.state = state
+        self.target: tuple[int, int] | None = None
+        self.stim = stim
+        self.kills = kills
+        self.divs = divs
+        self.timer = timer
+
+    def activate(self) -> None:
+        """Become ACTIVE for ``active_steps`` steps."""
+        self.state = R.ACTIVE
+        self.timer = self.model.active_steps
+
+    def step(self) -> None:
+        """Die, kill or stay engaged, proliferate, engage a target, or migrate (first that applies)."""
+        if self.cell is None:
+            return
+        model = self.model
+        rand = self.random.random
+        # 1. natural death
+        if rand() < model.p_die[R.CART]:
+            self.die(R.EV_DIED + R.CART)
+            return
+        # 2. activation timer
+        if self.timer > 0:
+            self.timer -= 1
+            if self.timer == 0:
+                self.state = R.RESTING
+        # 3. engaged: kill or detach; a target that has gone releases the cell
+        if self.target is not None:
+            victim = _occupant(self.cell.connections[self.target])
+            if victim is not None and victim.is_target():
+                if rand() < model.p_kill[victim.cd19]:
+                    victim.die(R.EV_KILLED + victim.kind)
+                    self.target = None
+                    self.kills = min(self.kills + 1, R.TRAIT_MAX)
+                    self.activate()
+                elif rand() < model.p_detach:
+                    self.target = None
+                return
+            self.target = None
+        # 4. proliferate while activated
+        if self.state == R.ACTIVE and self.divs < model.max_divs and rand() < model.p_prolif:
+            site = self.free_neighbour()
+            if site is not None:
+                self.divs = min(self.divs + 1, R.TRAIT_MAX)
+                CarTCell(model, site, state=self.state, stim=self.stim, kills=self.kills, divs=self.divs,
+                         timer=self.timer)
+                model.record(R.EV_BORN + R.CART)
+                return
+        # 5. engage a CD19+ neighbour
+        targets = []
+        for offset, site in self.cell.connections.items():
+            other = _occupant(site)
+            if other is not None and other.is_target():
+                targets.append((offset, other))
+        if targets:
+            offset, other = self.random.choice(targets)
+            if rand() < model.p_attach[other.cd19]:
+                self.target = offset
+                self.stim = min(self.stim + 1, R.TRAIT_MAX)
+                self.activate()
+            return
+        # 6. migrate to a random neighbour; swap with a marrow cell in the way
+        if not rand() < model.p_move:
+            return
+        site = self.cell.connections.get(OFFSETS[self.random.randrange(8)])
+        if site is None or site.tissue > R.PERIVASCULAR:
+            return
+        other = _occupant(site)
+        if other is None:
+            self.move_to(site)
+        elif other.kind in SWAPPABLE_KINDS and rand() < model.p_swap:
+            here = self.cell
+            other.cell = None
+            self.move_to(site)
+            other.move_to(here)
+
+
+AGENT_CLASSES = {R.BLAST: Blast, R.BCELL: BCell, R.NORMAL: NormalCell, R.STROMA: StromalCell, R.CART: CarTCell}
+
+
+class ReferenceModel(mesa.Model):
+    """Plain-Mesa marrow window with the core rules (one agent object per cell).
+
+    Parameters
+    ----------
+    params : Params
+        Parameters; ``grid.size`` sets the window, the rest the rates.
+    seed : int
+        Seed of the model's generators (``mesa.Model(rng=seed)``) and, unless
+        ``state`` / ``tables`` are given, of the window and the tables.
+    state : LatticeState, optional
+        Initial lattice to convert into agents (not modified). Default:
+        :func:`abm.marrow.build_window` with ``np.random.default_rng(seed)``.
+        Traits other than CD19 and the CAR-T ones (``STATE``, ``TARGET``,
+        ``STIM``, ``KILLS``, ``DIVS``, ``TIMER``) are ignored.
+    tables : RuleTables, optional
+        Rule tables whose thresholds give the probabilities. Default:
+        :func:`core_tables` of ``params`` and ``seed``. Field tables are
+        ignored; ``rates[R_CHEMO]`` must be 0 (the reference has no
+        chemotaxis).
+    cart_sites : sequence of (int, int), optional
+        Sites that get a resting CAR-T cell.
+    n_cart : int
+        Further CAR-T cells at free sites drawn with ``self.random``.
+
+    Attributes
+    ----------
+    grid : OrthogonalMooreGrid
+        ``n x n``, closed edges, capacity one; every grid cell carries its
+        tissue code as ``cell.tissue``. Bone and sinusoid cells stay empty.
+    events : numpy.ndarray
+        int64[N_EVENTS] cumulative event counts, laid out as in :mod:`kernels.rules`.
+    lattice_step : int
+        Steps taken.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        seed: int,
+        *,
+        state: LatticeState | None = None,
+        tables: RuleTables | None = None,
+        cart_sites: Sequence[tuple[int, int]] = (),
+        n_cart: int = 0,
+    ):
+        super().__init__(rng=seed)
+        self.params = params
+        self.seed = seed
+        if state is None:
+            state = build_window(params, np.random.default_rng(seed))
+        if tables is None:
+            tables = core_tables(params, seed)
+        if tables.rates[R.R_CHEMO] != 0:
+            raise ValueError(
+                f"tables.rates[R_CHEMO] = {int(tables.rates[R.R_CHEMO])}: the reference has no chemotaxis; "
+                "expected 0 (use abm.reference.core_tables)"
+            )
+        self.n = int(state.cell.shape[0])
+        self.dt_min = params.time.dt_min
+        self._set_probabilities(tables)
+        self._events = [0] * R.N_EVENTS
+        self.lattice_step = 0
+        self.grid = OrthogonalMooreGrid((self.n, self.n), torus=False, capacity=1, random=self.random)
+        self._populate(state)
+        for i, j in cart_sites:
+            site = self.grid[(int(i), int(j))]
+            if not _is_open(site):
+                raise ValueError(f"cart_sites: ({i}, {j}) is not a free marrow site of the {self.n} x {self.n} window")
+            CarTCell(self, site)
+        if n_cart:
+            self.seed_cart(n_cart)
+
+    def _set_probabilities(self, tables: RuleTables) -> None:
+        self.p_die = [int(t) / TWO32 for t in tables.kind_rates[R.KR_DIE]]
+        self.p_divide = [int(t) / TWO32 for t in tables.kind_rates[R.KR_DIVIDE]]
+        self.p_attach = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_ATTACH]]
+        self.p_kill = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_KILL]]
+        self.cd19_noise = [int(v) for v in tables.cd19_noise]
+        rates = tables.rates
+        self.p_move = int(rates[R.R_MOVE]) / TWO32
+        self.p_swap = int(rates[R.R_SWAP]) / TWO32
+        self.p_detach = int(rates[R.R_DETACH]) / TWO32
+        self.p_prolif = int(rates[R.R_PROLIF]) / TWO32
+        self.max_divs = int(rates[R.R_MAX_DIVS])
+        self.active_steps = int(rates[R.R_ACTIVE_STEPS])
+
+    def _populate(self, state: LatticeState) -> None:
+        tissue = state.tissue
+        cell = state.cell
+        traits = state.traits
+        for site in self.grid.all_cells:
+            i, j = site.coordinate
+            site.tissue = int(tissue[i, j])
+        for i, j in zip(*np.nonzero(cell), strict=True):
+            kind = int(cell[i, j])
+            site = self.grid[(int(i), int(j))]
+            if site.tissue > R.PERIVASCULAR:
+                raise ValueError(f"state: a cell of kind {kind} sits in bone or a sinusoid at ({i}, {j})")
+            t = traits[i, j]
+            if kind == R.CART:
+                agent = CarTCell(self, site, state=int(t[R.STATE]), stim=int(t[R.STIM]), kills=int(t[R.KILLS]),
+                                 divs=int(t[R.DIVS]), timer=int(t[R.TIMER]))
+                if t[R.TARGET]:
+                    agent.target = OFFSETS[int(t[R.TARGET]) - 1]
+            elif kind in AGENT_CLASSES:
+                AGENT_CLASSES[kind](self, site, cd19=int(t[R.CD19]))
+            else:
+                raise ValueError(f"state: unknown cell kind {kind} at ({i}, {j})")
+
+    def seed_cart(self, count: int) -> None:
+        """Put ``count`` resting CAR-T cells at distinct free sites drawn uniformly with ``self.random``.
+
+        Raises
+        ------
+        ValueError
+            If fewer than ``count`` sites are free.
+        """
+        free = [site for site in self.grid.all_cells if _is_open(site)]
+        if count < 0 or count > len(free):
+            raise ValueError(f"n_cart = {count}: expected 0 <= n_cart <= {len(free)} (the free sites of the window)")
+        for site in self.random.sample(free, count):
+            CarTCell(self, site)
+
+    def record(self, code: int) -> None:
+        """Count one event (``EV_*`` offset plus kind, as in :mod:`kernels.rules`)."""
+        self._events[code] += 1
+
+    @property
+    def events(self) -> np.ndarray:
+        return np.array(self._events, dtype=np.int64)
+
+    def step(self) -> None:
+        """One lattice step of ``time.dt_min``: every agent acts once, in a fresh random order."""
+        self.agents.shuffle_do("step")
+        self.lattice_step += 1
+
+    def counts(self) -> np.ndarray:
+        """Cells of each kind in the window (int64[N_KINDS]; ``EMPTY`` counts every site without a cell)."""
+        counts = np.zeros(R.N_KINDS, dtype=np.int64)
+        for agent_type, agents in self.agents_by_type.items():
+            counts[agent_type.kind] += len(agents)
+        counts[R.EMPTY] = self.n * self.n - int(counts.sum())
+        return counts
+
+    def to_state(self) -> LatticeState:
+        """The window as a :class:`kernels.LatticeState`, ready to continue on a kernel backend.
+
+        Traits are laid out as in :mod:`kernels.rules`; every cell gets
+        ``ACTED = UNVISITED`` (as in a freshly built window) and the fields are zero.
+        """
+        n = self.n
+        cell = np.zeros((n, n), dtype=np.uint8)
+        tissue = np.zeros((n, n), dtype=np.uint8)
+        traits = np.zeros((n, n, R.N_TRAITS), dtype=np.uint16)
+        for site in self.grid.all_cells:
+            tissue[site.coordinate] = site.tissue
+        for agent in self.agents:
+            i, j = agent.cell.coordinate
+            cell[i, j] = agent.kind
+            traits[i, j, R.CD19] = agent.cd19
+            traits[i, j, R.ACTED] = R.UNVISITED
+            if agent.kind == R.CART:
+                traits[i, j, R.STATE] = agent.state
+                traits[i, j, R.TARGET] = 0 if agent.target is None else DIRECTION[agent.target] + 1
+                traits[i, j, R.STIM] = agent.stim
+                traits[i, j, R.KILLS] = agent.kills
+                traits[i, j, R.DIVS] = agent.divs
+                traits[i, j, R.TIMER] = agent.timer
+        coarsen = self.params.grid.coarsen
+        m = -(-n // coarsen)
+        return LatticeState(
+            cell=cell,
+            tissue=tissue,
+            traits=traits,
+            fields=np.zeros((R.N_FIELDS, m, m), dtype=np.int64),
+            events=self.events,
+        )

@@ -1,0 +1,73 @@
+"""MarrowModel: invariants, Mesa integration, reproducibility, marrow construction."""
+
+import mesa
+import numpy as np
+import pytest
+
+from abm.marrow import build_window
+from abm.model import OBSERVABLES, MarrowModel
+from abm.params import Params
+from kernels import rules as R
+
+
+def test_invariants_hold_every_step(small_params):
+    model = MarrowModel(small_params, seed=2, backend="cpu", check_invariants=True)
+    model.run()
+    assert model.lattice_step == model.total_steps == 720
+    assert model.observation()["kills"] > 0
+
+
+def test_datacollector_has_one_row_per_observation(small_params):
+    model = MarrowModel(small_params, seed=2, backend="cpu").run()
+    df = model.datacollector.get_model_vars_dataframe()
+    assert list(df.columns) == list(OBSERVABLES)
+    assert len(df) == 1 + 12  # initial row + 24 h / 2 h
+    assert df["day"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_same_seed_same_result_different_seed_differs(small_params):
+    a = MarrowModel(small_params, seed=5, backend="cpu").run().state
+    b = MarrowModel(small_params, seed=5, backend="cpu").run().state
+    c = MarrowModel(small_params, seed=6, backend="cpu").run().state
+    assert np.array_equal(a.cell, b.cell) and np.array_equal(a.traits, b.traits)
+    assert not np.array_equal(a.cell, c.cell)
+
+
+def test_works_with_mesa_batch_run():
+    results = mesa.batch_run(
+        MarrowModel,
+        parameters={"seed": [1, 2], "backend": "cpu", "grid.size": 16, "time.days": 0.5,
+                    "product.dose_per_kg": [3e6, 3e8]},
+        iterations=1, max_steps=100, display_progress=False,
+    )
+    assert len(results) == 4
+    assert {"seed", "blasts", "cart", "il6_mean_pg_ml", "product.dose_per_kg"} <= set(results[0])
+
+
+def test_window_matches_patient_profile():
+    params = Params.default().replace({"grid.size": 128, "patient.marrow_blast_fraction": 0.4,
+                                       "patient.cd19_negative_fraction": 0.1})
+    s = build_window(params, np.random.default_rng(0))
+    n = 128 * 128
+    assert abs(np.mean(s.tissue == R.BONE) - 0.2) < 0.02
+    assert abs(np.mean(s.tissue == R.SINUSOID) - 0.05) < 0.01
+    assert np.all(s.cell[s.tissue >= R.BONE] == R.EMPTY)
+    nucleated = np.isin(s.cell, (R.BLAST, R.BCELL, R.NORMAL)).sum()
+    blasts = s.cell == R.BLAST
+    assert abs(blasts.sum() / nucleated - 0.4) < 0.03
+    negative = (s.traits[..., R.CD19] == 0) & blasts
+    assert abs(negative.sum() / blasts.sum() - 0.1) < 0.03
+    assert np.all(s.traits[s.cell == R.BCELL, R.CD19] > 0)
+    assert (s.tissue == R.PERIVASCULAR).sum() > 0 and n > 0
+
+
+def test_bad_seed_rejected():
+    with pytest.raises(ValueError, match="seed"):
+        MarrowModel(seed=-1, backend="cpu", **{"grid.size": 8})
+
+
+def test_snapshots_taken_at_cadence(small_params):
+    model = MarrowModel(small_params, seed=2, backend="cpu", snapshot_every_min=120).run()
+    assert len(model.snapshots) == 13
+    assert model.snapshots[0]["view"].shape == (18, 18)
+    assert model.snapshots[-1]["day"] == pytest.approx(1.0)
