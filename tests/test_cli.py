@@ -1,0 +1,101 @@
+"""End-to-end CLI: the run contract, and clean failure on bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from abm.cli import main, parse_duration_min
+from abm.errors import ParamError
+from abm.params import Params
+
+SUMMARY_KEYS = {
+    "seed", "backend", "days", "cr_day28", "mrd_day28", "mrd_negative_day28", "crs_max_grade", "icans_max_grade",
+    "cart_peak_blood_per_ul", "cart_peak_day", "relapse", "relapse_day", "relapse_antigen_negative",
+    "b_cell_aplasia_days", "version",
+}
+FAST = ["--set", "grid.size=24", "--set", "time.observe_every_h=12", "--quiet", "--backend", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["run", "--animate", "--days", "28", "--seed", "4", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_run_writes_every_contract_file(run_dir):
+    for name in ("summary.json", "timeseries.csv", "params.toml", "timecourse.png", "final_state.npz",
+                 "marrow.gif", "snapshots.npz"):
+        assert (run_dir / name).stat().st_size > 0, name
+
+
+def test_summary_has_contract_keys_and_honest_nulls(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["seed"] == 4 and summary["backend"] == "cpu" and summary["days"] == pytest.approx(28.0)
+    assert isinstance(summary["cr_day28"], bool) and 0.0 <= summary["mrd_day28"] <= 1.0
+    assert summary["crs_max_grade"] is None and "crs_max_grade" in summary["not_modelled"]
+
+
+def test_params_toml_reproduces_the_run_parameters(run_dir):
+    p = Params.from_toml(run_dir / "params.toml")
+    assert p["grid.size"] == 24 and p["time.days"] == 28.0
+
+
+def test_final_state_holds_the_lattice(run_dir):
+    with np.load(run_dir / "final_state.npz") as f:
+        assert f["cell"].shape == (24, 24) and f["traits"].shape[:2] == (24, 24)
+        assert list(f["trait_names"])[0] == "cd19"
+
+
+def test_console_script_runs(tmp_path):
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, "-m", "abm.cli", "run", "--days", "0.5", "--out", str(out), *FAST],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["cr_day28"] is None  # shorter than 28 days
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--set", "grid.sizee=10"], "grid.sizee"),
+        (["--set", "patient.marrow_blast_fraction=2"], "patient.marrow_blast_fraction = 2"),
+        (["--set", "product.dose_per_kg=nan"], "product.dose_per_kg"),
+        (["--set", "schedule.fractions=[0.5]", "--set", "schedule.days=[0,1]"], "schedule"),
+        (["--days", "-1"], "time.days"),
+        (["--backend", "cuda"], "cuda"),
+        (["--snapshot-every", "soon"], "--snapshot-every"),
+    ],
+)
+def test_bad_input_exits_2_names_field_and_leaves_no_folder(tmp_path, capsys, args, needle):
+    out = tmp_path / "never"
+    assert main(["run", "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "error" in err
+    assert not out.exists()
+    assert not any(tmp_path.iterdir())  # no staging folder either
+
+
+def test_malformed_config_exits_2(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[grid]\nsize = \n")
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert main(["run", "--out", str(mine), "--days", "0.1", *FAST]) == 2
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_parse_duration():
+    assert parse_duration_min("30") == 30 and parse_duration_min("6h") == 360 and parse_duration_min("1d") == 1440
+    with pytest.raises(ParamError):
+        parse_duration_min("0h")
