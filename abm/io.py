@@ -46,7 +46,8 @@ def staged_folder(destination: Path) -> Iterator[Path]:
     and ``destination`` is untouched.
     """
     destination = Path(destination).resolve()
-    if destination.exists() and not (destination.is_dir() and (_is_ours(destination) or not any(destination.iterdir()))):
+    reusable = destination.is_dir() and (_is_ours(destination) or not any(destination.iterdir()))
+    if destination.exists() and not reusable:
         raise FileExistsError(f"--out {str(destination)!r} exists and is not a cart-abm output folder; choose another")
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))

@@ -101,7 +101,6 @@ def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
     blast_level[negative] = 0
     traits[..., R.CD19] = np.where(blast, blast_level, 0)
     traits[..., R.CD19][bcell] = int(molecules_to_level(params.bcell.cd19_molecules))
-    traits[..., R.ACTED][cell != R.EMPTY] = R.UNVISITED
     m = -(-n // params.grid.coarsen)
     return LatticeState(
         cell=cell,

@@ -137,8 +137,8 @@ class MarrowModel(mesa.Model):
     def advance_lattice(self) -> None:
         """One lattice step: blood and traffic, then the kernels."""
         dt_day = self.dt_min / MINUTES_PER_DAY
-        enter = self.blood.advance(self.day, dt_day)
-        self.lattice.step(self.lattice_step, enter, self.exit_threshold)
+        quota = self.blood.advance(self.day, dt_day)
+        self.lattice.step(self.lattice_step, quota, self.exit_threshold)
         self.lattice_step += 1
         if self.check_invariants_each_step:
             self.check_invariants()

@@ -14,6 +14,7 @@ value out of range, NaN/inf or an inconsistent combination raises
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass
@@ -101,7 +102,8 @@ SCHEMA: tuple[Param, ...] = (
     # grid -----------------------------------------------------------------
     Param("grid.size", int, 200, "sites per side", 8, 16384,
           description="Side of the square marrow window; one site holds one cell.",
-          source="choice: see README 'Window size'; RNG counter holds up to 16384 x 16384"),
+          source="choice: a 2 x 2 mm window runs 28 days in under a minute on 2 cores "
+                 "(README 'The window and the body'); the RNG counter holds up to 16384 x 16384"),
     Param("grid.site_um", float, 10.0, "um", 5.0, 30.0,
           description="Edge of a lattice site (about one hematopoietic cell diameter).",
           source="SCIENCE.md: cells ~10 um; PhysiCell/CARTopiaX use 20 um voxels"),
@@ -398,8 +400,10 @@ def _check_consistency(v: dict[str, Any]) -> None:
             f"schedule.days = {days} and schedule.fractions = {fractions}: expected lists of the same length"
         )
     if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ParamError(f"schedule.fractions = {fractions}: expected fractions summing to 1 (sum is {sum(fractions):g})")
-    if any(b <= a for a, b in zip(days, days[1:], strict=False)):
+        raise ParamError(
+            f"schedule.fractions = {fractions}: expected fractions summing to 1 (sum is {sum(fractions):g})"
+        )
+    if any(b <= a for a, b in itertools.pairwise(days)):
         raise ParamError(f"schedule.days = {days}: expected strictly increasing days")
     solid = v["grid.bone_fraction"] + v["grid.sinusoid_fraction"]
     if solid > 0.8:

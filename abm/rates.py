@@ -79,7 +79,8 @@ def field_rates(params: Params, dt_min: float) -> tuple[np.ndarray, list[int]]:
         substeps = max(1, math.ceil(ratio / MAX_RATIO))
         table[f, R.FR_DIFFUSE] = int(round(ratio / substeps * (1 << SHIFT)))
         decay_rate_per_min = math.log(2.0) / (sec.half_life_h * MINUTES_PER_HOUR)
-        table[f, R.FR_DECAY] = int(round(per_step_probability(decay_rate_per_min, dt_min / substeps) * (1 << DECAY_SHIFT)))
+        decay_p = per_step_probability(decay_rate_per_min, dt_min / substeps)
+        table[f, R.FR_DECAY] = int(round(decay_p * (1 << DECAY_SHIFT)))
         table[f, R.FR_SUBSTEPS] = substeps
     return table, [int(s) for s in table[:, R.FR_SUBSTEPS]]
 
@@ -136,7 +137,8 @@ def build_tables(params: Params, seed: int) -> RuleTables:
         from abm.errors import ParamError
 
         raise ParamError(
-            f"cart.activation_h = {c.activation_h:g} is {active_steps} steps of {dt:g} min; expected at most {R.TRAIT_MAX}"
+            f"cart.activation_h = {c.activation_h:g} is {active_steps} steps of {dt:g} min; "
+            f"expected at most {R.TRAIT_MAX}"
         )
     rates = np.zeros(R.N_RATES, dtype=np.int64)
     rates[R.R_MOVE] = threshold(move_p)

@@ -123,13 +123,13 @@ def place_cart(state: LatticeState, sites: Iterable[tuple[int, int]]) -> None:
 
 
 def _occupant(site) -> MarrowCell | None:
-    """The agent at a Mesa grid cell, or ``None`` when it is empty."""
+    """Return the agent at a Mesa grid cell, or ``None`` when it is empty."""
     agents = site.agents
     return agents[0] if agents else None
 
 
 def _is_open(site) -> bool:
-    """True if a cell may be placed at a Mesa grid cell: marrow tissue and empty."""
+    """Tell whether a cell may be placed at a Mesa grid cell (marrow tissue, empty)."""
     return site.tissue <= R.PERIVASCULAR and site.is_empty
 
 
@@ -153,11 +153,11 @@ class MarrowCell(CellAgent):
         self.cell = site
 
     def is_target(self) -> bool:
-        """True if a CAR-T cell can engage this cell (a CD19+ blast or B cell)."""
+        """Tell whether a CAR-T cell can engage this cell (a CD19+ blast or B cell)."""
         return self.kind in TARGET_KINDS and self.cd19 > 0
 
     def free_neighbour(self):
-        """A uniformly chosen free Moore neighbour (grid cell), or ``None`` if none is free."""
+        """Choose a free Moore neighbour (grid cell) uniformly; ``None`` if none is free."""
         free = [site for site in self.cell.connections.values() if _is_open(site)]
         return self.random.choice(free) if free else None
 
@@ -331,7 +331,9 @@ class ReferenceModel(mesa.Model):
     Parameters
     ----------
     params : Params
-        Parameters; ``grid.size`` sets the window, the rest the rates.
+        Parameters: ``grid.size`` sets the window (unless ``state`` is given,
+        whose shape then wins), ``time.dt_min`` the step, the rest the rates
+        through the tables.
     seed : int
         Seed of the model's generators (``mesa.Model(rng=seed)``) and, unless
         ``state`` / ``tables`` are given, of the window and the tables.
@@ -471,7 +473,7 @@ class ReferenceModel(mesa.Model):
         return counts
 
     def to_state(self) -> LatticeState:
-        """The window as a :class:`kernels.LatticeState`, ready to continue on a kernel backend.
+        """Export the window as a :class:`kernels.LatticeState`, ready to continue on a kernel backend.
 
         Traits are laid out as in :mod:`kernels.rules`; every cell gets
         ``ACTED = UNVISITED`` (as in a freshly built window) and the fields are zero.

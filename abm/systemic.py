@@ -9,8 +9,9 @@ What is modelled now
     ``k_entry`` (``traffic.marrow_entry_rate_per_day``) sends cells to the
     whole marrow; the window receives its share, ``window_share =
     window_capacity / (marrow_cells_per_kg * weight)``, as entries at
-    perivascular sites: each empty perivascular site admits a new CAR-T cell
-    with probability ``expected_entries / n_perivascular`` per step.
+    perivascular sites: the kernels spread this step's expected entries over
+    the empty perivascular sites (:func:`kernels.rules.enter_threshold`), so
+    the window's intake does not depend on how crowded its portals are.
 
 Not yet modelled (the biology issue): expansion in marrow feeding back into
 blood, body-wide cytokines, CRS/ICANS grading and interventions. The blood
@@ -25,7 +26,7 @@ import math
 from abm.errors import SimulationError
 from abm.params import Params
 from abm.rates import MINUTES_PER_DAY
-from kernels.rng import threshold
+from kernels.rng import TWO32
 
 UL_PER_ML = 1000.0
 
@@ -48,7 +49,11 @@ class Blood:
         self._given = 0
 
     def advance(self, t_day: float, dt_day: float) -> int:
-        """Give infusions due by ``t_day``, integrate over ``dt_day``; return this step's entry threshold."""
+        """Give infusions due by ``t_day``, integrate over ``dt_day``; return this step's entry quota.
+
+        The quota is the expected number of CAR-T cells entering the window
+        during the step, times ``2**32``, rounded to an integer.
+        """
         while self._given < len(self.schedule) and self.schedule[self._given][0] <= t_day + 1e-12:
             dose = self.dose_cells * self.schedule[self._given][1]
             self.cells += dose
@@ -60,13 +65,13 @@ class Blood:
         self.cells = left
         if self.n_perivascular == 0:
             return 0
-        p_enter = to_marrow * self.window_share / self.n_perivascular
-        if p_enter > 1.0:
+        expected = to_marrow * self.window_share
+        if expected > self.n_perivascular:
             raise SimulationError(
-                f"blood traffic asks {p_enter:.2f} entries per perivascular site per step at day {t_day:g}; "
-                "lower time.dt_min or raise grid.sinusoid_fraction"
+                f"blood traffic asks {expected:.1f} entries into the window in one step at day {t_day:g}, more than "
+                f"its {self.n_perivascular} perivascular sites; lower time.dt_min or raise grid.sinusoid_fraction"
             )
-        return threshold(p_enter)
+        return int(round(expected * TWO32))
 
     @property
     def per_ul(self) -> float:

@@ -49,7 +49,7 @@ PALETTE: dict[str, str] = {
     "normal": "#c5cdb8",  # muted sage: the healthy background of the marrow
     "bcell": "#0072b2",  # Okabe-Ito blue
     "blast_cd19pos": "#d55e00",  # Okabe-Ito vermillion
-    "blast_cd19neg": "#cc79a7",  # Okabe-Ito reddish purple (antigen escape)
+    "blast_cd19neg": "#56b4e9",  # Okabe-Ito sky blue: opposite the CD19+ orange, and unlike the IL-6 tint
     "cart_resting": "#009e73",  # Okabe-Ito bluish green
     "cart_active": "#f0e442",  # Okabe-Ito yellow: lights up on activation
 }
@@ -77,7 +77,7 @@ BLAST_FRACTION_FLOOR = 1e-6
 
 _SCALE_BARS_UM = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 _IL6_DECADES = 3.0  # the IL-6 overlay spans this many decades below its maximum
-_IL6_ALPHA = 0.7  # opacity of the overlay at the top of its range
+_IL6_ALPHA = 0.5  # opacity of the overlay at the top of its range
 #: Colour scale of the IL-6 overlay: magma without its pale-yellow top, which would hide active CAR-T cells.
 IL6_CMAP = ListedColormap(colormaps["magma"](np.linspace(0.0, 0.7, 256)), name="magma_il6")
 _CRS_COLOURS = {1: "#fee8c8", 2: "#fdbb84", 3: "#ef6548", 4: "#990000"}
@@ -91,6 +91,7 @@ def _lookup_table() -> np.ndarray:
 
 
 _LUT = _lookup_table()
+_MARKER_EDGE = np.array([25, 25, 25], np.uint8)  # outline of the CAR-T dots
 
 
 # -- lattice images ------------------------------------------------------------
@@ -149,7 +150,7 @@ def upsample_field(field: np.ndarray, n: int) -> np.ndarray:
 def overlay_field(rgb: np.ndarray, field: np.ndarray, vmax: float, *, cmap: str | Colormap = IL6_CMAP) -> np.ndarray:
     """Blend a log-scaled field over an RGB lattice image.
 
-    The opacity grows with the field from 0 at ``vmax / 1000`` to 0.7 at
+    The opacity grows with the field from 0 at ``vmax / 1000`` to 0.5 at
     ``vmax``, so low levels leave the cells visible and hot spots glow.
 
     Parameters
@@ -195,9 +196,9 @@ def _draw_cart_markers(rgb: np.ndarray, view: np.ndarray, zoom: int) -> None:
         return
     kind = view[ii, jj]
     cy, cx = ii * zoom + zoom // 2, jj * zoom + zoom // 2
-    radius = max(2.6, 1.4 * zoom)
+    radius = max(2.6, 0.9 * zoom)
     side = rgb.shape[0]
-    layers = [(slice(None), radius + 1.2, np.array([25, 25, 25], np.uint8))]
+    layers = [(slice(None), radius + 1.2, _MARKER_EDGE)]
     layers += [(kind == code, radius, _LUT[code]) for code in codes]
     for select, r, colour in layers:
         dy, dx = _disc(r)
@@ -274,18 +275,21 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     with the complete-remission (5 %) and MRD (0.01 %) thresholds; zeros are
     drawn at :data:`BLAST_FRACTION_FLOOR` as open markers, and the panel says
     so; (b) CAR-T cells in the window (total, active) and blood CAR-T
-    [cells/uL] on a twin axis; (c) marrow IL-6 mean and max [pg/mL], with CRS
-    grade bands if the frame has a ``crs_grade`` column; (d) normal B cells in
-    the window (B-cell aplasia).
+    [cells/uL] on a twin axis; (c) marrow IL-6 mean and max [pg/mL] on a log
+    scale spanning four decades below the peak (lower values, such as the
+    field's fixed-point floor, leave gaps), with CRS grade bands if the frame
+    has a ``crs_grade`` column; (d) normal B cells in the window (B-cell
+    aplasia) against their day-0 level.
 
     Parameters
     ----------
     df : pandas.DataFrame
         ``MarrowModel.datacollector.get_model_vars_dataframe()``: one row per
-        observation with columns ``day``, ``blast_fraction``, ``blasts``,
-        ``cart``, ``cart_active``, ``blood_cart_per_ul``, ``il6_mean_pg_ml``,
-        ``il6_max_pg_ml``, ``bcells`` (``blasts_cd19neg``, ``crs_grade``
-        optional).
+        observation with columns ``day``, ``blast_fraction``, ``cart``,
+        ``cart_active``, ``blood_cart_per_ul``, ``il6_mean_pg_ml``,
+        ``il6_max_pg_ml`` and ``bcells``; optional: ``blasts`` with
+        ``blasts_cd19neg`` (adds a CD19-negative blast line) and ``crs_grade``
+        (integer grade 0-4 per row).
     path : str or pathlib.Path
         Output PNG.
     title : str, optional
@@ -298,8 +302,19 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     pathlib.Path
         ``path``.
     """
-    _require(df, ["day", "blast_fraction", "cart", "cart_active", "blood_cart_per_ul", "il6_mean_pg_ml",
-                  "il6_max_pg_ml", "bcells"])
+    _require(
+        df,
+        [
+            "day",
+            "blast_fraction",
+            "cart",
+            "cart_active",
+            "blood_cart_per_ul",
+            "il6_mean_pg_ml",
+            "il6_max_pg_ml",
+            "bcells",
+        ],
+    )
     days = df["day"].to_numpy(float)
     fig = Figure(figsize=(7.0, 9.0), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -310,8 +325,16 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     frac, zero = _floored(df["blast_fraction"])
     ax_b.plot(days, 100 * frac, color=PALETTE["blast_cd19pos"], lw=1.8, label="all blasts")
     if zero.any():
-        ax_b.plot(days[zero], 100 * frac[zero], ls="none", marker="o", mfc="white", mec=PALETTE["blast_cd19pos"],
-                  ms=4, label=f"no blasts (drawn at {100 * BLAST_FRACTION_FLOOR:g} %)")
+        ax_b.plot(
+            days[zero],
+            100 * frac[zero],
+            ls="none",
+            marker="o",
+            mfc="white",
+            mec=PALETTE["blast_cd19pos"],
+            ms=4,
+            label=f"no blasts (drawn at {100 * BLAST_FRACTION_FLOOR:g} %)",
+        )
     neg = _cd19neg_fraction(df)
     if neg is not None and np.any(neg > 0):
         neg_f, _ = _floored(neg)
@@ -322,8 +345,9 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     ax_b.set_ylim(100 * BLAST_FRACTION_FLOOR / 2, 100)
     xt = ax_b.get_yaxis_transform()
     ax_b.text(0.995, 100 * CR_THRESHOLD, "CR < 5 %", transform=xt, ha="right", va="bottom", fontsize=8, color="0.25")
-    ax_b.text(0.995, 100 * MRD_THRESHOLD, "MRD < 0.01 %", transform=xt, ha="right", va="bottom", fontsize=8,
-              color="0.25")
+    ax_b.text(
+        0.995, 100 * MRD_THRESHOLD, "MRD < 0.01 %", transform=xt, ha="right", va="bottom", fontsize=8, color="0.25"
+    )
     ax_b.set_ylabel("marrow blasts\n[% of nucleated]")
     ax_b.legend(loc="lower left", fontsize=8, frameon=False)
 
@@ -437,6 +461,7 @@ class FrameRenderer:
         height = top + side + pad
         width += width % 2  # even sizes suit video encoders
         height += height % 2
+        self._lattice_box = (height - pad - side, pad, side)
         self.size = (width, height)
         dpi = self._DPI
         fig = self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
@@ -452,25 +477,66 @@ class FrameRenderer:
         bar_um = scale_bar_um(n, site_um)
         bar = bar_um / site_um
         margin = 0.04 * n
-        self.scale_bar = Rectangle((margin, n - margin - 0.012 * n), bar, 0.012 * n, facecolor="white",
-                                   edgecolor="black", lw=0.8, animated=True)
+        self.scale_bar = Rectangle(
+            (margin, n - margin - 0.012 * n),
+            bar,
+            0.012 * n,
+            facecolor="white",
+            edgecolor="black",
+            lw=0.8,
+            animated=True,
+        )
         ax.add_patch(self.scale_bar)
         stroke = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-        self.scale_text = ax.text(margin + bar / 2, n - margin - 0.02 * n, _um_label(bar_um), color="white",
-                                  ha="center", va="bottom", fontsize=10, fontweight="bold", path_effects=stroke,
-                                  animated=True)
-        self.clock_text = fig.text(pad / width, 1 - 8 / height, "", ha="left", va="top", fontsize=15,
-                                   fontweight="bold", family="monospace", animated=True)
+        self.scale_text = ax.text(
+            margin + bar / 2,
+            n - margin - 0.02 * n,
+            _um_label(bar_um),
+            color="white",
+            ha="center",
+            va="bottom",
+            fontsize=10,
+            fontweight="bold",
+            path_effects=stroke,
+            animated=True,
+        )
+        self.clock_text = fig.text(
+            pad / width,
+            1 - 8 / height,
+            "",
+            ha="left",
+            va="top",
+            fontsize=15,
+            fontweight="bold",
+            family="monospace",
+            animated=True,
+        )
         window = n * site_um
-        fig.text((pad + side) / width, 1 - 12 / height, f"marrow window {_um_label(window)} \u00d7 {_um_label(window)}",
-                 ha="right", va="top", fontsize=9, color="0.3")
+        fig.text(
+            (pad + side) / width,
+            1 - 12 / height,
+            f"marrow window {_um_label(window)} \u00d7 {_um_label(window)}",
+            ha="right",
+            va="top",
+            fontsize=9,
+            color="0.3",
+        )
 
         # legend column
         x0 = (2 * pad + side) / width
         handles = [Patch(facecolor=PALETTE[k], edgecolor="0.5", lw=0.5, label=LABELS[k]) for k in VIEW_CODES]
-        self.legend = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(x0, 1 - top / height),
-                                 frameon=False, fontsize=9, handlelength=1.2, handleheight=1.0, borderaxespad=0.0,
-                                 borderpad=0.0, labelspacing=0.45)
+        self.legend = fig.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(x0, 1 - top / height),
+            frameon=False,
+            fontsize=9,
+            handlelength=1.2,
+            handleheight=1.0,
+            borderaxespad=0.0,
+            borderpad=0.0,
+            labelspacing=0.45,
+        )
         if il6_max is not None:
             cax = fig.add_axes((x0 + 8 / width, (pad + 36) / height, (legend_w - 40) / width, 12 / height))
             norm = LogNorm(vmin=il6_max / 10**_IL6_DECADES, vmax=il6_max)
@@ -482,8 +548,15 @@ class FrameRenderer:
         self.cursors = []
         self.timecourse_axes = []
         if timecourse is not None:
-            self._draw_timecourse(timecourse, ((2 * pad + side + legend_w + 45) / width, pad / height,
-                                               (course_w - 55) / width, (side + top - pad - 14) / height))
+            self._draw_timecourse(
+                timecourse,
+                (
+                    (2 * pad + side + legend_w + 45) / width,
+                    pad / height,
+                    (course_w - 55) / width,
+                    (side + top - pad - 14) / height,
+                ),
+            )
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(fig.bbox)
 
@@ -523,6 +596,11 @@ class FrameRenderer:
                 ax.tick_params(labelbottom=False)
             self.cursors.append(ax.axvline(lo, color="black", lw=1.0, animated=True))
         self.timecourse_axes = rows
+
+    @property
+    def lattice_box(self) -> tuple[int, int, int]:
+        """Where the lattice sits in a frame: ``(top row, left column, side)`` [pixels]; a site is ``zoom`` wide."""
+        return self._lattice_box
 
     @property
     def legend_texts(self) -> list[str]:
@@ -660,6 +738,17 @@ def _frames(
         renderer.close()
 
 
+def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
+    """Build a 256-colour palette: every :data:`PALETTE` colour, the rest fitted to ``samples``."""
+    exact = np.concatenate([_LUT, np.array([[255, 255, 255], [0, 0, 0], _MARKER_EDGE], np.uint8)])
+    sample = Image.fromarray(np.concatenate(list(samples), axis=0))
+    fitted = sample.quantize(colors=256 - len(exact), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    colours = exact.ravel().tolist() + fitted.getpalette()[: 3 * (256 - len(exact))]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(colours + [0] * (768 - len(colours)))
+    return palette
+
+
 def write_gif(
     snapshots: Sequence[Mapping[str, Any]],
     path: str | Path,
@@ -701,15 +790,15 @@ def write_gif(
     """
     if not fps > 0:
         raise ValueError(f"fps = {fps}: expected a positive frame rate")
-    frames = list(_frames(snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress,
-                          desc="gif frames"))
-    picks = sorted({0, len(frames) // 2, len(frames) - 1})
-    sample = Image.fromarray(np.concatenate([frames[i] for i in picks], axis=0))
-    palette = sample.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    frames = list(
+        _frames(snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress, desc="gif frames")
+    )
+    palette = _gif_palette([frames[i] for i in sorted({0, len(frames) // 2, len(frames) - 1})])
     images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
-                   optimize=True, disposal=1)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=True, disposal=1
+    )
     return path
 
 
@@ -746,12 +835,20 @@ def write_mp4(
     path = Path(path)
     writer = None
     try:
-        for frame in _frames(snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress,
-                             desc="mp4 frames"):
+        for frame in _frames(
+            snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress, desc="mp4 frames"
+        ):
             if writer is None:
                 height, width = frame.shape[:2]
-                writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=fps, quality=quality,
-                                                     codec="libx264", pix_fmt_out="yuv420p", macro_block_size=2)
+                writer = imageio_ffmpeg.write_frames(
+                    str(path),
+                    (width, height),
+                    fps=fps,
+                    quality=quality,
+                    codec="libx264",
+                    pix_fmt_out="yuv420p",
+                    macro_block_size=2,
+                )
                 writer.send(None)
             writer.send(np.ascontiguousarray(frame))
     finally:

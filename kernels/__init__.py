@@ -21,6 +21,7 @@ import numpy as np
 from kernels import rules
 
 BACKENDS = ("auto", "python", "cpu", "cuda")
+SMALL_LATTICE_SITES = 96 * 96
 
 
 class BackendError(RuntimeError):
@@ -57,6 +58,13 @@ class RuleTables:
     chemokine_field: int
     seed: int
 
+    @property
+    def key(self) -> np.uint64:
+        """Generator key of :attr:`seed` (:func:`kernels.rng.key_of`)."""
+        from kernels.rng import key_of
+
+        return key_of(self.seed)
+
 
 _STATE_SPEC = {
     "cell": (np.uint8, 2),
@@ -79,7 +87,9 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
     for name, (dtype, ndim) in _STATE_SPEC.items():
         a = getattr(state, name)
         if a.dtype != dtype or a.ndim != ndim or not a.flags.c_contiguous:
-            raise ValueError(f"state.{name}: expected C-contiguous {np.dtype(dtype)} with {ndim} dims, got {a.dtype} {a.shape}")
+            raise ValueError(
+                f"state.{name}: expected C-contiguous {np.dtype(dtype)} with {ndim} dims, got {a.dtype} {a.shape}"
+            )
     n = state.cell.shape[0]
     m = -(-n // tables.coarsen)
     expected = {
@@ -98,8 +108,8 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
         a = getattr(tables, name)
         if a.dtype != np.int64 or a.shape != shape:
             raise ValueError(f"tables.{name}: expected int64 {shape}, got {a.dtype} {a.shape}")
-    if np.any(tables.kind_rates < 0) or np.any(tables.kind_rates > 1 << 32):
-        raise ValueError("tables.kind_rates: thresholds must lie in [0, 2**32]")
+    if np.any(tables.kind_rates < 0) or np.any(tables.kind_rates.sum(axis=0) > 1 << 32):
+        raise ValueError("tables.kind_rates: thresholds must be >= 0 and die + divide at most 2**32 per kind")
     if np.any(tables.antigen_rates < 0) or np.any(tables.antigen_rates > 1 << 32):
         raise ValueError("tables.antigen_rates: thresholds must lie in [0, 2**32]")
     if not 0 <= tables.chemokine_field < rules.N_FIELDS:
@@ -138,7 +148,11 @@ class Lattice:
     backend : str
         ``auto``, ``python``, ``cpu`` or ``cuda``.
     threads : int or None
-        Numba threads for ``cpu`` (default: all).
+        Numba threads for ``cpu``. Default: all Numba threads, except on
+        lattices under ``SMALL_LATTICE_SITES`` where one thread is faster
+        (each step has eleven parallel regions whose start-up costs more than
+        the work, and waiting on a descheduled thread is ruinous on a busy
+        machine). Set before every step, so lattices do not leak settings.
     """
 
     def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None):
@@ -148,40 +162,51 @@ class Lattice:
         self.tables = tables
         self.threads = threads
         self._order = np.zeros(9, dtype=np.int64)
+        self._portals = np.flatnonzero(state.tissue.ravel() == rules.PERIVASCULAR).astype(np.int64)
         self._scratch = np.zeros_like(state.fields)
         self._row_events = np.zeros((state.cell.shape[0], rules.N_EVENTS), dtype=np.int64)
         self._base_events = state.events.copy()
+        self._key = tables.key
         self._device = None
         if self.backend == "cuda":
             from kernels.cuda import CudaLattice
 
-            self._device = CudaLattice(state, tables)
+            self._device = CudaLattice(state, tables, self._portals)
         elif self.backend == "cpu":
             import numba
 
-            if threads is not None and not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-                raise BackendError(f"threads={threads} not in [1, {numba.config.NUMBA_NUM_THREADS}]")
+            available = numba.config.NUMBA_NUM_THREADS
+            if threads is not None and not 1 <= threads <= available:
+                raise BackendError(f"threads={threads} not in [1, {available}]")
+            if threads is None:
+                threads = 1 if state.cell.size < SMALL_LATTICE_SITES else available
+        self.threads = threads
 
-    def step(self, step_index: int, enter_threshold: int, exit_threshold: int) -> None:
-        """Advance one step: traffic, nine sublattice passes, fields."""
+    def step(self, step_index: int, enter_quota: int, exit_threshold: int) -> None:
+        """Advance one step: blood traffic, nine sublattice passes, fields.
+
+        ``enter_quota`` is the expected number of CAR-T cells entering the
+        window this step times ``2**32`` (spread over the empty perivascular
+        sites); ``exit_threshold`` the per-step exit probability of a free
+        CAR-T cell on a perivascular site times ``2**32``.
+        """
         if self._device is not None:
-            self._device.step(step_index, enter_threshold, exit_threshold)
+            self._device.step(step_index, enter_quota, exit_threshold)
             return
         from kernels import cpu
 
         s, t = self.state, self.tables
         args = (
-            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, t.coarsen, t.chemokine_field,
-            t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, enter_threshold, exit_threshold,
-            t.seed, step_index, self._row_events,
+            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
+            t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, enter_quota,
+            exit_threshold, self._key, step_index, self._row_events,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)
             return
         import numba
 
-        if self.threads is not None:
-            numba.set_num_threads(self.threads)
+        numba.set_num_threads(self.threads)
         cpu.step(*args)
 
     def pull(self) -> LatticeState:

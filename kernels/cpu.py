@@ -4,7 +4,9 @@ The same function, run as plain Python through ``step.py_func``, is the
 ``python`` backend (the readable oracle): ``prange`` is then ``range`` and each
 rule call goes to the same compiled rule. Parallel loops run over rows of one
 sublattice (or of the voxel grid); every iteration owns its row of the event
-counters, so counts are exact and independent of the thread count.
+counters, so counts are exact and independent of the thread count. Blood
+traffic touches only the perivascular sites (a few % of the lattice) and runs
+serially.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from numba import prange
 
 from kernels.config import jit_parallel
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import FR_SUBSTEPS, act_site, sublattice_order, traffic_site
+from kernels.rules import FR_SUBSTEPS, act_site, busy, enter_threshold, sublattice_order, traffic_site
 
 
 @jit_parallel
@@ -24,6 +26,7 @@ def step(
     fields,
     scratch,
     order,
+    portals,
     coarsen,
     chemokine_field,
     kind_rates,
@@ -31,9 +34,9 @@ def step(
     cd19_noise,
     rates,
     field_rates,
-    enter_threshold,
+    enter_quota,
     exit_threshold,
-    seed,
+    key,
     step_index,
     events,
 ):
@@ -45,21 +48,28 @@ def step(
     traits : uint16[n, n, N_TRAITS]
     fields, scratch : int64[N_FIELDS, m, m], ``m = ceil(n / coarsen)``
     order : int64[9], workspace for the sublattice order
+    portals : int64[p], flat indices of the perivascular sites (sorted)
     coarsen : int, sites per voxel side
     chemokine_field : int, which field steers chemotaxis
     kind_rates : int64[N_KIND_RATES, N_KINDS]; antigen_rates : int64[N_ANTIGEN_RATES, 256]
     cd19_noise : int64[256]; rates : int64[N_RATES]; field_rates : int64[N_FIELDS, N_FIELD_RATES]
     enter_threshold, exit_threshold : int, thresholds for blood traffic this step
-    seed, step_index : int
+    key, step_index : int
     events : int64[n, N_EVENTS], per-row event counters (accumulated)
     """
     n = cell.shape[0]
-    for i in prange(n):
-        for j in range(n):
-            e = traffic_site(i, j, cell, tissue, traits, enter_threshold, exit_threshold, seed, step_index)
-            if e:
-                events[i, e] += 1
-    sublattice_order(seed, step_index, order)
+    empty_portals = 0
+    for p in range(portals.shape[0]):
+        if cell[portals[p] // n, portals[p] % n] == 0:
+            empty_portals += 1
+    threshold = enter_threshold(enter_quota, empty_portals)
+    for p in range(portals.shape[0]):
+        i = portals[p] // n
+        j = portals[p] % n
+        e = traffic_site(i, j, cell, tissue, traits, threshold, exit_threshold, key, step_index)
+        if e:
+            events[i, e] += 1
+    sublattice_order(key, step_index, order)
     chemokine = fields[chemokine_field]
     for k in range(9):
         oy = order[k] // 3
@@ -67,12 +77,13 @@ def step(
         for a in prange((n - oy + 2) // 3):
             i = oy + 3 * a
             for j in range(ox, n, 3):
-                e = act_site(
-                    i, j, cell, tissue, traits, chemokine, coarsen,
-                    kind_rates, antigen_rates, cd19_noise, rates, seed, step_index,
-                )
-                if e:
-                    events[i, e] += 1
+                if busy(cell, i, j):
+                    e = act_site(
+                        i, j, cell, tissue, traits, chemokine, coarsen,
+                        kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
+                    )
+                    if e:
+                        events[i, e] += 1
     m = fields.shape[1]
     for f in range(fields.shape[0]):
         src = fields[f]
@@ -81,7 +92,7 @@ def step(
         for vi in prange(m):
             for vj in range(m):
                 secrete_voxel(vi, vj, cell, traits, src, rate_row, coarsen)
-        for s in range(rate_row[FR_SUBSTEPS]):
+        for _ in range(rate_row[FR_SUBSTEPS]):
             for vi in prange(m):
                 for vj in range(m):
                     diffuse_voxel(vi, vj, src, dst, rate_row)

@@ -16,14 +16,14 @@ from numba import cuda
 
 from kernels.config import THREADS_PER_BLOCK
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import FR_SUBSTEPS, act_site, sublattice_order, traffic_site
+from kernels.rules import EMPTY, FR_SUBSTEPS, act_site, busy, enter_threshold, sublattice_order, traffic_site
 
 
 def usable() -> bool:
     """True when a real CUDA GPU can run kernels (the simulator does not count)."""
     try:
         return bool(cuda.is_available()) and not _simulated()
-    except Exception:  # noqa: BLE001 - any driver failure means "not usable"
+    except Exception:
         return False
 
 
@@ -34,27 +34,37 @@ def _simulated() -> bool:
 
 
 @cuda.jit
-def _traffic_kernel(cell, tissue, traits, enter_threshold, exit_threshold, seed, step_index, events):
-    i, j = cuda.grid(2)
+def _count_empty_portals_kernel(cell, portals, count):
+    p = cuda.grid(1)
     n = cell.shape[0]
-    if i < n and j < n:
-        e = traffic_site(i, j, cell, tissue, traits, enter_threshold, exit_threshold, seed, step_index)
+    if p < portals.shape[0] and cell[portals[p] // n, portals[p] % n] == EMPTY:
+        cuda.atomic.add(count, 0, 1)
+
+
+@cuda.jit
+def _traffic_kernel(cell, tissue, traits, portals, count, enter_quota, exit_threshold, key, step_index, events):
+    p = cuda.grid(1)
+    n = cell.shape[0]
+    if p < portals.shape[0]:
+        threshold = enter_threshold(enter_quota, count[0])
+        e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold, exit_threshold, key,
+                         step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 
 
 @cuda.jit
 def _pass_kernel(
-    cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed, step_index, oy, ox,
+    cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step_index, oy, ox,
     events,
 ):
     a, b = cuda.grid(2)
     i = oy + 3 * a
     j = ox + 3 * b
     n = cell.shape[0]
-    if i < n and j < n:
+    if i < n and j < n and busy(cell, i, j):
         e = act_site(
-            i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed,
+            i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
             step_index,
         )
         if e:
@@ -82,8 +92,11 @@ def _blocks(rows: int, cols: int, threads: tuple[int, int]) -> tuple[int, int]:
 class CudaLattice:
     """Device-resident lattice state and the per-step launch sequence."""
 
-    def __init__(self, state, tables, threads_per_block=THREADS_PER_BLOCK):
+    def __init__(self, state, tables, portals, threads_per_block=THREADS_PER_BLOCK):
         self.threads = tuple(threads_per_block)
+        self.d_portals = cuda.to_device(portals)
+        self.n_portals = int(portals.shape[0])
+        self.d_count = cuda.to_device(np.zeros(1, dtype=np.int64))
         self.tables = tables
         self.n = state.cell.shape[0]
         self.d_cell = cuda.to_device(state.cell)
@@ -99,23 +112,29 @@ class CudaLattice:
         self.d_rates = cuda.to_device(tables.rates)
         self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
         self.order = np.zeros(9, dtype=np.int64)
+        self.key = tables.key
 
-    def step(self, step_index: int, enter_threshold: int, exit_threshold: int) -> None:
+    def step(self, step_index: int, enter_quota: int, exit_threshold: int) -> None:
         t = self.tables
         n = self.n
         tp = self.threads
-        _traffic_kernel[_blocks(n, n, tp), tp](
-            self.d_cell, self.d_tissue, self.d_traits, enter_threshold, exit_threshold, t.seed, step_index,
-            self.d_events,
-        )
-        sublattice_order(t.seed, step_index, self.order)
+        if self.n_portals:
+            flat = tp[0] * tp[1]
+            blocks = -(-self.n_portals // flat)
+            self.d_count.copy_to_device(np.zeros(1, dtype=np.int64))
+            _count_empty_portals_kernel[blocks, flat](self.d_cell, self.d_portals, self.d_count)
+            _traffic_kernel[blocks, flat](
+                self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,
+                exit_threshold, self.key, step_index, self.d_events,
+            )
+        sublattice_order(self.key, step_index, self.order)
         chemokine = self.d_fields[t.chemokine_field]
         for k in self.order:
             oy, ox = int(k) // 3, int(k) % 3
             grid = _blocks((n - oy + 2) // 3, (n - ox + 2) // 3, tp)
             _pass_kernel[grid, tp](
                 self.d_cell, self.d_tissue, self.d_traits, chemokine, t.coarsen, self.d_kind_rates,
-                self.d_antigen_rates, self.d_cd19_noise, self.d_rates, t.seed, step_index, oy, ox, self.d_events,
+                self.d_antigen_rates, self.d_cd19_noise, self.d_rates, self.key, step_index, oy, ox, self.d_events,
             )
         m = self.d_fields[0].shape[0]
         grid = _blocks(m, m, tp)

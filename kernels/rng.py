@@ -5,8 +5,8 @@ Algorithm
 Each random decision is a pure function of ``(seed, step, site, purpose)``::
 
     counter = step << 36 | purpose << 28 | site          (64 bits)
-    k       = fmix(seed + GOLDEN)
-    z       = fmix(fmix(counter ^ k) + GOLDEN)
+    key     = fmix(seed + GOLDEN)                          (once per run: key_of)
+    z       = fmix(fmix(counter ^ key) + GOLDEN)
     draw    = z >> 32                                      (uniform on [0, 2**32))
 
 ``fmix`` is the 64-bit output function of SplitMix64 (Steele, Lea & Flood,
@@ -56,14 +56,21 @@ def fmix(z):
     return z ^ (z >> _S31)
 
 
+def key_of(seed: int) -> np.uint64:
+    """The generator key of a run seed (``0 <= seed < 2**63``), as ``np.uint64`` (what kernels take)."""
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed = {seed!r}: expected an integer in [0, 2**63)")
+    return np.uint64(_mix_reference((seed + 0x9E3779B97F4A7C15) & _MASK64))
+
+
 @jit
-def draw(seed, step, site, purpose):
+def draw(key, step, site, purpose):
     """Uniform integer in ``[0, 2**32)`` for one decision, as ``int64``.
 
     Parameters
     ----------
-    seed : int
-        Run seed, ``0 <= seed < 2**63``.
+    key : int
+        Run key, :func:`key_of` of the seed.
     step : int
         Step index, ``0 <= step < 2**28``.
     site : int
@@ -72,35 +79,35 @@ def draw(seed, step, site, purpose):
         Which decision (a ``P_*`` constant of :mod:`kernels.rules`), ``< 2**8``.
     """
     counter = (np.uint64(step) << _S36) | (np.uint64(purpose) << _S28) | np.uint64(site)
-    k = fmix(np.uint64(seed) + GOLDEN)
-    z = fmix(fmix(counter ^ k) + GOLDEN)
+    z = fmix(fmix(counter ^ np.uint64(key)) + GOLDEN)
     return np.int64(z >> _S32)
 
 
 @jit
-def below(seed, step, site, purpose, threshold):
+def below(key, step, site, purpose, threshold):
     """True with probability ``threshold / 2**32`` (``threshold`` in ``[0, 2**32]``)."""
-    return draw(seed, step, site, purpose) < threshold
+    return draw(key, step, site, purpose) < threshold
 
 
 @jit
-def pick(seed, step, site, purpose, n):
+def pick(key, step, site, purpose, n):
     """Uniform integer in ``[0, n)`` (multiply-high, no modulo bias beyond 2**-32)."""
-    return (draw(seed, step, site, purpose) * n) >> 32
+    return (draw(key, step, site, purpose) * n) >> 32
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix_reference(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
 
 
 def draw_reference(seed: int, step: int, site: int, purpose: int) -> int:
-    """Pure-Python implementation of :func:`draw`, for tests and documentation."""
-    mask = (1 << 64) - 1
-
-    def mix(z: int) -> int:
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        return z ^ (z >> 31)
-
+    """Pure-Python implementation of ``draw(key_of(seed), ...)``, for tests and documentation."""
     counter = (step << 36) | (purpose << 28) | site
-    k = mix((seed + 0x9E3779B97F4A7C15) & mask)
-    return mix((mix(counter ^ k) + 0x9E3779B97F4A7C15) & mask) >> 32
+    return _mix_reference((_mix_reference(counter ^ int(key_of(seed))) + 0x9E3779B97F4A7C15) & _MASK64) >> 32
 
 
 def threshold(probability: float) -> int:

@@ -18,8 +18,8 @@ State layout
     ``CD19`` (antigen level, see below), ``STATE`` (CAR-T state), ``TARGET``
     (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
     engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
-    (steps of activation left), ``ACTED`` (low 16 bits of the last step the
-    cell acted in).
+    (steps of activation left), ``ACTED`` (:func:`stamp` of the last step the
+    cell acted in; 0 for a cell that has not acted yet).
 ``fields[f, vi, vj]`` (int64)
     Fixed-point cytokine / chemokine fields on a coarse grid (see
     :mod:`kernels.diffusion`).
@@ -34,7 +34,7 @@ Antigen levels
 Determinism and conflicts
 -------------------------
 Every random decision draws from :func:`kernels.rng.draw` keyed by
-``(seed, step, site, purpose)``; probabilities are integer thresholds
+``(key, step, site, purpose)``; probabilities are integer thresholds
 (``draw < threshold``), so decisions are exact integer comparisons.
 
 Conflicts (two cells claiming one empty site, two T cells killing one blast)
@@ -44,7 +44,7 @@ sites ``(oy + 3a, ox + 3b)``. A visited site reads and writes only its own 3x3
 Moore neighbourhood, and two sites of one pass are at least 3 apart, so the
 sites of a pass never touch the same site and can run in any order or in
 parallel. The order of the nine passes is a permutation drawn from
-``(seed, step)`` (:func:`sublattice_order`), so no direction is favoured. A
+``(key, step)`` (:func:`sublattice_order`), so no direction is favoured. A
 cell that moved or was born during the step carries ``ACTED`` = this step and
 is skipped if a later pass reaches it; a cell displaced by a swap keeps its
 turn only if its new site has not been visited yet (it may lose one step,
@@ -98,7 +98,7 @@ ACTED = 7
 N_TRAITS = 8
 TRAIT_NAMES = ("cd19", "state", "target", "stim", "kills", "divs", "timer", "acted")
 TRAIT_MAX = 0xFFFF
-UNVISITED = 0xFFFF  # ACTED stamp of cells created before the first step
+UNVISITED = 0  # ACTED of a cell that has not acted yet; stamp() is never 0
 
 # CAR-T states (the STATE trait).
 RESTING = 0
@@ -226,8 +226,12 @@ def swap_cells(cell, traits, ai, aj, bi, bj):
 
 @jit
 def stamp(step):
-    """The ``ACTED`` value of a cell that acted (or appeared) in ``step``."""
-    return step & TRAIT_MAX
+    """The ``ACTED`` value of a cell that acted (or appeared) in ``step``: ``1 + step mod 65535``.
+
+    Never 0 (:data:`UNVISITED`), and a cell's stale stamp cannot equal the
+    current one because every occupied site is visited every step.
+    """
+    return 1 + step % TRAIT_MAX
 
 
 @jit
@@ -239,7 +243,7 @@ def bump(traits, i, j, t):
 
 
 @jit
-def free_neighbour(cell, tissue, i, j, seed, step, site, purpose):
+def free_neighbour(cell, tissue, i, j, key, step, site, purpose):
     """A uniformly chosen free Moore neighbour as direction 0..7, or -1 if none."""
     count = 0
     for d in range(8):
@@ -248,7 +252,7 @@ def free_neighbour(cell, tissue, i, j, seed, step, site, purpose):
             count += 1
     if count == 0:
         return -1
-    m = pick(seed, step, site, purpose, count)
+    m = pick(key, step, site, purpose, count)
     for d in range(8):
         ni, nj = neighbour(i, j, d)
         if is_free(cell, tissue, ni, nj):
@@ -259,7 +263,7 @@ def free_neighbour(cell, tissue, i, j, seed, step, site, purpose):
 
 
 @jit
-def sublattice_order(seed, step, order):
+def sublattice_order(key, step, order):
     """Fill ``order[0:9]`` with a permutation of the nine sublattices for ``step``.
 
     Fisher-Yates shuffle driven by :func:`kernels.rng.draw`; sublattice ``k``
@@ -268,31 +272,35 @@ def sublattice_order(seed, step, order):
     for k in range(9):
         order[k] = k
     for k in range(8, 0, -1):
-        r = pick(seed, step, k, P_ORDER, k + 1)
+        r = pick(key, step, k, P_ORDER, k + 1)
         v = order[k]
         order[k] = order[r]
         order[r] = v
 
 
 @jit
-def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, seed, step):
+def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, step):
     """Blast, B cell or other marrow cell: die, or divide into a free neighbour.
 
-    Death comes first with probability ``kind_rates[KR_DIE, kind]``; otherwise
-    the cell divides with probability ``kind_rates[KR_DIVIDE, kind]`` if a
-    neighbour is free. A blast daughter inherits CD19 with a level change drawn
+    One draw ``u`` decides both competing events: death if
+    ``u < kind_rates[KR_DIE, kind]``, else an attempt to divide if
+    ``u < die + kind_rates[KR_DIVIDE, kind]`` (so per step P(die) and
+    P(divide attempt) are exactly the two table probabilities; their sum is
+    checked to be at most 1); the division happens if a neighbour is free. A blast daughter inherits CD19 with a level change drawn
     from ``cd19_noise`` (256 entries, indexed by 8 random bits): an
     antigen-negative parent has antigen-negative daughters.
     """
     n = cell.shape[0]
     site = i * n + j
     kind = cell[i, j]
-    if below(seed, step, site, P_DIE, kind_rates[KR_DIE, kind]):
+    u = draw(key, step, site, P_DIE)
+    die = kind_rates[KR_DIE, kind]
+    if u < die:
         clear(cell, traits, i, j)
         return EV_DIED + kind
-    if not below(seed, step, site, P_DIVIDE, kind_rates[KR_DIVIDE, kind]):
+    if u >= die + kind_rates[KR_DIVIDE, kind]:
         return EV_NONE
-    d = free_neighbour(cell, tissue, i, j, seed, step, site, P_PLACE)
+    d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
     if d < 0:
         return EV_NONE
     di, dj = neighbour(i, j, d)
@@ -300,14 +308,14 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, seed, st
     traits[di, dj, ACTED] = stamp(step)
     level = np.int64(traits[i, j, CD19])
     if kind == BLAST and level > 0:
-        level += cd19_noise[draw(seed, step, site, P_NOISE) >> 24]
+        level += cd19_noise[draw(key, step, site, P_NOISE) >> 24]
         level = min(max(level, 1), N_LEVELS - 1)
         traits[di, dj, CD19] = level
     return EV_BORN + kind
 
 
 @jit
-def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, seed, step):
+def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step):
     """One CAR-T cell: die, kill or stay engaged, divide, engage a target, or migrate.
 
     In order, stopping at the first that applies:
@@ -331,7 +339,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     """
     n = cell.shape[0]
     site = i * n + j
-    if below(seed, step, site, P_DIE, kind_rates[KR_DIE, CART]):
+    if below(key, step, site, P_DIE, kind_rates[KR_DIE, CART]):
         clear(cell, traits, i, j)
         return EV_DIED + CART
     timer = traits[i, j, TIMER]
@@ -343,7 +351,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     if engaged > 0:
         ti, tj = neighbour(i, j, engaged - 1)
         if is_target(cell, traits, ti, tj):
-            if below(seed, step, site, P_KILL, antigen_rates[AR_KILL, traits[ti, tj, CD19]]):
+            if below(key, step, site, P_KILL, antigen_rates[AR_KILL, traits[ti, tj, CD19]]):
                 victim = cell[ti, tj]
                 clear(cell, traits, ti, tj)
                 traits[i, j, TARGET] = 0
@@ -351,16 +359,16 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
                 traits[i, j, STATE] = ACTIVE
                 traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
                 return EV_KILLED + victim
-            if below(seed, step, site, P_DETACH, rates[R_DETACH]):
+            if below(key, step, site, P_DETACH, rates[R_DETACH]):
                 traits[i, j, TARGET] = 0
             return EV_NONE
         traits[i, j, TARGET] = 0
     if (
         traits[i, j, STATE] == ACTIVE
         and traits[i, j, DIVS] < rates[R_MAX_DIVS]
-        and below(seed, step, site, P_PROLIF, rates[R_PROLIF])
+        and below(key, step, site, P_PROLIF, rates[R_PROLIF])
     ):
-        d = free_neighbour(cell, tissue, i, j, seed, step, site, P_PLACE)
+        d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
         if d >= 0:
             di, dj = neighbour(i, j, d)
             bump(traits, i, j, DIVS)
@@ -373,24 +381,24 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
         if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
             targets += 1
     if targets > 0:
-        m = pick(seed, step, site, P_TARGET, targets)
+        m = pick(key, step, site, P_TARGET, targets)
         for d in range(8):
             ni, nj = neighbour(i, j, d)
             if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
                 if m == 0:
-                    if below(seed, step, site, P_ATTACH, antigen_rates[AR_ATTACH, traits[ni, nj, CD19]]):
+                    if below(key, step, site, P_ATTACH, antigen_rates[AR_ATTACH, traits[ni, nj, CD19]]):
                         traits[i, j, TARGET] = d + 1
                         bump(traits, i, j, STIM)
                         traits[i, j, STATE] = ACTIVE
                         traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
                     return EV_NONE
                 m -= 1
-    if not below(seed, step, site, P_MOVE, rates[R_MOVE]):
+    if not below(key, step, site, P_MOVE, rates[R_MOVE]):
         return EV_NONE
-    if below(seed, step, site, P_CHEMO, rates[R_CHEMO]):
-        d = uphill(chemokine, coarsen, i, j, n)
+    if below(key, step, site, P_CHEMO, rates[R_CHEMO]):
+        d = uphill(chemokine, coarsen, i, j, n, key, step, site)
     else:
-        d = pick(seed, step, site, P_DIR, 8)
+        d = pick(key, step, site, P_DIR, 8)
     ti, tj = neighbour(i, j, d)
     if not inside(n, ti, tj) or tissue[ti, tj] > PERIVASCULAR:
         return EV_NONE
@@ -400,7 +408,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
         clear(cell, traits, i, j)
         traits[ti, tj, ACTED] = stamp(step)
     elif (other == BLAST or other == BCELL or other == NORMAL) and below(
-        seed, step, site, P_SWAP, rates[R_SWAP]
+        key, step, site, P_SWAP, rates[R_SWAP]
     ):
         swap_cells(cell, traits, i, j, ti, tj)
         traits[ti, tj, ACTED] = stamp(step)
@@ -408,57 +416,81 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
 
 
 @jit
-def uphill(field, coarsen, i, j, n):
-    """Direction 0..7 of the neighbour whose field voxel holds the most; first wins ties.
+def uphill(field, coarsen, i, j, n, key, step, site):
+    """Direction 0..7 of an on-lattice neighbour whose field voxel holds the most.
 
-    Neighbours off the lattice are skipped; when every neighbour's voxel equals
-    the cell's own, the first on-lattice direction is returned (the caller's
-    move is then to a site of the same voxel).
+    Ties (always the case inside a flat region or a voxel) are broken
+    uniformly at random, so a flat field gives an unbiased random walk.
     """
-    best = -1
-    best_value = np.int64(0)
+    best_value = np.int64(-1)
+    ties = 0
     for d in range(8):
         ni, nj = neighbour(i, j, d)
         if inside(n, ni, nj):
             v = field[ni // coarsen, nj // coarsen]
-            if best < 0 or v > best_value:
-                best = d
+            if v > best_value:
                 best_value = v
-    return best
+                ties = 1
+            elif v == best_value:
+                ties += 1
+    m = pick(key, step, site, P_DIR, ties)
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if inside(n, ni, nj) and field[ni // coarsen, nj // coarsen] == best_value:
+            if m == 0:
+                return d
+            m -= 1
+    return -1
 
 
 @jit
-def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, seed, step):
+def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step):
     """Visit site ``(i, j)`` in a sublattice pass; returns an event code."""
     kind = cell[i, j]
     if kind == EMPTY or kind == STROMA or traits[i, j, ACTED] == stamp(step):
         return EV_NONE
     traits[i, j, ACTED] = stamp(step)
     if kind == CART:
-        return act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, seed, step)
-    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, seed, step)
+        return act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step)
+    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, step)
 
 
 @jit
-def traffic_site(i, j, cell, tissue, traits, enter_threshold, exit_threshold, seed, step):
+def busy(cell, i, j):
+    """True if the site holds a cell that acts (not empty, not stroma); drivers skip the rest."""
+    k = cell[i, j]
+    return k != EMPTY and k != STROMA
+
+
+@jit
+def enter_threshold(quota, empty_portals):
+    """Per-site entry threshold that spreads ``quota / 2**32`` expected entries over the empty portals."""
+    if empty_portals == 0:
+        return 0
+    return min(quota // empty_portals, 1 << 32)
+
+
+@jit
+def traffic_site(i, j, cell, tissue, traits, enter_thr, exit_threshold, key, step):
     """Blood traffic at a perivascular site: a CAR-T cell enters an empty one or a free one leaves.
 
-    ``enter_threshold`` is set by the host each step from the blood CAR-T
-    concentration; a cell engaged with a target does not leave.
+    Drivers visit only the perivascular sites (``portals``). Before the visits
+    they count the empty portals and set ``enter_thr`` with
+    :func:`enter_threshold`, so the expected number of entries equals the
+    host's quota (blood CAR-T homing to this window) however many portals are
+    occupied. A cell engaged with a target does not leave.
     """
-    if tissue[i, j] != PERIVASCULAR:
-        return EV_NONE
     n = cell.shape[0]
     site = i * n + j
     kind = cell[i, j]
     if kind == EMPTY:
-        if below(seed, step, site, P_ENTER, enter_threshold):
+        if below(key, step, site, P_ENTER, enter_thr):
             clear(cell, traits, i, j)
             cell[i, j] = CART
             traits[i, j, ACTED] = stamp(step)
             return EV_ENTERED
     elif kind == CART and traits[i, j, TARGET] == 0:
-        if below(seed, step, site, P_EXIT, exit_threshold):
+        if below(key, step, site, P_EXIT, exit_threshold):
             clear(cell, traits, i, j)
             return EV_EXITED
     return EV_NONE

@@ -11,10 +11,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import SMALL  # noqa: E402
+from conftest import SMALL
 
-from abm.model import MarrowModel  # noqa: E402
-from abm.params import Params  # noqa: E402
+from abm.model import MarrowModel
+from abm.params import Params
 
 
 def run(backend: str, threads: int | None, days: float) -> dict[str, np.ndarray]:

@@ -95,3 +95,12 @@ def test_section_attribute_access_is_read_only():
     assert p.grid.size == p["grid.size"]
     with pytest.raises(AttributeError):
         p.grid.size = 3
+
+
+def test_docs_parameter_table_is_up_to_date():
+    from pathlib import Path
+
+    from abm.params import markdown_table
+
+    doc = Path(__file__).parents[1] / "docs" / "parameters.md"
+    assert doc.read_text(encoding="utf-8") == markdown_table(), "run `python -m abm.params` to regenerate"

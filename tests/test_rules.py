@@ -161,10 +161,32 @@ def test_traffic_enters_only_empty_perivascular_sites():
     s = empty_state(10)
     s.tissue[5, :] = R.PERIVASCULAR
     place(s, 5, 0, R.BLAST, cd19=10)
-    out = run(s, quiet_tables(), 1, enter=ALWAYS)
+    out = run(s, quiet_tables(), 1, enter=9 * ALWAYS)  # quota of 9 entries for 9 empty portals
     assert np.count_nonzero(out.cell == R.CART) == 9
     assert np.all(out.cell[5, 1:] == R.CART) and out.cell[5, 0] == R.BLAST
     assert out.events[R.EV_ENTERED] == 9
+
+
+def test_entry_quota_is_met_on_average_however_crowded_the_portals():
+    """Expected entries equal the quota whether 10 % or 100 % of portals are free (4 SE, 400 steps)."""
+    for free_every in (1, 10):
+        s = empty_state(40)
+        s.tissue[::2, :] = R.PERIVASCULAR
+        for i in range(0, 40, 2):
+            for j in range(40):
+                if j % free_every:
+                    place(s, i, j, R.NORMAL)
+        steps, quota = 400, 0.5  # expected entries per step
+        t = quiet_tables()
+        lat = kernels.Lattice(s, t, backend="cpu")
+        entries = 0
+        for step in range(steps):
+            lat.step(step, int(quota * ALWAYS), 0)
+            lat.state.cell[lat.state.cell == R.CART] = R.EMPTY  # keep the portals as they were
+            lat.state.traits[lat.state.cell == R.EMPTY] = 0
+        entries = int(lat.pull().events[R.EV_ENTERED])
+        mean = steps * quota
+        assert abs(entries - mean) < 4 * math.sqrt(mean), (free_every, entries)
 
 
 @pytest.mark.parametrize("backend", ["python", "cpu"])
