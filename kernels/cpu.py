@@ -15,7 +15,7 @@ from numba import prange
 
 from kernels.config import jit_parallel
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import FR_SUBSTEPS, act_site, busy, enter_threshold, sublattice_order, traffic_site
+from kernels.rules import FR_SUBSTEPS, act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
 
 
 @jit_parallel
@@ -77,7 +77,7 @@ def step(
         for a in prange((n - oy + 2) // 3):
             i = oy + 3 * a
             for j in range(ox, n, 3):
-                if busy(cell, i, j):
+                if needs_visit(i, j, cell, kind_rates, key, step_index):
                     e = act_site(
                         i, j, cell, tissue, traits, chemokine, coarsen,
                         kind_rates, antigen_rates, cd19_noise, rates, key, step_index,

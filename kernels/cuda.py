@@ -16,7 +16,7 @@ from numba import cuda
 
 from kernels.config import THREADS_PER_BLOCK
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import EMPTY, FR_SUBSTEPS, act_site, busy, enter_threshold, sublattice_order, traffic_site
+from kernels.rules import EMPTY, FR_SUBSTEPS, act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
 
 
 def usable() -> bool:
@@ -62,7 +62,7 @@ def _pass_kernel(
     i = oy + 3 * a
     j = ox + 3 * b
     n = cell.shape[0]
-    if i < n and j < n and busy(cell, i, j):
+    if i < n and j < n and needs_visit(i, j, cell, kind_rates, key, step_index):
         e = act_site(
             i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
             step_index,

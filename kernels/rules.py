@@ -286,8 +286,9 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, ste
     ``u < kind_rates[KR_DIE, kind]``, else an attempt to divide if
     ``u < die + kind_rates[KR_DIVIDE, kind]`` (so per step P(die) and
     P(divide attempt) are exactly the two table probabilities; their sum is
-    checked to be at most 1); the division happens if a neighbour is free. A blast daughter inherits CD19 with a level change drawn
-    from ``cd19_noise`` (256 entries, indexed by 8 random bits): an
+    checked to be at most 1); the division happens if a neighbour is free.
+    A blast daughter inherits CD19 with a level change drawn from
+    ``cd19_noise`` (256 entries, indexed by 8 random bits): an
     antigen-negative parent has antigen-negative daughters.
     """
     n = cell.shape[0]
@@ -456,10 +457,23 @@ def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
 
 
 @jit
-def busy(cell, i, j):
-    """True if the site holds a cell that acts (not empty, not stroma); drivers skip the rest."""
+def needs_visit(i, j, cell, kind_rates, key, step):
+    """True if :func:`act_site` could change anything at ``(i, j)`` this step; drivers skip the rest.
+
+    Empty and stromal sites never act. A blast, B cell or other marrow cell
+    acts only if its death/division draw (the same draw
+    :func:`act_tissue_cell` makes) falls below ``die + divide``: almost never
+    per step, so the fast path is one hash. A CAR-T cell is always visited.
+    Skipping leaves the dynamics unchanged (the ``ACTED`` stamp of a
+    non-moving cell that does nothing is never read).
+    """
     k = cell[i, j]
-    return k != EMPTY and k != STROMA
+    if k == CART:
+        return True
+    if k == EMPTY or k == STROMA:
+        return False
+    n = cell.shape[0]
+    return draw(key, step, i * n + j, P_DIE) < kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k]
 
 
 @jit
