@@ -15,6 +15,7 @@ import math
 import numba
 import numpy as np
 import pytest
+from conftest import empty_state, place
 
 import kernels
 from abm.params import Params
@@ -39,24 +40,6 @@ LEVEL = 200  # CD19 level of hand-placed targets (~13,500 molecules: near-satura
 def params(n: int) -> Params:
     """Default parameters for an n x n window (the smallest allowed window for tiny hand-built lattices)."""
     return Params.default().replace({"grid.size": max(n, 8)})
-
-
-def empty_state(n: int, coarsen: int = 4) -> LatticeState:
-    m = -(-n // coarsen)
-    return LatticeState(
-        cell=np.zeros((n, n), np.uint8),
-        tissue=np.zeros((n, n), np.uint8),
-        traits=np.zeros((n, n, R.N_TRAITS), np.uint16),
-        fields=np.zeros((R.N_FIELDS, m, m), np.int64),
-        events=np.zeros(R.N_EVENTS, np.int64),
-    )
-
-
-def put(state: LatticeState, i: int, j: int, kind: int, cd19: int = 0) -> None:
-    state.cell[i, j] = kind
-    state.traits[i, j, :] = 0
-    state.traits[i, j, R.CD19] = cd19
-    state.traits[i, j, R.ACTED] = R.UNVISITED
 
 
 def quiet_tables(n: int, seed: int = 1):
@@ -170,7 +153,7 @@ def test_core_tables_switch_off_fields_and_chemotaxis_only():
 
 def test_cart_sites_and_place_cart_reject_occupied_sites():
     s = empty_state(8)
-    put(s, 2, 2, R.BLAST, LEVEL)
+    place(s, 2, 2, R.BLAST, LEVEL)
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
         place_cart(s, [(2, 2)])
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
@@ -181,7 +164,7 @@ def test_cart_sites_and_place_cart_reject_occupied_sites():
 
 def test_reference_kill_adjacent_blast_pkill_one_always_kills():
     s = empty_state(5)
-    put(s, 2, 3, R.BLAST, LEVEL)
+    place(s, 2, 3, R.BLAST, LEVEL)
     t = quiet_tables(5)
     t.antigen_rates[:] = ALWAYS
     model = ReferenceModel(params(5), 1, state=s, tables=t, cart_sites=[(2, 2)])
@@ -199,7 +182,7 @@ def test_reference_cart_swaps_with_marrow_cell_when_swap_is_certain():
     for i in range(3):
         for j in range(3):
             if (i, j) != (1, 1):
-                put(s, i, j, R.NORMAL)
+                place(s, i, j, R.NORMAL)
     t = quiet_tables(3)
     t.rates[R.R_MOVE] = ALWAYS
     t.rates[R.R_SWAP] = ALWAYS
@@ -240,7 +223,7 @@ def kill_only_lattice(blocks: int) -> tuple[LatticeState, list[tuple[int, int]]]
     s = empty_state(n)
     for i in range(n):
         for j in range(n):
-            put(s, i, j, R.BLAST, LEVEL)
+            place(s, i, j, R.BLAST, LEVEL)
     centres = [(3 * a + 1, 3 * b + 1) for a in range(blocks) for b in range(blocks)]
     for i, j in centres:
         s.cell[i, j] = R.EMPTY
@@ -344,7 +327,7 @@ def test_blast_growth_with_free_neighbourhood_agrees_with_kernel():
     s = empty_state(n)
     for a in range(8):
         for b in range(8):
-            put(s, 4 * a + 1, 4 * b + 1, R.BLAST, LEVEL)
+            place(s, 4 * a + 1, 4 * b + 1, R.BLAST, LEVEL)
     tables = quiet_tables(n)
     tables.kind_rates[R.KR_DIE, R.BLAST] = threshold(0.01)
     tables.kind_rates[R.KR_DIVIDE, R.BLAST] = threshold(0.05)
