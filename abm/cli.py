@@ -1,4 +1,4 @@
-"""Command line: ``cart-abm run``.
+"""Command line: ``cart-abm run`` and ``cart-abm resume``.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
 malformed file, unusable backend), with one message naming the field, the
@@ -8,6 +8,7 @@ value and what is allowed, and no output folder; 1 a run that failed.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -53,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--animate", action="store_true", help="also write marrow.gif")
     run.add_argument("--snapshot-every", metavar="DURATION",
                      help="keep a lattice snapshot this often, e.g. 30min, 6h (default 6h with --animate)")
+    run.add_argument("--checkpoint-every", type=float, metavar="DAYS",
+                     help="write DIR/checkpoint.npz this often (simulated days) so the run can be resumed")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    resume = sub.add_parser("resume", help="continue a run from DIR/checkpoint.npz")
+    resume.add_argument("dir", type=Path, help="run folder written with --checkpoint-every")
+    resume.add_argument("--days", type=float, help="new total length in days (default: the run's own)")
+    resume.add_argument("--backend", choices=BACKENDS, default="auto")
+    resume.add_argument("--threads", type=int, help="CPU threads for the cpu backend (default: all)")
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -66,15 +75,15 @@ def resolve_params(args: argparse.Namespace) -> Params:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from abm import io, viz
+    from abm import io
     from abm.model import MarrowModel
-    from abm.outcomes import summarize
 
     params = resolve_params(args)
     if not 0 <= args.seed < 2**63:
         raise ParamError(f"--seed = {args.seed}: expected an integer in [0, 2**63)")
     if args.threads is not None and args.threads < 1:
         raise ParamError(f"--threads = {args.threads}: expected an integer >= 1")
+    check_checkpoint_every(args.checkpoint_every)
     snapshot_min = parse_duration_min(args.snapshot_every) if args.snapshot_every else None
     if args.animate and snapshot_min is None:
         snapshot_min = DEFAULT_SNAPSHOT_MIN
@@ -83,36 +92,104 @@ def command_run(args: argparse.Namespace) -> int:
                          f"({params.time.dt_min:g} min)")
     model = MarrowModel(params, seed=args.seed, backend=args.backend, threads=args.threads,
                         snapshot_every_min=snapshot_min)
-    with io.staged_folder(args.out) as folder:
-        started = time.perf_counter()
-        model.run(progress=not args.quiet)
+    folder = io.prepare_folder(args.out)
+    io.write_text(folder / "params.toml", params.to_toml())
+    options = {"checkpoint_every_days": args.checkpoint_every, "animate": args.animate}
+    return simulate(model, folder, options, progress=not args.quiet)
+
+
+def command_resume(args: argparse.Namespace) -> int:
+    from abm import io
+    from abm.model import MarrowModel
+
+    folder = Path(args.dir)
+    status = io.read_status(folder)
+    if status.get("state") == "complete" and args.days is None:
+        raise ParamError(f"{str(folder)!r} is a complete run; give --days N to extend it")
+    params = Params.from_toml(folder / "params.toml")
+    arrays, meta = io.read_checkpoint(folder)
+    done_days = meta["lattice_step"] * params.time.dt_min / 1440.0
+    if args.days is not None:
+        if args.days < done_days:
+            raise ParamError(f"--days = {args.days:g}: expected at least the {done_days:g} days already simulated")
+        params = params.replace({"time.days": args.days})
+    model = MarrowModel.from_checkpoint(params, arrays, meta, backend=args.backend, threads=args.threads)
+    io.write_text(folder / "params.toml", params.to_toml())
+    options = {"checkpoint_every_days": status.get("checkpoint_every_days"), "animate": status.get("animate", False),
+               "resumed_from_day": done_days}
+    return simulate(model, folder, options, progress=not args.quiet)
+
+
+def check_checkpoint_every(days: float | None) -> None:
+    if days is not None and not (days > 0 and math.isfinite(days)):
+        raise ParamError(f"--checkpoint-every = {days}: expected a positive number of days")
+
+
+def simulate(model, folder: Path, options: dict, progress: bool) -> int:
+    """Run ``model`` to its end in ``folder``, checkpointing as asked, then write every output.
+
+    ``status.json`` says ``running`` during the run, ``complete`` after the
+    last output (``summary.json``) is in place, and ``failed`` or
+    ``interrupted`` (with the reason and the last checkpoint day) otherwise.
+    """
+    from abm import io
+
+    every = options.get("checkpoint_every_days")
+    next_checkpoint = [model.day + every if every else math.inf]
+
+    def after_step(m) -> None:
+        if m.running and m.day >= next_checkpoint[0] - 1e-9:
+            io.write_checkpoint(folder, m.checkpoint())
+            io.write_status(folder, "running", **options, checkpoint_day=m.day)
+            next_checkpoint[0] = m.day + every
+
+    io.write_status(folder, "running", **options)
+    started = time.perf_counter()
+    try:
+        model.run(progress=progress, after_step=after_step)
         wall = time.perf_counter() - started
-        summary = summarize(model, wall_s=wall)
-        df = model.datacollector.get_model_vars_dataframe()
-        df.to_csv(folder / "timeseries.csv", index=False)
-        io.write_text(folder / "params.toml", params.to_toml())
-        s = model.state
-        np.savez_compressed(
-            folder / "final_state.npz", **s.arrays(),
-            trait_names=np.array(_trait_names()), dt_min=model.dt_min, site_um=params.grid.site_um,
-            coarsen=params.grid.coarsen, field_quantum=_field_quantum(), lattice_step=model.lattice_step,
-            seed=model.seed,
-        )
-        viz.plot_timecourse(df, folder / "timecourse.png", title=f"cart-abm seed {model.seed}")
-        if model.snapshots:
-            np.savez_compressed(
-                folder / "snapshots.npz",
-                day=np.array([f["day"] for f in model.snapshots]),
-                view=np.stack([f["view"] for f in model.snapshots]),
-                il6=np.stack([f["il6"] for f in model.snapshots]),
-                site_um=params.grid.site_um,
-            )
-        if args.animate:
-            viz.write_gif(model.snapshots, folder / "marrow.gif", site_um=params.grid.site_um, timecourse=df,
-                          progress=not args.quiet)
-        io.write_json(folder / "summary.json", summary)
-    print(f"cart-abm: wrote {args.out} ({wall:.1f} s, {model.lattice_step} steps on {model.backend})")
+        write_outputs(model, folder, wall, animate=options.get("animate", False), progress=progress)
+        if every:
+            io.write_checkpoint(folder, model.checkpoint())
+    except KeyboardInterrupt:
+        io.write_status(folder, "interrupted", **options, reason="interrupted by the user")
+        raise
+    except Exception as exc:
+        io.write_status(folder, "failed", **options, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    io.write_status(folder, "complete", **options, day=model.day)
+    print(f"cart-abm: wrote {folder} ({wall:.1f} s, {model.lattice_step} steps on {model.backend})")
     return 0
+
+
+def write_outputs(model, folder: Path, wall: float, animate: bool, progress: bool) -> None:
+    """Every output file of a finished run; ``summary.json`` last."""
+    from abm import io, viz
+    from abm.outcomes import summarize
+
+    params = model.params
+    summary = summarize(model, wall_s=wall)
+    df = model.datacollector.get_model_vars_dataframe()
+    io.write_text(folder / "timeseries.csv", df.to_csv(index=False))
+    s = model.state
+    io.write_npz(
+        folder / "final_state.npz",
+        {**s.arrays(), "trait_names": np.array(_trait_names()), "dt_min": model.dt_min, "site_um": params.grid.site_um,
+         "coarsen": params.grid.coarsen, "field_quantum": _field_quantum(), "lattice_step": model.lattice_step,
+         "seed": model.seed},
+    )
+    viz.plot_timecourse(df, folder / "timecourse.png", title=f"cart-abm seed {model.seed}")
+    if model.snapshots:
+        io.write_npz(
+            folder / "snapshots.npz",
+            {"day": np.array([f["day"] for f in model.snapshots]),
+             "view": np.stack([f["view"] for f in model.snapshots]),
+             "il6": np.stack([f["il6"] for f in model.snapshots]), "site_um": params.grid.site_um},
+        )
+    if animate:
+        viz.write_gif(model.snapshots, folder / "marrow.gif", site_um=params.grid.site_um, timecourse=df,
+                      progress=progress)
+    io.write_json(folder / "summary.json", summary)
 
 
 def _trait_names() -> list[str]:
@@ -133,14 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return command_run(args)
-    except (ParamError, BackendError, FileExistsError) as exc:
+        if args.command == "resume":
+            return command_resume(args)
+    except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:
         print(f"cart-abm: error: {exc}", file=sys.stderr)
         return 2
     except (SimulationError, CartAbmError) as exc:
         print(f"cart-abm: run failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("cart-abm: interrupted; no output written", file=sys.stderr)
+        print("cart-abm: interrupted; the run folder is marked 'interrupted'", file=sys.stderr)
         return 130
     parser.error(f"unknown command {args.command}")
     return 2

@@ -1,8 +1,15 @@
 """Output files: written whole or not at all.
 
-A run writes into a fresh temporary folder next to its destination and
-renames it into place only when every file is complete, so a crash, a bad
-input or Ctrl-C never leaves a folder that looks finished.
+Every file is written to a temporary name in its folder and renamed into
+place, so no reader ever sees half a file. A run folder carries
+``status.json``: ``running`` while the simulation goes on (with
+``checkpoint.npz`` if checkpoints were asked for), ``complete`` once every
+output is written (``summary.json`` is written last), ``failed`` or
+``interrupted`` with the reason otherwise. A folder without ``summary.json``
+and ``"state": "complete"`` is not a finished run.
+
+Checkpoints are ``.npz`` archives of plain arrays plus one JSON document
+(stored as UTF-8 bytes); nothing is pickled and loading never executes code.
 """
 
 from __future__ import annotations
@@ -11,12 +18,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 MARKER = ".cart-abm-run"
+STATUS = "status.json"
+CHECKPOINT = "checkpoint.npz"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -36,30 +43,70 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
-@contextmanager
-def staged_folder(destination: Path) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``destination`` when the block succeeds.
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """``np.savez_compressed`` to a temporary name, then rename over ``path``."""
+    import numpy as np
 
-    An existing ``destination`` is replaced only if it is empty or an earlier
-    cart-abm output (it holds the marker file); anything else is refused so a
-    user's folder is never deleted. On failure the temporary folder is removed
-    and ``destination`` is untouched.
-    """
-    destination = Path(destination).resolve()
-    reusable = destination.is_dir() and (_is_ours(destination) or not any(destination.iterdir()))
-    if destination.exists() and not reusable:
-        raise FileExistsError(f"--out {str(destination)!r} exists and is not a cart-abm output folder; choose another")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     try:
-        (staging / MARKER).write_text("cart-abm output folder\n", encoding="utf-8")
-        yield staging
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def prepare_folder(destination: Path) -> Path:
+    """Create (or reuse) a run folder: empty, or an earlier cart-abm output; never a user's folder."""
+    destination = Path(destination).resolve()
+    if destination.exists():
+        if not destination.is_dir() or not (_is_ours(destination) or not any(destination.iterdir())):
+            raise FileExistsError(
+                f"--out {str(destination)!r} exists and is not a cart-abm output folder; choose another"
+            )
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    (destination / MARKER).write_text("cart-abm output folder\n", encoding="utf-8")
+    return destination
+
+
+def write_status(folder: Path, state: str, **info: Any) -> None:
+    write_json(Path(folder) / STATUS, {"state": state, **info})
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / STATUS
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FileNotFoundError(
+            f"{str(path)!r} is missing or unreadable ({exc}); is this a cart-abm run folder?"
+        ) from None
+
+
+def write_checkpoint(folder: Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``MarrowModel.checkpoint()`` output as ``folder/checkpoint.npz`` (atomically)."""
+    import numpy as np
+
+    meta = np.frombuffer(json.dumps(checkpoint["meta"], allow_nan=False).encode("utf-8"), dtype=np.uint8)
+    write_npz(Path(folder) / CHECKPOINT, {**checkpoint["arrays"], "meta_json": meta})
+
+
+def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read ``folder/checkpoint.npz`` back as ``(arrays, meta)``, without unpickling anything."""
+    import numpy as np
+
+    path = Path(folder) / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no {CHECKPOINT} in {str(Path(folder))!r}: the run was not started with --checkpoint-every"
+        )
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files if name != "meta_json"}
+        meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
+    return arrays, meta
 
 
 def _is_ours(folder: Path) -> bool:

@@ -16,6 +16,7 @@ decision from the counter-based generator in :mod:`kernels.rng`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import mesa
@@ -29,6 +30,8 @@ from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
 from abm.systemic import Blood
 from kernels import rules as R
 from kernels.diffusion import QUANTUM
+
+CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
 
 VIEW_CODES = {
     "empty": 0,
@@ -61,6 +64,9 @@ class MarrowModel(mesa.Model):
         Keep a compact picture of the lattice this often (for animations).
     check_invariants : bool
         Verify the lattice invariants after every lattice step (slow; for tests).
+    state : LatticeState, optional
+        Start from this lattice instead of building a window (used by
+        :meth:`from_checkpoint`; no initial observation is recorded).
     **overrides
         Parameter keys with dots (``**{"grid.size": 64}``), as ``mesa.batch_run`` passes them.
     """
@@ -74,6 +80,7 @@ class MarrowModel(mesa.Model):
         threads: int | None = None,
         snapshot_every_min: float | None = None,
         check_invariants: bool = False,
+        state: kernels.LatticeState | None = None,
         **overrides: Any,
     ):
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**63:
@@ -90,7 +97,9 @@ class MarrowModel(mesa.Model):
             raise ValueError(f"time.days / time.dt_min gives {self.total_steps} steps; at most 2**28 are allowed")
         self.steps_per_observation = max(1, int(round(params.time.observe_every_h * 60.0 / self.dt_min)))
         self.tables = build_tables(params, self.seed)
-        state = build_window(params, self.rng)
+        restoring = state is not None
+        if state is None:
+            state = build_window(params, self.rng)
         self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
         self.backend = self.lattice.backend
         capacity = int(np.count_nonzero(state.tissue <= R.PERIVASCULAR))
@@ -109,9 +118,10 @@ class MarrowModel(mesa.Model):
             model_reporters={name: _reporter(name) for name in OBSERVABLES}
         )
         self._observed: dict[str, float] = {}
-        self._observe()
-        if self.snapshot_every is not None:
-            self._snapshot()
+        if not restoring:
+            self._observe()
+            if self.snapshot_every is not None:
+                self._snapshot()
 
     # -- clock -----------------------------------------------------------
     @property
@@ -145,15 +155,18 @@ class MarrowModel(mesa.Model):
         if self.snapshot_every is not None and self.lattice_step % self.snapshot_every == 0:
             self._snapshot()
 
-    def run(self, progress: bool = False) -> MarrowModel:
-        """Run to ``time.days``, optionally with a progress bar."""
+    def run(self, progress: bool = False, after_step: Callable[[MarrowModel], None] | None = None) -> MarrowModel:
+        """Run to ``time.days``, optionally with a progress bar and a callback after each observation."""
         from tqdm.auto import tqdm
 
-        with tqdm(total=self.total_steps, unit="step", disable=not progress, desc="simulating") as bar:
+        with tqdm(total=self.total_steps, initial=self.lattice_step, unit="step", disable=not progress,
+                  desc="simulating") as bar:
             while self.running:
                 before = self.lattice_step
                 self.step()
                 bar.update(self.lattice_step - before)
+                if after_step is not None:
+                    after_step(self)
         return self
 
     # -- observation -------------------------------------------------------
@@ -220,6 +233,61 @@ class MarrowModel(mesa.Model):
         """CD19 molecules per cell of every blast in the window."""
         s = self.state
         return level_to_molecules(s.traits[..., R.CD19][s.cell == R.BLAST])
+
+    # -- checkpoints -----------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue this run bit for bit: arrays and JSON-able metadata.
+
+        Taken at an observation boundary (after :meth:`step`), so the
+        DataCollector is in step with the lattice.
+        """
+        s = self.state
+        arrays = {f"state_{name}": a for name, a in s.arrays().items()}
+        arrays["initial_counts"] = self.initial_counts
+        if self.snapshots:
+            arrays["snapshot_day"] = np.array([f["day"] for f in self.snapshots])
+            arrays["snapshot_view"] = np.stack([f["view"] for f in self.snapshots])
+            arrays["snapshot_il6"] = np.stack([f["il6"] for f in self.snapshots])
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "seed": self.seed,
+            "lattice_step": self.lattice_step,
+            "mesa_steps": self.steps,
+            "running": self.running,
+            "snapshot_every": self.snapshot_every,
+            "blood": self.blood.state(),
+            "observed": self._observed,
+            "model_vars": {k: list(v) for k, v in self.datacollector.model_vars.items()},
+        }
+        return {"arrays": arrays, "meta": meta}
+
+    @classmethod
+    def from_checkpoint(
+        cls, params: Params, arrays: dict[str, np.ndarray], meta: dict[str, Any], *, backend: str = "auto",
+        threads: int | None = None,
+    ) -> MarrowModel:
+        """Rebuild a model from :meth:`checkpoint` output (``params`` with ``time.days`` possibly extended)."""
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise SimulationError(f"checkpoint format {meta.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
+        names = ("cell", "tissue", "traits", "fields", "events")
+        state = kernels.LatticeState(*(np.ascontiguousarray(arrays[f"state_{n}"]) for n in names))
+        every = meta["snapshot_every"]
+        model = cls(params, seed=meta["seed"], backend=backend, threads=threads, state=state,
+                    snapshot_every_min=None if every is None else every * params.time.dt_min)
+        model.lattice_step = int(meta["lattice_step"])
+        model.steps = int(meta["mesa_steps"])
+        model.initial_counts = np.asarray(arrays["initial_counts"], dtype=np.int64)
+        model.blood.restore(meta["blood"])
+        model._observed = dict(meta["observed"])
+        for name, values in meta["model_vars"].items():
+            model.datacollector.model_vars[name] = list(values)
+        if "snapshot_day" in arrays:
+            model.snapshots = [
+                {"day": float(d), "view": v, "il6": f}
+                for d, v, f in zip(arrays["snapshot_day"], arrays["snapshot_view"], arrays["snapshot_il6"], strict=True)
+            ]
+        model.running = model.lattice_step < model.total_steps
+        return model
 
     # -- invariants ----------------------------------------------------------
     def check_invariants(self) -> None:

@@ -456,7 +456,7 @@ class FrameRenderer:
         self.emphasize_cart = emphasize_cart
         self.zoom = max(1, math.ceil(min_px / n))
         side = n * self.zoom
-        pad, top, legend_w, course_w = 12, 40, 190, 300 if timecourse is not None else 0
+        pad, top, legend_w, course_w = 12, 40, 190, 340 if timecourse is not None else 0
         width = pad + side + pad + legend_w + course_w + pad
         height = top + side + pad
         width += width % 2  # even sizes suit video encoders
@@ -553,7 +553,7 @@ class FrameRenderer:
                 (
                     (2 * pad + side + legend_w + 45) / width,
                     pad / height,
-                    (course_w - 55) / width,
+                    (course_w - 100) / width,
                     (side + top - pad - 14) / height,
                 ),
             )
@@ -577,16 +577,26 @@ class FrameRenderer:
         rows[0].set_yscale("log")
         rows[0].set_ylim(100 * BLAST_FRACTION_FLOOR / 2, 100)
         rows[0].set_ylabel("blasts [%]", fontsize=8)
-        rows[1].plot(days, df["cart"], color=PALETTE["cart_resting"], lw=1.4)
+        rows[1].plot(days, df["cart"], color=PALETTE["cart_resting"], lw=1.4, label="window")
         if "cart_active" in df.columns:
-            rows[1].plot(days, df["cart_active"], color="#b8a800", lw=1.0, ls="--")
+            rows[1].plot(days, df["cart_active"], color="#b8a800", lw=1.0, ls="--", label="active")
         rows[1].set_ylim(bottom=0)
-        rows[1].legend(["all", "active"][: len(rows[1].lines)], fontsize=7, frameon=False, loc="upper left")
-        rows[1].set_ylabel("CAR-T [cells]", fontsize=8)
+        rows[1].set_ylabel("CAR-T in\nwindow [cells]", fontsize=8)
+        handles = rows[1].get_legend_handles_labels()[0]
+        if "blood_cart_per_ul" in df.columns:
+            blood = rows[1].twinx()
+            handles += blood.plot(days, df["blood_cart_per_ul"], color="0.35", lw=1.0, ls=":", label="blood")
+            blood.set_ylim(bottom=0)
+            blood.set_ylabel("blood [/µL]", fontsize=8, color="0.35")
+            blood.tick_params(labelsize=7, colors="0.35", labelbottom=False)
+        rows[1].legend(handles=handles, fontsize=7, frameon=False, loc="upper left")
+        crs = _crs_bands(rows[2], df)
         rows[2].plot(days, df["il6_mean_pg_ml"], color="#7b3294", lw=1.4)
         rows[2].set_ylim(bottom=0)
         rows[2].set_ylabel("IL-6 mean\n[pg/mL]", fontsize=8)
         rows[2].set_xlabel("day", fontsize=8)
+        if crs:
+            rows[2].legend(handles=crs, fontsize=7, frameon=False, loc="upper left")
         lo, hi = (days.min(), days.max()) if len(days) else (0.0, 1.0)
         for ax in rows:
             ax.set_xlim(lo, max(hi, lo + 1e-9))
@@ -711,31 +721,33 @@ def _field_max(fields: Sequence[np.ndarray | None]) -> float:
     return top if top > 0 else 1.0
 
 
-def _frames(
-    snapshots: Sequence[Mapping[str, Any]],
-    *,
-    site_um: float,
-    timecourse: pd.DataFrame | None,
-    field: str,
-    progress: bool,
-    desc: str,
-) -> Iterator[np.ndarray]:
-    from tqdm.auto import tqdm
-
+def _animation_renderer(
+    snapshots: Sequence[Mapping[str, Any]], *, site_um: float, timecourse: pd.DataFrame | None, field: str
+) -> FrameRenderer:
+    """Check the snapshots and ``field``, and lay out one renderer for all frames."""
     if not snapshots:
         raise ValueError("snapshots: empty; run MarrowModel with snapshot_every_min to record them")
-    if field not in ("il6", "none"):
-        raise ValueError(f'field = {field!r}: expected "il6" or "none"')
+    if field not in ANIMATION_FIELDS:
+        raise ValueError(f"field = {field!r}: expected one of {', '.join(map(repr, ANIMATION_FIELDS))}")
     if field == "il6" and any("il6" not in s for s in snapshots):
         raise ValueError('field = "il6" but a snapshot has no "il6" array; pass field="none"')
     n = np.asarray(snapshots[0]["view"]).shape[0]
     il6_max = _field_max([s["il6"] for s in snapshots]) if field == "il6" else None
-    renderer = FrameRenderer(n, site_um=site_um, timecourse=timecourse, il6_max=il6_max)
-    try:
-        for snap in tqdm(snapshots, desc=desc, unit="frame", disable=not progress):
-            yield renderer.render(snap["view"], float(snap["day"]), il6=snap["il6"] if field == "il6" else None)
-    finally:
-        renderer.close()
+    return FrameRenderer(n, site_um=site_um, timecourse=timecourse, il6_max=il6_max)
+
+
+def _render_snapshot(renderer: FrameRenderer, snap: Mapping[str, Any]) -> np.ndarray:
+    il6 = snap["il6"] if renderer.il6_max is not None else None
+    return renderer.render(snap["view"], float(snap["day"]), il6=il6)
+
+
+def _frames(
+    renderer: FrameRenderer, snapshots: Sequence[Mapping[str, Any]], *, progress: bool, desc: str
+) -> Iterator[np.ndarray]:
+    from tqdm.auto import tqdm
+
+    for snap in tqdm(snapshots, desc=desc, unit="frame", disable=not progress):
+        yield _render_snapshot(renderer, snap)
 
 
 def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
@@ -763,7 +775,8 @@ def write_gif(
 
     All frames share one 256-colour palette (taken from the first, middle
     and last frames, without dithering), so the picture does not flicker and
-    unchanged regions compress to nothing.
+    unchanged regions compress to nothing. Frames are kept as palette images
+    (one byte per pixel) until the file is written.
 
     Parameters
     ----------
@@ -788,16 +801,27 @@ def write_gif(
     pathlib.Path
         ``path``.
     """
-    if not fps > 0:
-        raise ValueError(f"fps = {fps}: expected a positive frame rate")
-    frames = list(
-        _frames(snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress, desc="gif frames")
-    )
-    palette = _gif_palette([frames[i] for i in sorted({0, len(frames) // 2, len(frames) - 1})])
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    _check_fps(fps)
+    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field)
+    try:
+        k = len(snapshots)
+        palette = _gif_palette([_render_snapshot(renderer, snapshots[i]) for i in sorted({0, k // 2, k - 1})])
+        images = [
+            Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+            for frame in _frames(renderer, snapshots, progress=progress, desc="gif frames")
+        ]
+    finally:
+        renderer.close()
     path = Path(path)
     images[0].save(
-        path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, optimize=True, disposal=1
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / fps),
+        loop=0,
+        optimize=True,
+        disposal=1,
     )
     return path
 
@@ -823,21 +847,13 @@ def write_mp4(
     RuntimeError
         If ``imageio_ffmpeg`` is not installed.
     """
-    try:
-        import imageio_ffmpeg
-    except ImportError as err:
-        raise RuntimeError(
-            "write_mp4 needs the ffmpeg binding imageio-ffmpeg: `pip install imageio-ffmpeg` "
-            "(or use write_gif, which needs only Pillow)"
-        ) from err
-    if not fps > 0:
-        raise ValueError(f"fps = {fps}: expected a positive frame rate")
+    imageio_ffmpeg = _import_imageio_ffmpeg()
+    _check_fps(fps)
     path = Path(path)
+    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field)
     writer = None
     try:
-        for frame in _frames(
-            snapshots, site_um=site_um, timecourse=timecourse, field=field, progress=progress, desc="mp4 frames"
-        ):
+        for frame in _frames(renderer, snapshots, progress=progress, desc="mp4 frames"):
             if writer is None:
                 height, width = frame.shape[:2]
                 writer = imageio_ffmpeg.write_frames(
@@ -852,6 +868,7 @@ def write_mp4(
                 writer.send(None)
             writer.send(np.ascontiguousarray(frame))
     finally:
+        renderer.close()
         if writer is not None:
             writer.close()
     return path
