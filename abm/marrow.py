@@ -7,7 +7,9 @@ Geometry
     a thin band around the median of a second, independent field (curvilinear
     vessels) inside the non-bone space, sized to ``grid.sinusoid_fraction``.
     Marrow sites Moore-adjacent to a sinusoid are ``PERIVASCULAR``: CAR-T cells
-    enter and leave the window there.
+    enter and leave the window there. Other marrow sites Moore-adjacent to a
+    stromal niche cell are ``NICHE``: CD19+ cells there are protected
+    (``niche.kill_protection``).
 Cells
     Stromal niche cells occupy ``grid.stroma_fraction`` of marrow sites at
     random; of the rest, ``patient.marrow_cellularity`` hold cells: blasts with
@@ -15,8 +17,12 @@ Cells
     probability ``patient.bcell_fraction``, else other hematopoietic cells.
     Blast CD19 density is log-normal around ``patient.cd19_median_molecules``
     (spread ``patient.cd19_sd_log10``); a fraction
-    ``patient.cd19_negative_fraction`` of blasts is CD19-negative. No CAR-T
-    cell is in the window before the infusion.
+    ``patient.cd19_negative_fraction`` of blasts is CD19-negative. With
+    ``lymphodepletion.enabled``, only ``lymphodepletion.normal_cell_survival``
+    of the normal (non-blast) cells are left at infusion (fludarabine and
+    cyclophosphamide spare no lineage; blasts are assumed chemo-refractory in
+    relapsed/refractory disease). No CAR-T cell is in the window before the
+    infusion.
 
 Simplification: the geometry is statistical (no imaging data), in one cell
 layer, with closed edges. The window is built on the host from a NumPy
@@ -46,7 +52,7 @@ def smooth_field(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
 
 
 def build_tissue(params: Params, rng: np.random.Generator) -> np.ndarray:
-    """Tissue codes (uint8[n, n]): MARROW, PERIVASCULAR, BONE, SINUSOID."""
+    """Tissue codes (uint8[n, n]): MARROW, PERIVASCULAR, BONE, SINUSOID (NICHE is added with the stroma)."""
     n = params.grid.size
     tissue = np.full((n, n), R.MARROW, dtype=np.uint8)
     length = min(CORRELATION_SITES, n / 4.0)
@@ -63,15 +69,20 @@ def build_tissue(params: Params, rng: np.random.Generator) -> np.ndarray:
         if target >= 1 and open_sites.sum() > target:
             cut = np.quantile(field[open_sites], target / open_sites.sum())
             tissue[open_sites & (field <= cut)] = R.SINUSOID
-    sinusoid = tissue == R.SINUSOID
-    near = np.zeros_like(sinusoid)
-    padded = np.pad(sinusoid, 1)
+    tissue[moore_adjacent(tissue == R.SINUSOID) & (tissue == R.MARROW)] = R.PERIVASCULAR
+    return tissue
+
+
+def moore_adjacent(mask: np.ndarray) -> np.ndarray:
+    """Sites with at least one of their 8 neighbours in ``mask`` (closed edges)."""
+    n0, n1 = mask.shape
+    near = np.zeros_like(mask)
+    padded = np.pad(mask, 1)
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             if di or dj:
-                near |= padded[1 + di : n + 1 + di, 1 + dj : n + 1 + dj]
-    tissue[near & (tissue == R.MARROW)] = R.PERIVASCULAR
-    return tissue
+                near |= padded[1 + di : n0 + 1 + di, 1 + dj : n1 + 1 + dj]
+    return near
 
 
 def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
@@ -80,10 +91,11 @@ def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
     tissue = build_tissue(params, rng)
     cell = np.zeros((n, n), dtype=np.uint8)
     traits = np.zeros((n, n, R.N_TRAITS), dtype=np.uint16)
-    occupiable = tissue <= R.PERIVASCULAR
+    occupiable = tissue <= R.OCCUPIABLE
     u = rng.random((n, n))
     stroma = occupiable & (tissue == R.MARROW) & (u < params.grid.stroma_fraction)
     cell[stroma] = R.STROMA
+    tissue[moore_adjacent(stroma) & (tissue == R.MARROW) & ~stroma] = R.NICHE
     free = occupiable & ~stroma
     occupied = free & (rng.random((n, n)) < params.patient.marrow_cellularity)
     p = params.patient
@@ -92,6 +104,10 @@ def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
     rest = occupied & ~blast
     bcell = rest & (rng.random((n, n)) < p.bcell_fraction)
     normal = rest & ~bcell
+    if params.lymphodepletion.enabled:
+        spared = rng.random((n, n)) < params.lymphodepletion.normal_cell_survival
+        bcell &= spared
+        normal &= spared
     cell[blast] = R.BLAST
     cell[bcell] = R.BCELL
     cell[normal] = R.NORMAL

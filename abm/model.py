@@ -30,6 +30,7 @@ from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
 from abm.systemic import Blood
 from kernels import rules as R
 from kernels.diffusion import QUANTUM
+from kernels.rng import threshold
 
 CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
 
@@ -102,9 +103,10 @@ class MarrowModel(mesa.Model):
             state = build_window(params, self.rng)
         self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
         self.backend = self.lattice.backend
-        capacity = int(np.count_nonzero(state.tissue <= R.PERIVASCULAR))
+        capacity = int(np.count_nonzero(state.tissue <= R.OCCUPIABLE))
         self.blood = Blood(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)))
         self.exit_threshold = int(self.tables.rates[R.R_EXIT])
+        self.memory_threshold = threshold(params.cart.memory_fraction)
         self.lattice_step = 0
         self.initial_counts = np.bincount(state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
         self.check_invariants_each_step = check_invariants
@@ -148,7 +150,7 @@ class MarrowModel(mesa.Model):
         """One lattice step: blood and traffic, then the kernels."""
         dt_day = self.dt_min / MINUTES_PER_DAY
         quota = self.blood.advance(self.day, dt_day)
-        self.lattice.step(self.lattice_step, quota, self.exit_threshold)
+        self.lattice.step(self.lattice_step, quota, self.exit_threshold, self.memory_threshold)
         self.lattice_step += 1
         if self.check_invariants_each_step:
             self.check_invariants()
@@ -190,6 +192,8 @@ class MarrowModel(mesa.Model):
             "normal": int(counts[R.NORMAL]),
             "cart": int(counts[R.CART]),
             "cart_active": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
+            "cart_exhausted": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.EXHAUSTED))),
+            "cart_memory": int(np.count_nonzero(cart & (s.traits[..., R.PHENO] == R.MEMORY))),
             "blast_fraction": float(counts[R.BLAST] / nucleated) if nucleated else 0.0,
             "il6_mean_pg_ml": float(il6.mean()) * QUANTUM,
             "il6_max_pg_ml": float(il6.max()) * QUANTUM,
@@ -198,6 +202,7 @@ class MarrowModel(mesa.Model):
             "cart_entered": int(ev[R.EV_ENTERED]),
             "cart_exited": int(ev[R.EV_EXITED]),
             "cart_born": int(ev[R.EV_BORN + R.CART]),
+            "bcells_made": int(ev[R.EV_BCELL_MADE]),
         }
         self.datacollector.collect(self)
 
@@ -302,7 +307,7 @@ class MarrowModel(mesa.Model):
         where = f"at lattice step {self.lattice_step}"
         if s.cell.max() >= R.N_KINDS or s.tissue.max() > R.SINUSOID:
             raise SimulationError(f"invalid cell kind or tissue code {where}")
-        if np.any((s.tissue > R.PERIVASCULAR) & (s.cell != R.EMPTY)):
+        if np.any((s.tissue > R.OCCUPIABLE) & (s.cell != R.EMPTY)):
             raise SimulationError(f"a cell sits in bone or a sinusoid {where}")
         if np.any(s.traits[s.cell == R.EMPTY]):
             raise SimulationError(f"an empty site carries traits {where}")
@@ -311,6 +316,8 @@ class MarrowModel(mesa.Model):
         expected = self.initial_counts + ev[R.EV_BORN : R.EV_BORN + R.N_KINDS] - ev[R.EV_DIED : R.EV_DIED + R.N_KINDS]
         expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
         expected[R.CART] += ev[R.EV_ENTERED] - ev[R.EV_EXITED]
+        expected[R.NORMAL] -= ev[R.EV_BCELL_MADE]
+        expected[R.BCELL] += ev[R.EV_BCELL_MADE]
         if np.any(counts[1:] != expected[1:]):
             raise SimulationError(f"counts {counts[1:].tolist()} != bookkeeping {expected[1:].tolist()} {where}")
         if np.any(s.fields < 0):
@@ -325,6 +332,8 @@ OBSERVABLES = (
     "normal",
     "cart",
     "cart_active",
+    "cart_exhausted",
+    "cart_memory",
     "blast_fraction",
     "il6_mean_pg_ml",
     "il6_max_pg_ml",
@@ -333,6 +342,7 @@ OBSERVABLES = (
     "cart_entered",
     "cart_exited",
     "cart_born",
+    "bcells_made",
 )
 
 

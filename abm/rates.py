@@ -47,14 +47,27 @@ def molecules_to_level(molecules: np.ndarray | float) -> np.ndarray:
     return np.where(molecules > 0, level, 0).astype(np.int64)
 
 
+def is_cd28(params: Params) -> bool:
+    return params.product.costimulation == "CD28"
+
+
+def affinity_factor(params: Params) -> float:
+    """``1 + K_D / kd_ref``: how much more antigen (and engagements before exhaustion) a looser binder needs."""
+    return 1.0 + params.product.affinity_kd_nM / params.cart.kd_ref_nM
+
+
 def antigen_response(params: Params) -> np.ndarray:
     """Fraction of the maximal attach/kill hazard at each antigen level (Hill function).
 
-    ``f(A) = A^h / (A^h + A50^h)`` with ``A50 = threshold * (1 + K_D / kd_ref)``:
-    a looser binder (larger K_D) needs more antigen for the same response.
+    ``f(A) = A^h / (A^h + A50^h)`` with
+    ``A50 = threshold * (1 + K_D / kd_ref) * (costim.cd28_threshold_factor if CD28)``:
+    a looser binder (larger K_D) needs more antigen for the same response, a
+    CD28 CAR less (Majzner 2020).
     """
     c = params.cart
-    a50 = c.antigen_threshold_molecules * (1.0 + params.product.affinity_kd_nM / c.kd_ref_nM)
+    a50 = c.antigen_threshold_molecules * affinity_factor(params)
+    if is_cd28(params):
+        a50 *= params.costim.cd28_threshold_factor
     a = level_to_molecules(np.arange(R.N_LEVELS))
     h = c.antigen_hill
     return a**h / (a**h + a50**h)
@@ -99,8 +112,27 @@ def cd19_noise_table(sd_levels: float) -> np.ndarray:
     return np.array([round(dist.inv_cdf((k + 0.5) / 256.0)) for k in range(256)], dtype=np.int64)
 
 
-def build_tables(params: Params, seed: int) -> RuleTables:
-    """All integer tables for a run of ``params`` with ``seed``."""
+def exhaustion_engagements(params: Params) -> int:
+    """Engagements before exhaustion: ``cart.exhaustion_engagements * (1 + K_D / kd_ref)``, times the CD28 factor.
+
+    Looser binders disengage faster and exhaust later (Ghorashian 2019);
+    4-1BB costimulation resists exhaustion better than CD28 (Long 2015).
+    """
+    value = params.cart.exhaustion_engagements * affinity_factor(params)
+    if is_cd28(params):
+        value *= params.costim.cd28_exhaustion_factor
+    return int(min(max(1, round(value)), R.TRAIT_MAX))
+
+
+def build_tables(
+    params: Params, seed: int, proliferation_factor: float = 1.0, activation_factor: float = 1.0
+) -> RuleTables:
+    """All integer tables for a run of ``params`` with ``seed``.
+
+    ``proliferation_factor`` multiplies the CAR-T proliferation hazard and
+    ``activation_factor`` the attach and kill hazards; the model changes them
+    while lymphodepletion boosts expansion or steroids suppress T cells.
+    """
     dt = params.time.dt_min
     per_day = dt / MINUTES_PER_DAY
     per_hour = dt / MINUTES_PER_HOUR
@@ -115,13 +147,27 @@ def build_tables(params: Params, seed: int) -> RuleTables:
     for kind, section in ((R.BLAST, params.blast), (R.BCELL, params.bcell), (R.NORMAL, params.normal)):
         kind_rates[R.KR_DIE, kind] = thr_day(section.death_rate_per_day)
         kind_rates[R.KR_DIVIDE, kind] = thr_day(section.division_rate_per_day)
+    kind_rates[R.KR_CONVERT, R.NORMAL] = thr_day(params.bcell.production_per_day)
     kind_rates[R.KR_DIE, R.CART] = thr_day(params.cart.death_rate_per_day)
+    for kind in range(R.N_KINDS):
+        if kind_rates[:, kind].sum() > 1 << 32:
+            from abm.errors import ParamError
 
-    response = antigen_response(params)
+            raise ParamError(
+                f"{R.KIND_NAMES[kind]} death, division and conversion rates add up to more than one event per "
+                f"step at time.dt_min = {dt:g}; lower the rates or time.dt_min"
+            )
+
+    response = antigen_response(params) * activation_factor
+    shelter = 1.0 - params.niche.kill_protection
     antigen_rates = np.zeros((R.N_ANTIGEN_RATES, R.N_LEVELS), dtype=np.int64)
     for level in range(R.N_LEVELS):
-        antigen_rates[R.AR_ATTACH, level] = thr_hour(params.cart.attach_rate_per_h * response[level])
-        antigen_rates[R.AR_KILL, level] = thr_hour(params.cart.kill_rate_per_h * response[level])
+        attach = params.cart.attach_rate_per_h * response[level]
+        kill = params.cart.kill_rate_per_h * response[level]
+        antigen_rates[R.AR_ATTACH, level] = thr_hour(attach)
+        antigen_rates[R.AR_KILL, level] = thr_hour(kill)
+        antigen_rates[R.AR_ATTACH_NICHE, level] = thr_hour(attach * shelter)
+        antigen_rates[R.AR_KILL_NICHE, level] = thr_hour(kill * shelter)
 
     c = params.cart
     move_p = c.speed_um_per_min * dt / params.grid.site_um
@@ -145,10 +191,22 @@ def build_tables(params: Params, seed: int) -> RuleTables:
     rates[R.R_SWAP] = threshold(c.swap_probability)
     rates[R.R_CHEMO] = threshold(c.chemotaxis_bias)
     rates[R.R_DETACH] = thr_hour(c.detach_rate_per_h)
-    rates[R.R_PROLIF] = thr_day(c.proliferation_rate_per_day)
+    prolif = c.proliferation_rate_per_day * proliferation_factor
+    memory = c.memory_conversion_per_day
+    if is_cd28(params):
+        prolif *= params.costim.cd28_proliferation_factor
+        memory *= params.costim.cd28_memory_factor
+    rates[R.R_PROLIF] = thr_day(prolif)
     rates[R.R_MAX_DIVS] = c.max_divisions
     rates[R.R_ACTIVE_STEPS] = active_steps
     rates[R.R_EXIT] = thr_day(c.marrow_exit_rate_per_day)
+    rates[R.R_EXHAUST_STIM] = exhaustion_engagements(params)
+    rates[R.R_EXHAUST_DIE] = threshold(c.exhausted_apoptosis_fraction)
+    rates[R.R_AICD] = threshold(c.aicd_per_engagement)
+    rates[R.R_MEMORY] = thr_day(memory)
+    rates[R.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
+    rates[R.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
+    rates[R.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
 
     table, _ = field_rates(params, dt)
     return RuleTables(

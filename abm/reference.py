@@ -64,12 +64,14 @@ SWAPPABLE_KINDS = (R.BLAST, R.BCELL, R.NORMAL)
 
 
 def core_tables(params: Params, seed: int) -> RuleTables:
-    """Rule tables for the core rules only: :func:`abm.rates.build_tables` with fields and chemotaxis off.
+    """Rule tables for the core rules only: :func:`abm.rates.build_tables` with the rest switched off.
 
-    Secretion, diffusion sub-steps and decay of every field are set to zero,
-    and so is the chemotaxis threshold ``rates[R_CHEMO]``; everything else
-    (death, division, attach, kill, detach, migrate, swap, proliferation) is
-    unchanged. Use these tables on the kernel side when comparing with
+    Off: secretion, diffusion sub-steps and decay of every field; chemotaxis
+    (``R_CHEMO``); the CAR-T life cycle beyond killing and dividing
+    (activation-induced death, exhaustion, memory conversion); CD19 loss; B
+    lymphopoiesis; niche protection (the niche rows equal the open ones).
+    Unchanged: death, division, attach, kill, detach, migrate, swap,
+    proliferation. Use these tables on the kernel side when comparing with
     :class:`ReferenceModel`.
     """
     tables = build_tables(params, seed)
@@ -77,12 +79,19 @@ def core_tables(params: Params, seed: int) -> RuleTables:
     tables.field_rates[:, R.FR_SECRETE_ACTIVE_CART] = 0
     tables.field_rates[:, R.FR_SECRETE_STROMA] = 0
     tables.rates[R.R_CHEMO] = 0
+    tables.rates[R.R_AICD] = 0
+    tables.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX
+    tables.rates[R.R_MEMORY] = 0
+    tables.rates[R.R_LOSS] = 0
+    tables.kind_rates[R.KR_CONVERT, :] = 0
+    tables.antigen_rates[R.AR_ATTACH_NICHE] = tables.antigen_rates[R.AR_ATTACH]
+    tables.antigen_rates[R.AR_KILL_NICHE] = tables.antigen_rates[R.AR_KILL]
     return tables
 
 
 def free_sites(state: LatticeState) -> np.ndarray:
     """Flat indices of the sites a cell may be placed on (marrow or perivascular, empty), ascending."""
-    open_ = (state.tissue <= R.PERIVASCULAR) & (state.cell == R.EMPTY)
+    open_ = (state.tissue <= R.OCCUPIABLE) & (state.cell == R.EMPTY)
     return np.flatnonzero(open_)
 
 
@@ -115,7 +124,7 @@ def place_cart(state: LatticeState, sites: Iterable[tuple[int, int]]) -> None:
     """
     n = state.cell.shape[0]
     for i, j in sites:
-        if not (0 <= i < n and 0 <= j < n) or state.tissue[i, j] > R.PERIVASCULAR or state.cell[i, j] != R.EMPTY:
+        if not (0 <= i < n and 0 <= j < n) or state.tissue[i, j] > R.OCCUPIABLE or state.cell[i, j] != R.EMPTY:
             raise ValueError(f"site ({i}, {j}) is not a free marrow site of the {n} x {n} window")
         state.cell[i, j] = R.CART
         state.traits[i, j, :] = 0
@@ -130,7 +139,7 @@ def _occupant(site) -> MarrowCell | None:
 
 def _is_open(site) -> bool:
     """Tell whether a cell may be placed at a Mesa grid cell (marrow tissue, empty)."""
-    return site.tissue <= R.PERIVASCULAR and site.is_empty
+    return site.tissue <= R.OCCUPIABLE and site.is_empty
 
 
 class MarrowCell(CellAgent):
@@ -310,7 +319,7 @@ class CarTCell(MarrowCell):
         if not rand() < model.p_move:
             return
         site = self.cell.connections.get(OFFSETS[self.random.randrange(8)])
-        if site is None or site.tissue > R.PERIVASCULAR:
+        if site is None or site.tissue > R.OCCUPIABLE:
             return
         other = _occupant(site)
         if other is None:
@@ -424,7 +433,7 @@ class ReferenceModel(mesa.Model):
         for i, j in zip(*np.nonzero(cell), strict=True):
             kind = int(cell[i, j])
             site = self.grid[(int(i), int(j))]
-            if site.tissue > R.PERIVASCULAR:
+            if site.tissue > R.OCCUPIABLE:
                 raise ValueError(f"state: a cell of kind {kind} sits in bone or a sinusoid at ({i}, {j})")
             t = traits[i, j]
             if kind == R.CART:

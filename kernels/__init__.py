@@ -182,16 +182,27 @@ class Lattice:
                 threads = 1 if state.cell.size < SMALL_LATTICE_SITES else available
         self.threads = threads
 
-    def step(self, step_index: int, enter_quota: int, exit_threshold: int) -> None:
+    def update_tables(self, tables: RuleTables) -> None:
+        """Use new rate tables from the next step on (same shapes; e.g. therapy changed a rate)."""
+        validate(self.state, tables)
+        if tables.seed != self.tables.seed:
+            raise ValueError("update_tables: the seed of a running lattice cannot change")
+        self.tables = tables
+        if self._device is not None:
+            self._device.update_tables(tables)
+
+    def step(self, step_index: int, enter_quota: int, exit_threshold: int, memory_threshold: int = 0) -> None:
         """Advance one step: blood traffic, nine sublattice passes, fields.
 
         ``enter_quota`` is the expected number of CAR-T cells entering the
         window this step times ``2**32`` (spread over the empty perivascular
         sites); ``exit_threshold`` the per-step exit probability of a free
-        CAR-T cell on a perivascular site times ``2**32``.
+        CAR-T cell on a perivascular site times ``2**32``;
+        ``memory_threshold`` the probability (times ``2**32``) that an entering
+        cell is a memory cell.
         """
         if self._device is not None:
-            self._device.step(step_index, enter_quota, exit_threshold)
+            self._device.step(step_index, enter_quota, memory_threshold, exit_threshold)
             return
         from kernels import cpu
 
@@ -199,7 +210,7 @@ class Lattice:
         args = (
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, enter_quota,
-            exit_threshold, self._key, step_index, self._row_events,
+            memory_threshold, exit_threshold, self._key, step_index, self._row_events,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)

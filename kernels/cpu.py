@@ -35,6 +35,7 @@ def step(
     rates,
     field_rates,
     enter_quota,
+    memory_threshold,
     exit_threshold,
     key,
     step_index,
@@ -66,7 +67,7 @@ def step(
     for p in range(portals.shape[0]):
         i = portals[p] // n
         j = portals[p] % n
-        e = traffic_site(i, j, cell, tissue, traits, threshold, exit_threshold, key, step_index)
+        e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, key, step_index)
         if e:
             events[i, e] += 1
     sublattice_order(key, step_index, order)

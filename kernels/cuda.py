@@ -42,13 +42,15 @@ def _count_empty_portals_kernel(cell, portals, count):
 
 
 @cuda.jit
-def _traffic_kernel(cell, tissue, traits, portals, count, enter_quota, exit_threshold, key, step_index, events):
+def _traffic_kernel(
+    cell, tissue, traits, portals, count, enter_quota, memory_threshold, exit_threshold, key, step_index, events,
+):
     p = cuda.grid(1)
     n = cell.shape[0]
     if p < portals.shape[0]:
         threshold = enter_threshold(enter_quota, count[0])
-        e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold, exit_threshold, key,
-                         step_index)
+        e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold, memory_threshold,
+                         exit_threshold, key, step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 
@@ -114,7 +116,14 @@ class CudaLattice:
         self.order = np.zeros(9, dtype=np.int64)
         self.key = tables.key
 
-    def step(self, step_index: int, enter_quota: int, exit_threshold: int) -> None:
+    def update_tables(self, tables) -> None:
+        """Replace the rate tables on the device (therapy or boost changed them)."""
+        self.tables = tables
+        self.d_kind_rates = cuda.to_device(tables.kind_rates)
+        self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
+        self.d_rates = cuda.to_device(tables.rates)
+
+    def step(self, step_index: int, enter_quota: int, memory_threshold: int, exit_threshold: int) -> None:
         t = self.tables
         n = self.n
         tp = self.threads
@@ -125,7 +134,7 @@ class CudaLattice:
             _count_empty_portals_kernel[blocks, flat](self.d_cell, self.d_portals, self.d_count)
             _traffic_kernel[blocks, flat](
                 self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,
-                exit_threshold, self.key, step_index, self.d_events,
+                memory_threshold, exit_threshold, self.key, step_index, self.d_events,
             )
         sublattice_order(self.key, step_index, self.order)
         chemokine = self.d_fields[t.chemokine_field]

@@ -57,9 +57,11 @@ Events
 ------
 Each action returns at most one event code (0 = none): ``BORN + kind``,
 ``DIED + kind`` (natural or activation-induced death), ``KILLED + kind`` (by a
-CAR-T cell), ``ENTERED`` / ``EXITED`` (CAR-T traffic through sinusoids). The
+CAR-T cell), ``ENTERED`` / ``EXITED`` (CAR-T traffic through sinusoids),
+``BCELL_MADE`` (B lymphopoiesis: an other-hematopoietic cell becomes a B
+cell) and ``EXHAUSTED`` (a CAR-T cell exhausts; no change of kind). The
 drivers add them to counters; counts per kind then balance exactly:
-``count = initial + born + entered - died - killed - exited``.
+``count = initial + born + entered - died - killed - exited`` (+/- B cells made).
 """
 
 from __future__ import annotations
@@ -79,12 +81,14 @@ CART = 5
 N_KINDS = 6
 KIND_NAMES = ("empty", "blast", "bcell", "normal", "stroma", "cart")
 
-# Tissue codes.
+# Tissue codes. Codes up to OCCUPIABLE hold cells.
 MARROW = 0
-PERIVASCULAR = 1
-BONE = 2
-SINUSOID = 3
-TISSUE_NAMES = ("marrow", "perivascular", "bone", "sinusoid")
+PERIVASCULAR = 1  # next to a sinusoid: CAR-T cells enter and leave here
+NICHE = 2  # next to a stromal niche cell: targets here are protected
+BONE = 3
+SINUSOID = 4
+OCCUPIABLE = NICHE
+TISSUE_NAMES = ("marrow", "perivascular", "niche", "bone", "sinusoid")
 
 # Trait slots.
 CD19 = 0
@@ -95,14 +99,18 @@ KILLS = 4
 DIVS = 5
 TIMER = 6
 ACTED = 7
-N_TRAITS = 8
-TRAIT_NAMES = ("cd19", "state", "target", "stim", "kills", "divs", "timer", "acted")
+PHENO = 8
+N_TRAITS = 9
+TRAIT_NAMES = ("cd19", "state", "target", "stim", "kills", "divs", "timer", "acted", "pheno")
 TRAIT_MAX = 0xFFFF
 UNVISITED = 0  # ACTED of a cell that has not acted yet; stamp() is never 0
 
-# CAR-T states (the STATE trait).
+# CAR-T states (the STATE trait) and phenotypes (the PHENO trait).
 RESTING = 0
 ACTIVE = 1
+EXHAUSTED = 2
+EFFECTOR = 0
+MEMORY = 1
 
 # Antigen levels.
 N_LEVELS = 256
@@ -114,7 +122,9 @@ EV_DIED = N_KINDS
 EV_KILLED = 2 * N_KINDS
 EV_ENTERED = 3 * N_KINDS
 EV_EXITED = 3 * N_KINDS + 1
-N_EVENTS = 3 * N_KINDS + 2
+EV_BCELL_MADE = 3 * N_KINDS + 2  # an other-hematopoietic cell became a B cell (NORMAL -1, BCELL +1)
+EV_EXHAUSTED = 3 * N_KINDS + 3  # a CAR-T cell exhausted (no change of kind)
+N_EVENTS = 3 * N_KINDS + 4
 
 # Random-number purposes (the 4th key of kernels.rng.draw).
 P_ORDER = 1
@@ -133,17 +143,25 @@ P_CHEMO = 13
 P_SWAP = 14
 P_ENTER = 15
 P_EXIT = 16
+P_MEMORY = 17
+P_AICD = 18
+P_EXHAUST = 19
+P_LOSS = 20
+P_PHENO = 21
 P_INIT = 32  # purposes >= P_INIT are used by abm.marrow to build the initial state
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
 KR_DIVIDE = 1
-N_KIND_RATES = 2
+KR_CONVERT = 2  # NORMAL only: becomes a B cell (B lymphopoiesis)
+N_KIND_RATES = 3
 
 # Rows of the per-level antigen table ``antigen_rates[row, level]`` (thresholds).
 AR_ATTACH = 0
 AR_KILL = 1
-N_ANTIGEN_RATES = 2
+AR_ATTACH_NICHE = 2  # the same for a target on a NICHE site (protected)
+AR_KILL_NICHE = 3
+N_ANTIGEN_RATES = 4
 
 # Slots of the scalar rate vector ``rates`` (thresholds unless noted).
 R_MOVE = 0  # CAR-T migration step probability
@@ -154,7 +172,14 @@ R_PROLIF = 4  # per-step division probability of an ACTIVE CAR-T cell
 R_MAX_DIVS = 5  # integer: divisions allowed per lineage
 R_ACTIVE_STEPS = 6  # integer: steps a stimulated CAR-T cell stays ACTIVE
 R_EXIT = 7  # per-step exit through a sinusoid for a free CAR-T cell
-N_RATES = 8
+R_EXHAUST_STIM = 8  # integer: engagements after which a CAR-T cell exhausts or dies
+R_EXHAUST_DIE = 9  # probability that reaching R_EXHAUST_STIM kills instead of exhausting
+R_AICD = 10  # activation-induced death per engagement
+R_MEMORY = 11  # per-step conversion of a resting effector into a memory cell
+R_MEMORY_DIE = 12  # per-step death of a memory cell
+R_LOSS = 13  # CD19 loss per CD19+ blast division
+R_BCELL_LEVEL = 14  # integer: CD19 level of a new B cell
+N_RATES = 15
 
 # Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
 F_IL6 = 0
@@ -186,7 +211,7 @@ def inside(n, i, j):
 def is_free(cell, tissue, i, j):
     """True if a cell may be placed at ``(i, j)``: on the lattice, occupiable, empty."""
     n = cell.shape[0]
-    return inside(n, i, j) and tissue[i, j] <= PERIVASCULAR and cell[i, j] == EMPTY
+    return inside(n, i, j) and tissue[i, j] <= OCCUPIABLE and cell[i, j] == EMPTY
 
 
 @jit
@@ -279,16 +304,18 @@ def sublattice_order(key, step, order):
 
 
 @jit
-def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, step):
+def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step):
     """Blast, B cell or other marrow cell: die, or divide into a free neighbour.
 
-    One draw ``u`` decides both competing events: death if
-    ``u < kind_rates[KR_DIE, kind]``, else an attempt to divide if
-    ``u < die + kind_rates[KR_DIVIDE, kind]`` (so per step P(die) and
-    P(divide attempt) are exactly the two table probabilities; their sum is
-    checked to be at most 1); the division happens if a neighbour is free.
+    One draw ``u`` decides the competing events, whose table probabilities
+    (rows ``KR_DIE``, ``KR_DIVIDE``, ``KR_CONVERT``) are checked to sum to at
+    most 1: death if ``u < die``; else an attempt to divide if
+    ``u < die + divide`` (it happens if a neighbour is free); else, for
+    another hematopoietic cell, becoming a normal B cell (CD19 level
+    ``rates[R_BCELL_LEVEL]``) if ``u < die + divide + convert``.
     A blast daughter inherits CD19 with a level change drawn from
-    ``cd19_noise`` (256 entries, indexed by 8 random bits): an
+    ``cd19_noise`` (256 entries, indexed by 8 random bits), and loses it
+    altogether with probability ``rates[R_LOSS]`` (antigen escape); an
     antigen-negative parent has antigen-negative daughters.
     """
     n = cell.shape[0]
@@ -299,7 +326,12 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, ste
     if u < die:
         clear(cell, traits, i, j)
         return EV_DIED + kind
-    if u >= die + kind_rates[KR_DIVIDE, kind]:
+    divide = die + kind_rates[KR_DIVIDE, kind]
+    if u >= divide:
+        if u < divide + kind_rates[KR_CONVERT, kind]:
+            cell[i, j] = BCELL
+            traits[i, j, CD19] = rates[R_BCELL_LEVEL]
+            return EV_BCELL_MADE
         return EV_NONE
     d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
     if d < 0:
@@ -309,50 +341,94 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, ste
     traits[di, dj, ACTED] = stamp(step)
     level = np.int64(traits[i, j, CD19])
     if kind == BLAST and level > 0:
-        level += cd19_noise[draw(key, step, site, P_NOISE) >> 24]
-        level = min(max(level, 1), N_LEVELS - 1)
-        traits[di, dj, CD19] = level
+        if below(key, step, site, P_LOSS, rates[R_LOSS]):
+            traits[di, dj, CD19] = 0
+        else:
+            level += cd19_noise[draw(key, step, site, P_NOISE) >> 24]
+            traits[di, dj, CD19] = min(max(level, 1), N_LEVELS - 1)
     return EV_BORN + kind
 
 
 @jit
+def engage(traits, i, j, d, rates, key, step, site):
+    """Stimulate the CAR-T cell at ``(i, j)`` by engaging the target in direction ``d``.
+
+    Returns an event: the cell may die of activation-induced death
+    (``rates[R_AICD]``), or, on reaching ``rates[R_EXHAUST_STIM]``
+    engagements, die (``rates[R_EXHAUST_DIE]``) or exhaust. Otherwise it
+    becomes an ACTIVE effector (a memory cell is re-activated) holding the
+    target.
+    """
+    bump(traits, i, j, STIM)
+    if below(key, step, site, P_AICD, rates[R_AICD]):
+        return EV_DIED + CART
+    if traits[i, j, STIM] >= rates[R_EXHAUST_STIM]:
+        if below(key, step, site, P_EXHAUST, rates[R_EXHAUST_DIE]):
+            return EV_DIED + CART
+        traits[i, j, STATE] = EXHAUSTED
+        traits[i, j, TIMER] = 0
+        return EV_EXHAUSTED
+    traits[i, j, TARGET] = d + 1
+    traits[i, j, PHENO] = EFFECTOR
+    traits[i, j, STATE] = ACTIVE
+    traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
+    return EV_NONE
+
+
+@jit
+def antigen_row(tissue, i, j, row):
+    """Row of the antigen table for a target at ``(i, j)``: the protected one on a niche site."""
+    return row + 2 if tissue[i, j] == NICHE else row
+
+
+@jit
 def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step):
-    """One CAR-T cell: die, kill or stay engaged, divide, engage a target, or migrate.
+    """One CAR-T cell: die, kill or stay engaged, divide, convert to memory, engage, or migrate.
 
     In order, stopping at the first that applies:
 
-    1. natural death with probability ``kind_rates[KR_DIE, CART]``;
+    1. death with probability ``kind_rates[KR_DIE, CART]`` (effector or
+       exhausted) or ``rates[R_MEMORY_DIE]`` (memory);
     2. the activation timer runs down (ACTIVE -> RESTING when it reaches 0);
-    3. if engaged: kill the target with probability ``antigen_rates[AR_KILL, level]``
-       (the target's site empties, the T cell counts a kill and is re-activated),
-       else detach with probability ``rates[R_DETACH]``; an engaged cell does
-       nothing else; a target that has gone releases the cell;
+    3. if engaged: kill the target with probability
+       ``antigen_rates[AR_KILL, level]`` (``AR_KILL_NICHE`` for a target on a
+       niche site): the target's site empties, the cell counts a kill and stays
+       ACTIVE for ``rates[R_ACTIVE_STEPS]``; else detach with probability
+       ``rates[R_DETACH]``. An engaged cell does nothing else; a target that
+       has gone releases it;
     4. an ACTIVE cell with divisions left divides into a free neighbour with
        probability ``rates[R_PROLIF]`` (both cells count the division);
-    5. if CD19+ neighbours exist, pick one at random and engage it with
-       probability ``antigen_rates[AR_ATTACH, level]``; engagement stimulates
-       the cell (STIM + 1, ACTIVE for ``rates[R_ACTIVE_STEPS]`` steps);
-    6. otherwise migrate with probability ``rates[R_MOVE]`` to one of the 8
-       neighbours: towards the highest chemokine voxel with probability
-       ``rates[R_CHEMO]``, else uniformly. An empty marrow site is taken; a
+    5. a RESTING effector becomes a memory cell with probability ``rates[R_MEMORY]``;
+    6. a cell that is not exhausted and has CD19+ neighbours picks one at
+       random and engages it with probability ``antigen_rates[AR_ATTACH, level]``
+       (``AR_ATTACH_NICHE`` on a niche site); see :func:`engage` for
+       stimulation, activation-induced death and exhaustion;
+    7. otherwise migrate with probability ``rates[R_MOVE]`` to one of the 8
+       neighbours: up the chemokine gradient with probability ``rates[R_CHEMO]``
+       (ties at random), else uniformly. An empty marrow site is taken; a
        blast, B cell or other marrow cell is swapped with probability
        ``rates[R_SWAP]``; bone, sinusoid, stroma and T cells block the move.
     """
     n = cell.shape[0]
     site = i * n + j
-    if below(key, step, site, P_DIE, kind_rates[KR_DIE, CART]):
+    memory = traits[i, j, PHENO] == MEMORY
+    die = rates[R_MEMORY_DIE] if memory else kind_rates[KR_DIE, CART]
+    if below(key, step, site, P_DIE, die):
         clear(cell, traits, i, j)
         return EV_DIED + CART
+    state = traits[i, j, STATE]
     timer = traits[i, j, TIMER]
     if timer > 0:
         traits[i, j, TIMER] = timer - 1
-        if timer == 1:
+        if timer == 1 and state == ACTIVE:
             traits[i, j, STATE] = RESTING
+            state = RESTING
     engaged = np.int64(traits[i, j, TARGET])
     if engaged > 0:
         ti, tj = neighbour(i, j, engaged - 1)
         if is_target(cell, traits, ti, tj):
-            if below(key, step, site, P_KILL, antigen_rates[AR_KILL, traits[ti, tj, CD19]]):
+            kill = antigen_rates[antigen_row(tissue, ti, tj, AR_KILL), traits[ti, tj, CD19]]
+            if below(key, step, site, P_KILL, kill):
                 victim = cell[ti, tj]
                 clear(cell, traits, ti, tj)
                 traits[i, j, TARGET] = 0
@@ -365,7 +441,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
             return EV_NONE
         traits[i, j, TARGET] = 0
     if (
-        traits[i, j, STATE] == ACTIVE
+        state == ACTIVE
         and traits[i, j, DIVS] < rates[R_MAX_DIVS]
         and below(key, step, site, P_PROLIF, rates[R_PROLIF])
     ):
@@ -376,24 +452,29 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
             copy_cell(cell, traits, i, j, di, dj)
             traits[di, dj, ACTED] = stamp(step)
             return EV_BORN + CART
-    targets = 0
-    for d in range(8):
-        ni, nj = neighbour(i, j, d)
-        if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
-            targets += 1
-    if targets > 0:
-        m = pick(key, step, site, P_TARGET, targets)
+    if state == RESTING and not memory and below(key, step, site, P_MEMORY, rates[R_MEMORY]):
+        traits[i, j, PHENO] = MEMORY
+        return EV_NONE
+    if state != EXHAUSTED:
+        targets = 0
         for d in range(8):
             ni, nj = neighbour(i, j, d)
             if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
-                if m == 0:
-                    if below(key, step, site, P_ATTACH, antigen_rates[AR_ATTACH, traits[ni, nj, CD19]]):
-                        traits[i, j, TARGET] = d + 1
-                        bump(traits, i, j, STIM)
-                        traits[i, j, STATE] = ACTIVE
-                        traits[i, j, TIMER] = rates[R_ACTIVE_STEPS]
-                    return EV_NONE
-                m -= 1
+                targets += 1
+        if targets > 0:
+            m = pick(key, step, site, P_TARGET, targets)
+            for d in range(8):
+                ni, nj = neighbour(i, j, d)
+                if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
+                    if m == 0:
+                        attach = antigen_rates[antigen_row(tissue, ni, nj, AR_ATTACH), traits[ni, nj, CD19]]
+                        if below(key, step, site, P_ATTACH, attach):
+                            e = engage(traits, i, j, d, rates, key, step, site)
+                            if e == EV_DIED + CART:
+                                clear(cell, traits, i, j)
+                            return e
+                        return EV_NONE
+                    m -= 1
     if not below(key, step, site, P_MOVE, rates[R_MOVE]):
         return EV_NONE
     if below(key, step, site, P_CHEMO, rates[R_CHEMO]):
@@ -401,7 +482,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     else:
         d = pick(key, step, site, P_DIR, 8)
     ti, tj = neighbour(i, j, d)
-    if not inside(n, ti, tj) or tissue[ti, tj] > PERIVASCULAR:
+    if not inside(n, ti, tj) or tissue[ti, tj] > OCCUPIABLE:
         return EV_NONE
     other = cell[ti, tj]
     if other == EMPTY:
@@ -453,7 +534,7 @@ def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     traits[i, j, ACTED] = stamp(step)
     if kind == CART:
         return act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step)
-    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, key, step)
+    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step)
 
 
 @jit
@@ -462,7 +543,7 @@ def needs_visit(i, j, cell, kind_rates, key, step):
 
     Empty and stromal sites never act. A blast, B cell or other marrow cell
     acts only if its death/division draw (the same draw
-    :func:`act_tissue_cell` makes) falls below ``die + divide``: almost never
+    :func:`act_tissue_cell` makes) falls below ``die + divide + convert``: almost never
     per step, so the fast path is one hash. A CAR-T cell is always visited.
     Skipping leaves the dynamics unchanged (the ``ACTED`` stamp of a
     non-moving cell that does nothing is never read).
@@ -473,7 +554,8 @@ def needs_visit(i, j, cell, kind_rates, key, step):
     if k == EMPTY or k == STROMA:
         return False
     n = cell.shape[0]
-    return draw(key, step, i * n + j, P_DIE) < kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k]
+    total = kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k]
+    return draw(key, step, i * n + j, P_DIE) < total
 
 
 @jit
@@ -485,14 +567,16 @@ def enter_threshold(quota, empty_portals):
 
 
 @jit
-def traffic_site(i, j, cell, tissue, traits, enter_thr, exit_threshold, key, step):
+def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_threshold, key, step):
     """Blood traffic at a perivascular site: a CAR-T cell enters an empty one or a free one leaves.
 
     Drivers visit only the perivascular sites (``portals``). Before the visits
     they count the empty portals and set ``enter_thr`` with
     :func:`enter_threshold`, so the expected number of entries equals the
     host's quota (blood CAR-T homing to this window) however many portals are
-    occupied. A cell engaged with a target does not leave.
+    occupied. An entering cell is a memory cell with probability
+    ``memory_thr / 2**32`` (the memory share of blood CAR-T), else a resting
+    effector. A cell engaged with a target does not leave.
     """
     n = cell.shape[0]
     site = i * n + j
@@ -502,6 +586,8 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, exit_threshold, key, ste
             clear(cell, traits, i, j)
             cell[i, j] = CART
             traits[i, j, ACTED] = stamp(step)
+            if below(key, step, site, P_PHENO, memory_thr):
+                traits[i, j, PHENO] = MEMORY
             return EV_ENTERED
     elif kind == CART and traits[i, j, TARGET] == 0:
         if below(key, step, site, P_EXIT, exit_threshold):

@@ -52,6 +52,7 @@ def quiet_tables(seed: int = 1, **rates: int) -> RuleTables:
     t.antigen_rates[:] = 0
     t.rates[:] = 0
     t.rates[R.R_ACTIVE_STEPS] = 10
+    t.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX  # never exhaust
     t.field_rates[:] = 0
     for name, value in rates.items():
         t.rates[getattr(R, name)] = value

@@ -46,7 +46,7 @@ def test_works_with_mesa_batch_run():
 
 def test_window_matches_patient_profile():
     params = Params.default().replace({"grid.size": 128, "patient.marrow_blast_fraction": 0.4,
-                                       "patient.cd19_negative_fraction": 0.1})
+                                       "patient.cd19_negative_fraction": 0.1, "lymphodepletion.enabled": False})
     s = build_window(params, np.random.default_rng(0))
     n = 128 * 128
     assert abs(np.mean(s.tissue == R.BONE) - 0.2) < 0.02
@@ -71,3 +71,25 @@ def test_snapshots_taken_at_cadence(small_params):
     assert len(model.snapshots) == 13
     assert model.snapshots[0]["view"].shape == (18, 18)
     assert model.snapshots[-1]["day"] == pytest.approx(1.0)
+
+
+def test_lymphodepletion_spares_blasts_and_thins_normal_cells():
+    base = {"grid.size": 128, "patient.marrow_blast_fraction": 0.4}
+    off = build_window(Params.default().replace({**base, "lymphodepletion.enabled": False}), np.random.default_rng(0))
+    on = build_window(Params.default().replace({**base, "lymphodepletion.normal_cell_survival": 0.6}),
+                      np.random.default_rng(0))
+    assert np.array_equal(on.cell == R.BLAST, off.cell == R.BLAST)
+    for kind in (R.NORMAL, R.BCELL):
+        ratio = np.sum(on.cell == kind) / np.sum(off.cell == kind)
+        assert abs(ratio - 0.6) < 0.05
+
+
+def test_niche_sites_surround_stroma_and_hold_cells():
+    s = build_window(Params.default().replace({"grid.size": 96}), np.random.default_rng(1))
+    from abm.marrow import moore_adjacent
+
+    near_stroma = moore_adjacent(s.cell == R.STROMA) & (s.cell != R.STROMA)
+    assert np.any(s.tissue == R.NICHE)
+    assert np.all(near_stroma[s.tissue == R.NICHE])  # every niche site touches stroma
+    assert not np.any(near_stroma & (s.tissue == R.MARROW))  # and every marrow site touching stroma is niche
+    assert np.any(np.isin(s.cell[s.tissue == R.NICHE], (R.BLAST, R.BCELL, R.NORMAL)))

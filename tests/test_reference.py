@@ -49,6 +49,7 @@ def quiet_tables(n: int, seed: int = 1):
     t.antigen_rates[:] = 0
     t.rates[:] = 0
     t.rates[R.R_ACTIVE_STEPS] = 10
+    t.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX
     return t
 
 
@@ -115,7 +116,7 @@ def test_reference_bone_and_sinusoid_stay_empty_and_counts_balance():
     for _ in range(30):
         model.step()
     s = model.to_state()
-    assert not np.any((s.tissue > R.PERIVASCULAR) & (s.cell != R.EMPTY))
+    assert not np.any((s.tissue > R.OCCUPIABLE) & (s.cell != R.EMPTY))
     assert_balanced(model, initial)
 
 
@@ -139,16 +140,21 @@ def test_reference_rejects_tables_with_chemotaxis():
         ReferenceModel(p, 1, tables=t)
 
 
-def test_core_tables_switch_off_fields_and_chemotaxis_only():
+def test_core_tables_switch_off_everything_but_the_core_rules():
     from abm.rates import build_tables
 
     p = params(16)
     full, core = build_tables(p, 1), core_tables(p, 1)
     assert core.rates[R.R_CHEMO] == 0 and not np.any(core.field_rates[:, R.FR_SUBSTEPS])
     assert not np.any(core.field_rates[:, [R.FR_SECRETE_ACTIVE_CART, R.FR_SECRETE_STROMA]])
-    keep = [r for r in range(R.N_RATES) if r != R.R_CHEMO]
+    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS}
+    keep = [r for r in range(R.N_RATES) if r not in off]
     assert np.array_equal(core.rates[keep], full.rates[keep])
-    assert np.array_equal(core.kind_rates, full.kind_rates) and np.array_equal(core.antigen_rates, full.antigen_rates)
+    assert core.rates[R.R_EXHAUST_STIM] == R.TRAIT_MAX and core.rates[R.R_AICD] == 0
+    assert np.array_equal(core.kind_rates[[R.KR_DIE, R.KR_DIVIDE]], full.kind_rates[[R.KR_DIE, R.KR_DIVIDE]])
+    assert not np.any(core.kind_rates[R.KR_CONVERT])
+    assert np.array_equal(core.antigen_rates[[R.AR_ATTACH, R.AR_KILL]], full.antigen_rates[[R.AR_ATTACH, R.AR_KILL]])
+    assert np.array_equal(core.antigen_rates[R.AR_KILL_NICHE], full.antigen_rates[R.AR_KILL])
 
 
 def test_cart_sites_and_place_cart_reject_occupied_sites():

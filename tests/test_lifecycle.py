@@ -1,0 +1,173 @@
+"""CAR-T life cycle, niche protection, antigen loss and B lymphopoiesis: rule units and host tables."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import empty_state, place, quiet_tables
+
+import kernels
+from abm.params import Params
+from abm.rates import antigen_response, build_tables, exhaustion_engagements
+from kernels import rules as R
+from kernels.rng import threshold
+
+ALWAYS = 2**32
+
+
+def run(state, tables, steps, enter=0, memory=0):
+    lat = kernels.Lattice(state, tables, backend="cpu")
+    for s in range(steps):
+        lat.step(s, enter, 0, memory)
+    return lat.pull()
+
+
+def engaging_pair(s, i, j, level=200):
+    place(s, i, j, R.CART)
+    place(s, i, j + 1, R.BLAST, cd19=level)
+
+
+def test_cart_exhausts_after_threshold_engagements_and_never_engages_again():
+    s = empty_state(6)
+    engaging_pair(s, 2, 2)
+    t = quiet_tables(R_DETACH=ALWAYS)  # engage, fail to kill, let go, engage again ...
+    t.antigen_rates[R.AR_ATTACH] = ALWAYS
+    t.rates[R.R_EXHAUST_STIM] = 3
+    out = run(s, t, 40)
+    assert out.traits[2, 2, R.STATE] == R.EXHAUSTED
+    assert out.traits[2, 2, R.STIM] == 3 and out.traits[2, 2, R.TARGET] == 0
+    assert out.events[R.EV_EXHAUSTED] == 1 and out.cell[2, 3] == R.BLAST
+
+
+def test_exhaustion_apoptosis_fraction_statistically():
+    # 300 cells reach the threshold at their first engagement; half should die (4 binomial SE).
+    s = empty_state(60)
+    cells = 0
+    for i in range(0, 60, 3):
+        for j in range(0, 57, 4):
+            engaging_pair(s, i, j)
+            cells += 1
+    t = quiet_tables()
+    t.antigen_rates[R.AR_ATTACH] = ALWAYS
+    t.rates[R.R_EXHAUST_STIM] = 1
+    t.rates[R.R_EXHAUST_DIE] = threshold(0.5)
+    out = run(s, t, 1)
+    died = int(out.events[R.EV_DIED + R.CART])
+    assert died + int(out.events[R.EV_EXHAUSTED]) == cells
+    assert abs(died - cells / 2) < 4 * math.sqrt(cells / 4)
+
+
+def test_activation_induced_death_at_engagement():
+    s = empty_state(6)
+    engaging_pair(s, 2, 2)
+    t = quiet_tables(R_AICD=ALWAYS)
+    t.antigen_rates[R.AR_ATTACH] = ALWAYS
+    out = run(s, t, 1)
+    assert out.cell[2, 2] == R.EMPTY and out.events[R.EV_DIED + R.CART] == 1
+
+
+def test_resting_effector_becomes_memory_and_memory_reactivates_on_antigen():
+    s = empty_state(8)
+    place(s, 4, 4, R.CART)
+    out = run(s, quiet_tables(R_MEMORY=ALWAYS), 1)
+    assert out.traits[4, 4, R.PHENO] == R.MEMORY
+    place(s, 4, 5, R.BLAST, cd19=200)
+    t = quiet_tables()
+    t.antigen_rates[R.AR_ATTACH] = ALWAYS
+    out = run(out, t, 2)  # step 0 again: the cell already acted in it; it engages in step 1
+    assert out.traits[4, 4, R.PHENO] == R.EFFECTOR and out.traits[4, 4, R.STATE] == R.ACTIVE
+
+
+def test_memory_cells_use_their_own_death_rate():
+    s = empty_state(20)
+    for i in range(20):
+        for j in range(20):
+            place(s, i, j, R.CART)
+            s.traits[i, j, R.PHENO] = R.MEMORY if (i + j) % 2 else R.EFFECTOR
+    t = quiet_tables(R_MEMORY_DIE=ALWAYS)
+    out = run(s, t, 1)
+    assert np.all(out.cell[(np.add.outer(np.arange(20), np.arange(20)) % 2) == 1] == R.EMPTY)
+    assert np.count_nonzero(out.cell == R.CART) == 200
+
+
+def test_niche_protects_targets_from_killing():
+    s = empty_state(8)
+    engaging_pair(s, 2, 2)
+    engaging_pair(s, 5, 2)
+    s.tissue[5, 3] = R.NICHE
+    t = quiet_tables()
+    t.antigen_rates[R.AR_ATTACH] = ALWAYS
+    t.antigen_rates[R.AR_ATTACH_NICHE] = ALWAYS
+    t.antigen_rates[R.AR_KILL] = ALWAYS
+    t.antigen_rates[R.AR_KILL_NICHE] = 0
+    out = run(s, t, 10)
+    assert out.cell[2, 3] == R.EMPTY and out.cell[5, 3] == R.BLAST
+
+
+def test_cd19_loss_makes_negative_daughters():
+    s = empty_state(9)
+    place(s, 4, 4, R.BLAST, cd19=150)
+    t = quiet_tables(R_LOSS=ALWAYS)
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    out = run(s, t, 1)
+    blasts = out.cell == R.BLAST
+    assert blasts.sum() == 2
+    assert sorted(out.traits[blasts, R.CD19].tolist()) == [0, 150]
+
+
+def test_b_lymphopoiesis_turns_normal_cells_into_b_cells_with_bookkeeping():
+    s = empty_state(10)
+    for j in range(10):
+        place(s, 3, j, R.NORMAL)
+    t = quiet_tables(R_BCELL_LEVEL=180)
+    t.kind_rates[R.KR_CONVERT, R.NORMAL] = ALWAYS
+    out = run(s, t, 1)
+    assert np.all(out.cell[3] == R.BCELL) and np.all(out.traits[3, :, R.CD19] == 180)
+    assert out.events[R.EV_BCELL_MADE] == 10
+
+
+def test_entering_cells_take_the_memory_share():
+    s = empty_state(10)
+    s.tissue[5, :] = R.PERIVASCULAR
+    out = run(s, quiet_tables(), 1, enter=10 * ALWAYS, memory=ALWAYS)
+    assert np.all(out.traits[5, :, R.PHENO] == R.MEMORY)
+
+
+def test_kind_rates_that_exceed_one_event_per_step_are_rejected():
+    s = empty_state(6)
+    t = quiet_tables()
+    t.kind_rates[R.KR_DIE, R.BLAST] = ALWAYS
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = 1
+    with pytest.raises(ValueError, match="kind_rates"):
+        kernels.Lattice(s, t, backend="cpu")
+
+
+# -- host tables: costimulation and affinity ---------------------------------------------------
+
+
+def test_cd28_needs_less_antigen_exhausts_sooner_and_remembers_less():
+    bb = Params.default()
+    cd28 = bb.replace({"product.costimulation": "CD28"})
+    low = 100  # a low antigen level (~400 molecules)
+    assert antigen_response(cd28)[low] > antigen_response(bb)[low]
+    assert exhaustion_engagements(cd28) < exhaustion_engagements(bb)
+    t_bb, t_cd28 = build_tables(bb, 1), build_tables(cd28, 1)
+    assert t_cd28.rates[R.R_PROLIF] > t_bb.rates[R.R_PROLIF]
+    assert t_cd28.rates[R.R_MEMORY] < t_bb.rates[R.R_MEMORY]
+
+
+def test_low_affinity_binder_needs_more_antigen_and_exhausts_later():
+    fmc63 = Params.default()
+    cat = fmc63.replace({"product.affinity_kd_nM": 14.3})
+    assert np.all(antigen_response(cat)[1:] < antigen_response(fmc63)[1:])
+    assert exhaustion_engagements(cat) > exhaustion_engagements(fmc63)
+
+
+def test_niche_rows_scale_with_protection_and_factors_scale_rates():
+    p = Params.default().replace({"niche.kill_protection": 0.5})
+    t = build_tables(p, 1)
+    top = R.N_LEVELS - 1
+    assert t.antigen_rates[R.AR_KILL_NICHE, top] < t.antigen_rates[R.AR_KILL, top]
+    slow = build_tables(p, 1, proliferation_factor=0.5, activation_factor=0.5)
+    assert slow.rates[R.R_PROLIF] < t.rates[R.R_PROLIF]
+    assert slow.antigen_rates[R.AR_KILL, top] < t.antigen_rates[R.AR_KILL, top]
