@@ -244,10 +244,11 @@ SCHEMA: tuple[Param, ...] = (
     Param("cart.memory_death_rate_per_day", float, 0.00315, "1/d", 0.0, 1.0,
           description="Death hazard of a memory CAR-T cell.",
           source="Stein 2019 CPT:PSP 8:285 (slow phase half-life ~220 d)"),
-    Param("cart.exhaustion_engagements", int, 10, "engagements", 1, 10000,
+    Param("cart.exhaustion_engagements", int, 20, "engagements", 1, 10000,
           description="Antigen engagements after which a CAR-T cell exhausts (4-1BB, K_D -> 0; see costim.* and "
-                      "cart.kd_ref_nM for the scaling).",
-          source="ARCADE parameter.patch.xml (MAX_ANTIGEN_BINDING = 10)"),
+                      "cart.kd_ref_nM for the scaling); halved at each division.",
+          source="Weigelin 2021 Nat Commun 12:5217 (killing wanes after ~20 h of serial engagement, "
+                 "~1 engagement/h); ARCADE MAX_ANTIGEN_BINDING = 10"),
     Param("cart.exhausted_apoptosis_fraction", float, 0.5, "-", 0.0, 1.0,
           description="Fraction of cells reaching the exhaustion threshold that die instead of exhausting.",
           source="ARCADE parameter.patch.xml (EXHAUSTED_FRAC = 0.5)"),

@@ -298,8 +298,8 @@ class CarTCell(MarrowCell):
             site = self.free_neighbour()
             if site is not None:
                 self.divs = min(self.divs + 1, R.TRAIT_MAX)
-                CarTCell(model, site, state=self.state, stim=self.stim, kills=self.kills, divs=self.divs,
-                         timer=self.timer)
+                self.stim //= 2  # the daughters share the exhaustion load, as in kernels.rules.act_cart
+                CarTCell(model, site, state=self.state, stim=self.stim, kills=0, divs=self.divs, timer=self.timer)
                 model.record(R.EV_BORN + R.CART)
                 return
         # 5. engage a CD19+ neighbour

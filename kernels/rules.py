@@ -397,7 +397,10 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
        ``rates[R_DETACH]``. An engaged cell does nothing else; a target that
        has gone releases it;
     4. an ACTIVE cell with divisions left divides into a free neighbour with
-       probability ``rates[R_PROLIF]`` (both cells count the division);
+       probability ``rates[R_PROLIF]``: both cells count the division and
+       keep half the mother's engagement count (assumption: the exhaustion
+       load is shared by the daughters; without it a lineage could never
+       out-divide its own stimulation), the daughter starts with no kills;
     5. a RESTING effector becomes a memory cell with probability ``rates[R_MEMORY]``;
     6. a cell that is not exhausted and has CD19+ neighbours picks one at
        random and engages it with probability ``antigen_rates[AR_ATTACH, level]``
@@ -449,8 +452,10 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
         if d >= 0:
             di, dj = neighbour(i, j, d)
             bump(traits, i, j, DIVS)
+            traits[i, j, STIM] = traits[i, j, STIM] // 2
             copy_cell(cell, traits, i, j, di, dj)
             traits[di, dj, ACTED] = stamp(step)
+            traits[di, dj, KILLS] = 0
             return EV_BORN + CART
     if state == RESTING and not memory and below(key, step, site, P_MEMORY, rates[R_MEMORY]):
         traits[i, j, PHENO] = MEMORY

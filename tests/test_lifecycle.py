@@ -171,3 +171,17 @@ def test_niche_rows_scale_with_protection_and_factors_scale_rates():
     slow = build_tables(p, 1, proliferation_factor=0.5, activation_factor=0.5)
     assert slow.rates[R.R_PROLIF] < t.rates[R.R_PROLIF]
     assert slow.antigen_rates[R.AR_KILL, top] < t.antigen_rates[R.AR_KILL, top]
+
+
+def test_division_shares_the_engagement_count_and_resets_daughter_kills():
+    s = empty_state(7)
+    place(s, 3, 3, R.CART)
+    s.traits[3, 3, R.STATE] = R.ACTIVE
+    s.traits[3, 3, R.TIMER] = 100
+    s.traits[3, 3, R.STIM] = 7
+    s.traits[3, 3, R.KILLS] = 5
+    out = run(s, quiet_tables(R_PROLIF=ALWAYS, R_MAX_DIVS=1), 1)
+    carts = out.cell == R.CART
+    assert carts.sum() == 2
+    assert sorted(out.traits[carts, R.STIM].tolist()) == [3, 3]
+    assert sorted(out.traits[carts, R.KILLS].tolist()) == [0, 5]
