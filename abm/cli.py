@@ -56,12 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep a lattice snapshot this often, e.g. 30min, 6h (default 6h with --animate)")
     run.add_argument("--checkpoint-every", type=float, metavar="DAYS",
                      help="write DIR/checkpoint.npz this often (simulated days) so the run can be resumed")
+    run.add_argument("--check-invariants", action="store_true",
+                     help="verify the lattice invariants after every step (slow; stops with the step and cause)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     resume = sub.add_parser("resume", help="continue a run from DIR/checkpoint.npz")
     resume.add_argument("dir", type=Path, help="run folder written with --checkpoint-every")
     resume.add_argument("--days", type=float, help="new total length in days (default: the run's own)")
     resume.add_argument("--backend", choices=BACKENDS, default="auto")
     resume.add_argument("--threads", type=int, help="CPU threads for the cpu backend (default: all)")
+    resume.add_argument("--check-invariants", action="store_true", help="verify the lattice invariants every step")
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -91,7 +94,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise ParamError(f"--snapshot-every = {args.snapshot_every}: expected at least time.dt_min "
                          f"({params.time.dt_min:g} min)")
     model = MarrowModel(params, seed=args.seed, backend=args.backend, threads=args.threads,
-                        snapshot_every_min=snapshot_min)
+                        snapshot_every_min=snapshot_min, check_invariants=args.check_invariants)
     folder = io.prepare_folder(args.out)
     io.write_text(folder / "params.toml", params.to_toml())
     options = {"checkpoint_every_days": args.checkpoint_every, "animate": args.animate}
@@ -114,6 +117,7 @@ def command_resume(args: argparse.Namespace) -> int:
             raise ParamError(f"--days = {args.days:g}: expected at least the {done_days:g} days already simulated")
         params = params.replace({"time.days": args.days})
     model = MarrowModel.from_checkpoint(params, arrays, meta, backend=args.backend, threads=args.threads)
+    model.check_invariants_each_step = args.check_invariants
     io.write_text(folder / "params.toml", params.to_toml())
     options = {"checkpoint_every_days": status.get("checkpoint_every_days"), "animate": status.get("animate", False),
                "resumed_from_day": done_days}

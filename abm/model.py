@@ -29,7 +29,7 @@ from abm.params import Params
 from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
 from abm.systemic import Blood
 from kernels import rules as R
-from kernels.diffusion import QUANTUM
+from kernels.diffusion import MAX_QUANTA, QUANTUM
 from kernels.rng import threshold
 
 CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
@@ -183,6 +183,11 @@ class MarrowModel(mesa.Model):
         nucleated = int(counts[R.BLAST] + counts[R.BCELL] + counts[R.NORMAL])
         cart = s.cell == R.CART
         il6 = s.fields[R.F_IL6]
+        if s.fields.max(initial=0) >= MAX_QUANTA or s.fields.min(initial=0) < 0:
+            raise SimulationError(
+                f"a field left its exact range [0, 2**55 quanta) by lattice step {self.lattice_step} (day "
+                f"{self.day:g}): secretion is too high for the decay; lower il6/cxcl12 secretion or raise decay"
+            )
         ev = s.events
         self._observed = {
             "day": self.day,

@@ -99,3 +99,15 @@ def test_parse_duration():
     assert parse_duration_min("30") == 30 and parse_duration_min("6h") == 360 and parse_duration_min("1d") == 1440
     with pytest.raises(ParamError):
         parse_duration_min("0h")
+
+
+def test_check_invariants_flag_runs_clean(tmp_path):
+    assert main(["run", "--check-invariants", "--days", "0.2", "--out", str(tmp_path / "i"), *FAST]) == 0
+
+
+def test_field_overflow_stops_with_step_and_cause(tmp_path, capsys):
+    code = main(["run", "--days", "2", "--out", str(tmp_path / "f"), "--set", "cxcl12.secretion_fg_per_cell_per_h=1000",
+                 "--set", "cxcl12.half_life_h=48", *FAST])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "lattice step" in err and "secretion" in err
