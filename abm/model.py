@@ -17,6 +17,7 @@ decision from the counter-based generator in :mod:`kernels.rng`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import mesa
@@ -27,7 +28,7 @@ from abm.errors import SimulationError
 from abm.marrow import build_window
 from abm.params import Params
 from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
-from abm.systemic import Blood
+from abm.systemic import Body, WindowReadout
 from kernels import rules as R
 from kernels.diffusion import MAX_QUANTA, QUANTUM
 from kernels.rng import threshold
@@ -104,9 +105,11 @@ class MarrowModel(mesa.Model):
         self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
         self.backend = self.lattice.backend
         capacity = int(np.count_nonzero(state.tissue <= R.OCCUPIABLE))
-        self.blood = Blood(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)))
+        self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)))
         self.exit_threshold = int(self.tables.rates[R.R_EXIT])
-        self.memory_threshold = threshold(params.cart.memory_fraction)
+        self.coupling_steps = max(1, int(round(params.time.coupling_min / self.dt_min)))
+        self.factors = (1.0, 1.0)
+        self.readout = self.read_window()
         self.lattice_step = 0
         self.initial_counts = np.bincount(state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
         self.check_invariants_each_step = check_invariants
@@ -116,8 +119,9 @@ class MarrowModel(mesa.Model):
                 raise ValueError(f"snapshot_every_min = {snapshot_every_min}: expected at least time.dt_min")
             self.snapshot_every = max(1, int(round(snapshot_every_min / self.dt_min)))
         self.snapshots: list[dict[str, Any]] = []
+        self.observables = OBSERVABLES + tuple(self.body.observe())
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: _reporter(name) for name in OBSERVABLES}
+            model_reporters={name: _reporter(name) for name in self.observables}
         )
         self._observed: dict[str, float] = {}
         if not restoring:
@@ -147,15 +151,49 @@ class MarrowModel(mesa.Model):
             self.running = False
 
     def advance_lattice(self) -> None:
-        """One lattice step: blood and traffic, then the kernels."""
+        """One lattice step: the body (re-reading the window every coupling interval), then the kernels."""
         dt_day = self.dt_min / MINUTES_PER_DAY
-        quota = self.blood.advance(self.day, dt_day)
-        self.lattice.step(self.lattice_step, quota, self.exit_threshold, self.memory_threshold)
+        coupling = self.lattice_step % self.coupling_steps == 0
+        if coupling:
+            self.readout = self.read_window()
+        quota = self.body.advance(self.day, dt_day, self.readout)
+        if coupling:
+            self.apply_controls()
+        memory = threshold(min(max(self.body.blood_memory_fraction(), 0.0), 1.0))
+        self.lattice.step(self.lattice_step, quota, self.exit_threshold, memory)
         self.lattice_step += 1
         if self.check_invariants_each_step:
             self.check_invariants()
         if self.snapshot_every is not None and self.lattice_step % self.snapshot_every == 0:
             self._snapshot()
+
+    def read_window(self) -> WindowReadout:
+        """What the body learns from the window (see :class:`abm.systemic.WindowReadout`)."""
+        s = self.state
+        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
+        positive = (s.traits[..., R.CD19] > 0) & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
+        cart = s.cell == R.CART
+        ev = s.events
+        return WindowReadout(
+            cd19_cells=int(np.count_nonzero(positive)),
+            blasts=int(counts[R.BLAST]),
+            nucleated=int(counts[R.BLAST] + counts[R.BCELL] + counts[R.NORMAL]),
+            cart=int(counts[R.CART]),
+            cart_active=int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
+            il6_mean_pg_ml=float(s.fields[R.F_IL6].mean()) * QUANTUM,
+            kills=int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
+        )
+
+    def apply_controls(self) -> None:
+        """Rebuild the rate tables if steroids or the lymphodepletion boost changed the CAR-T factors."""
+        controls = self.body.controls()
+        ld = self.params.lymphodepletion
+        boost = ld.proliferation_boost if ld.enabled and self.day < ld.boost_days else 1.0
+        factors = (controls.proliferation_factor * boost, controls.activation_factor)
+        if factors != self.factors:
+            self.factors = factors
+            self.tables = build_tables(self.params, self.seed, *factors)
+            self.lattice.update_tables(self.tables)
 
     def run(self, progress: bool = False, after_step: Callable[[MarrowModel], None] | None = None) -> MarrowModel:
         """Run to ``time.days``, optionally with a progress bar and a callback after each observation."""
@@ -202,7 +240,7 @@ class MarrowModel(mesa.Model):
             "blast_fraction": float(counts[R.BLAST] / nucleated) if nucleated else 0.0,
             "il6_mean_pg_ml": float(il6.mean()) * QUANTUM,
             "il6_max_pg_ml": float(il6.max()) * QUANTUM,
-            "blood_cart_per_ul": self.blood.per_ul,
+            **self.body.observe(),
             "kills": int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
             "cart_entered": int(ev[R.EV_ENTERED]),
             "cart_exited": int(ev[R.EV_EXITED]),
@@ -265,7 +303,9 @@ class MarrowModel(mesa.Model):
             "mesa_steps": self.steps,
             "running": self.running,
             "snapshot_every": self.snapshot_every,
-            "blood": self.blood.state(),
+            "body": self.body.state(),
+            "readout": asdict(self.readout),
+            "factors": list(self.factors),
             "observed": self._observed,
             "model_vars": {k: list(v) for k, v in self.datacollector.model_vars.items()},
         }
@@ -287,7 +327,11 @@ class MarrowModel(mesa.Model):
         model.lattice_step = int(meta["lattice_step"])
         model.steps = int(meta["mesa_steps"])
         model.initial_counts = np.asarray(arrays["initial_counts"], dtype=np.int64)
-        model.blood.restore(meta["blood"])
+        model.body.restore(meta["body"])
+        model.readout = WindowReadout(**meta["readout"])
+        model.factors = tuple(meta["factors"])
+        model.tables = build_tables(params, model.seed, *model.factors)
+        model.lattice.update_tables(model.tables)
         model._observed = dict(meta["observed"])
         for name, values in meta["model_vars"].items():
             model.datacollector.model_vars[name] = list(values)
@@ -342,7 +386,6 @@ OBSERVABLES = (
     "blast_fraction",
     "il6_mean_pg_ml",
     "il6_max_pg_ml",
-    "blood_cart_per_ul",
     "kills",
     "cart_entered",
     "cart_exited",

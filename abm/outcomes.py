@@ -11,8 +11,30 @@ Definitions (window-level, pediatric B-ALL conventions)
       ``mrd_detection_limit = 1 / nucleated cells`` is reported beside it, and
       when that limit exceeds 1e-4 MRD-negative means "no blast in the window".
 
-Keys whose biology is not modelled yet (CRS/ICANS grades, blood CAR-T
-expansion, relapse, B-cell aplasia duration) are ``null`` and listed in
+Clinical outcomes over the whole run (:func:`clinical_outcomes`)
+    * CRS and ICANS: ``crs_max_grade``, ``icans_max_grade`` (ASTCT 0-4, the
+      surrogates of :mod:`abm.systemic`) and ``crs_onset_day``,
+      ``icans_onset_day`` (first observation with grade >= 1; ``null`` if
+      never);
+    * blood CAR-T kinetics from the body compartment: ``cart_peak_blood_per_ul``
+      and ``cart_peak_day`` (Cmax, Tmax); ``cart_auc_28`` (trapezoidal area
+      under blood cells/uL over days 0-28, ``null`` for runs shorter than 28
+      days); ``cart_persistence_day``: last observation with blood CAR-T >=
+      :data:`CART_DETECTION_PER_UL` (``null`` if never detectable;
+      ``cart_persistence_censored`` is true when still detectable at the end
+      of the run, so the day is only a lower bound);
+    * ``b_cell_aplasia_days``: total time with the window's normal B cells
+      below :data:`B_CELL_APLASIA_FRACTION` of their day-0 count (each
+      observation counts until the next one), censored at the end of the run;
+    * relapse: complete remission (CR) is the first observation after day 0
+      with blast fraction < 5 %; ``relapse`` is true when a later observation
+      has blast fraction >= 5 % again, false when it never does, and
+      ``null`` when CR was never reached (refractory disease: relapse is not
+      defined). ``relapse_day`` is that observation's day;
+      ``relapse_antigen_negative`` is true when CD19-negative blasts are
+      the majority (> 50 %) of blasts at relapse. ``cr_day`` is the day of CR.
+
+An outcome whose columns the time series lacks is ``null`` and listed in
 ``not_modelled``: never a made-up value. Day-28 keys are ``null`` for runs
 shorter than 28 days.
 """
@@ -22,6 +44,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import abm
@@ -31,16 +54,39 @@ CR_THRESHOLD = 0.05
 MRD_THRESHOLD = 1e-4
 RESPONSE_DAY = 28.0
 
-NOT_MODELLED = (
-    "crs_max_grade",
-    "icans_max_grade",
-    "cart_peak_blood_per_ul",
-    "cart_peak_day",
-    "relapse",
-    "relapse_day",
-    "relapse_antigen_negative",
-    "b_cell_aplasia_days",
-)
+# detection limit of blood CAR-T: flow cytometry reads down to about 1 CAR-T cell/uL in a
+# lymphopenic patient (assumption; qPCR of the transgene goes lower, so persistence by qPCR
+# would be longer)
+CART_DETECTION_PER_UL = 1.0
+# B-cell aplasia: normal marrow B cells below 10 % of their day-0 count. Clinically aplasia is
+# near-absence of CD19+ B cells in blood (Maude 2014 NEJM 371:1507); a tenth of baseline is far
+# above one cell in a window (thousands of B cells), so small-number noise does not decide it
+# (assumption)
+B_CELL_APLASIA_FRACTION = 0.1
+# antigen-negative relapse: CD19-negative blasts are the majority at relapse
+ANTIGEN_NEGATIVE_MAJORITY = 0.5
+
+NOT_MODELLED: tuple[str, ...] = ()  # every summary key is modelled; see not_modelled in summarize()
+
+# the time-series columns each clinical outcome needs
+CLINICAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "crs_max_grade": ("day", "crs_grade"),
+    "crs_onset_day": ("day", "crs_grade"),
+    "icans_max_grade": ("day", "icans_grade"),
+    "icans_onset_day": ("day", "icans_grade"),
+    "cart_peak_blood_per_ul": ("day", "blood_cart_per_ul"),
+    "cart_peak_day": ("day", "blood_cart_per_ul"),
+    "cart_auc_28": ("day", "blood_cart_per_ul"),
+    "cart_persistence_day": ("day", "blood_cart_per_ul"),
+    "cart_persistence_censored": ("day", "blood_cart_per_ul"),
+    "b_cell_aplasia_days": ("day", "bcells"),
+    "cr_day": ("day", "blast_fraction"),
+    "relapse": ("day", "blast_fraction"),
+    "relapse_day": ("day", "blast_fraction"),
+    "relapse_antigen_negative": ("day", "blast_fraction", "blasts", "blasts_cd19neg"),
+    "tocilizumab_doses": ("day", "tocilizumab_doses"),
+    "steroids_given": ("day", "steroids_on"),
+}
 
 
 def row_at(df: pd.DataFrame, day: float) -> pd.Series | None:
@@ -52,6 +98,89 @@ def row_at(df: pd.DataFrame, day: float) -> pd.Series | None:
     if abs(df.loc[idx, "day"] - day) > max(spacing / 2.0, 1e-9):
         return None
     return df.loc[idx]
+
+
+def unavailable_outcomes(df: pd.DataFrame) -> list[str]:
+    """Clinical outcome keys that ``df`` lacks the columns for (they are ``null`` in the summary)."""
+    return [key for key, columns in CLINICAL_COLUMNS.items() if not set(columns) <= set(df.columns)]
+
+
+def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
+    """Clinical outcomes of a run from its DataCollector frame (definitions in the module docstring).
+
+    Every key of :data:`CLINICAL_COLUMNS` is returned; a key is ``None``
+    when ``df`` lacks its columns or the outcome did not occur.
+    """
+    out: dict[str, Any] = dict.fromkeys(CLINICAL_COLUMNS)
+    if df.empty:
+        return out
+    missing = set(unavailable_outcomes(df))
+    days = df["day"].to_numpy(dtype=float)
+    if "crs_max_grade" not in missing:
+        out["crs_max_grade"], out["crs_onset_day"] = _grade_outcomes(days, df["crs_grade"])
+    if "icans_max_grade" not in missing:
+        out["icans_max_grade"], out["icans_onset_day"] = _grade_outcomes(days, df["icans_grade"])
+    if "cart_peak_blood_per_ul" not in missing:
+        out.update(_kinetics(days, df["blood_cart_per_ul"].to_numpy(dtype=float)))
+    if "b_cell_aplasia_days" not in missing:
+        out["b_cell_aplasia_days"] = _aplasia_days(days, df["bcells"].to_numpy(dtype=float))
+    if "relapse" not in missing:
+        out.update(_relapse(df, "relapse_antigen_negative" not in missing))
+    if "tocilizumab_doses" not in missing:
+        out["tocilizumab_doses"] = int(df["tocilizumab_doses"].max())
+    if "steroids_given" not in missing:
+        out["steroids_given"] = bool((df["steroids_on"] > 0).any())
+    return out
+
+
+def _grade_outcomes(days: np.ndarray, grade: pd.Series) -> tuple[int, float | None]:
+    g = grade.to_numpy(dtype=float)
+    onset = np.flatnonzero(g >= 1)
+    return int(g.max()), (float(days[onset[0]]) if onset.size else None)
+
+
+def _kinetics(days: np.ndarray, blood: np.ndarray) -> dict[str, Any]:
+    peak = int(np.argmax(blood))
+    out: dict[str, Any] = {"cart_peak_blood_per_ul": float(blood[peak]), "cart_peak_day": float(days[peak])}
+    if days[-1] >= RESPONSE_DAY - 1e-9:
+        inside = days < RESPONSE_DAY
+        x = np.append(days[inside], RESPONSE_DAY)
+        y = np.append(blood[inside], np.interp(RESPONSE_DAY, days, blood))
+        out["cart_auc_28"] = float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
+    else:
+        out["cart_auc_28"] = None
+    detected = np.flatnonzero(blood >= CART_DETECTION_PER_UL)
+    out["cart_persistence_day"] = float(days[detected[-1]]) if detected.size else None
+    out["cart_persistence_censored"] = bool(detected.size and detected[-1] == len(days) - 1)
+    return out
+
+
+def _aplasia_days(days: np.ndarray, bcells: np.ndarray) -> float | None:
+    if bcells[0] <= 0:
+        return None
+    below = bcells[:-1] < B_CELL_APLASIA_FRACTION * bcells[0]
+    return float(np.sum(np.diff(days)[below]))
+
+
+def _relapse(df: pd.DataFrame, with_antigen: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"cr_day": None, "relapse": None, "relapse_day": None, "relapse_antigen_negative": None}
+    days = df["day"].to_numpy(dtype=float)
+    frac = df["blast_fraction"].to_numpy(dtype=float)
+    remission = np.flatnonzero((days > 0) & (frac < CR_THRESHOLD))
+    if remission.size == 0:
+        return out
+    cr = int(remission[0])
+    out["cr_day"] = float(days[cr])
+    back = np.flatnonzero(frac[cr:] >= CR_THRESHOLD)
+    out["relapse"] = bool(back.size)
+    if back.size:
+        at = cr + int(back[0])
+        out["relapse_day"] = float(days[at])
+        if with_antigen:
+            blasts = float(df["blasts"].iloc[at])
+            negative = float(df["blasts_cd19neg"].iloc[at])
+            out["relapse_antigen_negative"] = bool(blasts > 0 and negative / blasts > ANTIGEN_NEGATIVE_MAJORITY)
+    return out
 
 
 def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]:
@@ -75,7 +204,8 @@ def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]
         "mrd_negative_day28": None if mrd28 is None else bool(mrd28 < MRD_THRESHOLD),
         "mrd_detection_limit": limit,
         **{key: None for key in NOT_MODELLED},
-        "not_modelled": list(NOT_MODELLED),
+        **clinical_outcomes(df),
+        "not_modelled": list(NOT_MODELLED) + unavailable_outcomes(df),
         "blast_fraction_day0": float(df["blast_fraction"].iloc[0]),
         "blast_fraction_final": float(df["blast_fraction"].iloc[-1]),
         "cart_peak_window": int(df.loc[peak_idx, "cart"]),
@@ -87,7 +217,7 @@ def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]
         "site_um": p.grid.site_um,
         "dt_min": model.dt_min,
         "lattice_steps": model.lattice_step,
-        "window_share_of_marrow": model.blood.window_share,
+        "window_share_of_marrow": model.body.window_share,
         "wall_s": None if wall_s is None else round(wall_s, 3),
     }
     for key, value in summary.items():

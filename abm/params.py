@@ -126,6 +126,9 @@ SCHEMA: tuple[Param, ...] = (
     Param("time.days", float, 28.0, "d", 0.0, 730.0,
           description="Length of a run.",
           source="day-28 response is the primary endpoint (ELIANA, Maude 2018 NEJM)"),
+    Param("time.coupling_min", float, 60.0, "min", 0.1, 1440.0,
+          description="How often the body compartment re-reads the window (antigen load, activated CAR-T).",
+          source="choice: much shorter than CAR-T expansion (days) and IL-6 kinetics (hours)"),
     Param("time.observe_every_h", float, 6.0, "h", 0.01, 168.0,
           description="Cadence of the DataCollector time series.",
           source="choice: resolves CRS onset (days) and CAR-T kinetics"),
@@ -238,9 +241,10 @@ SCHEMA: tuple[Param, ...] = (
     Param("cart.memory_fraction", float, 0.3, "-", 0.0, 1.0,
           description="Fraction of infused CAR-T cells with a memory phenotype.",
           source="Fraietta 2018 Nat Med 24:563 (memory-like CD8+ subsets ~10-50 % of products)"),
-    Param("cart.memory_conversion_per_day", float, 0.01, "1/d", 0.0, 1.0,
+    Param("cart.memory_conversion_per_day", float, 0.0013, "1/d", 0.0, 1.0,
           description="Hazard that a resting effector CAR-T cell becomes a memory cell.",
-          source="Stein 2019 CPT:PSP 8:285 (~0.8 % of expanded cells enter the slow phase)"),
+          source="Stein 2019 CPT:PSP 8:285 (~0.8 % of expanded cells enter the slow phase: "
+                 "mu / (mu + 0.16/d) = 0.008)"),
     Param("cart.memory_death_rate_per_day", float, 0.00315, "1/d", 0.0, 1.0,
           description="Death hazard of a memory CAR-T cell.",
           source="Stein 2019 CPT:PSP 8:285 (slow phase half-life ~220 d)"),
@@ -562,6 +566,9 @@ def _check_consistency(v: dict[str, Any]) -> None:
         raise ParamError(
             f"grid.bone_fraction + grid.sinusoid_fraction = {solid:g}: expected at most 0.8 so that marrow remains"
         )
+    from abm.systemic import check_body_params  # local: systemic imports this module
+
+    check_body_params(v)
     if v["time.observe_every_h"] * 60.0 < v["time.dt_min"]:
         raise ParamError(
             f"time.observe_every_h = {v['time.observe_every_h']:g}: expected at least one step "

@@ -1,90 +1,502 @@
-"""Systemic compartment: infusion schedule, blood CAR-T and traffic into the window.
+"""The body compartment: CAR-T pools, serum IL-6, CRS/ICANS surrogates and their treatment.
 
-What is modelled now
-    Blood CAR-T cells ``B`` (whole body, cells) follow a deterministic ODE
-    integrated exactly over each step::
+The marrow window is a lattice; the rest of the patient is this module: a
+handful of deterministic ordinary differential equations (ODEs) for the whole
+body, coupled to the window once per step. :class:`Body` is what
+:class:`abm.model.MarrowModel` advances every lattice step.
 
-        dB/dt = infusions(t) - (k_entry + k_loss) * B
+Determinism and noise
+    The body holds no random numbers. It is a *mean-field* compartment
+    standing for ~1e7 windows' worth of marrow plus blood and other tissues,
+    so its outputs (blood CAR-T, serum IL-6, CRS and ICANS grades) must not
+    inherit one window's small-number noise: they depend on the window only
+    through the body's CD19+ load ``A`` (from the window's CD19+ cell count,
+    which is large), never through the window's CAR-T count (tens of cells
+    early on). The same parameters and the same readouts give bit-identical
+    results; :meth:`Body.state`/:meth:`Body.restore` round-trip exactly.
 
-    ``k_entry`` (``traffic.marrow_entry_rate_per_day``) sends cells to the
-    whole marrow; the window receives its share, ``window_share =
-    window_capacity / (marrow_cells_per_kg * weight)``, as entries at
-    perivascular sites: the kernels spread this step's expected entries over
-    the empty perivascular sites (:func:`kernels.rules.enter_threshold`), so
-    the window's intake does not depend on how crowded its portals are.
+Coupling with the window (per step of ``dt`` days)
+    * in: :class:`WindowReadout`, refreshed by the model about hourly and
+      piecewise constant in between. Only ``cd19_cells`` enters the
+      equations: the body CD19+ load is ``A = cd19_cells / window_share``
+      [cells], with ``window_share = window_capacity / (marrow_cells_per_kg *
+      weight)``. CD19+ cells outside the marrow (lymph-node and splenic B
+      cells, extramedullary disease) are not counted (simplification).
+    * out: the window's CAR-T entry quota, ``round(k_entry * window_share *
+      integral(B dt) * 2**32)`` with ``B`` the blood CAR-T cells [cells] and
+      ``k_entry = traffic.marrow_entry_rate_per_day`` (the expected entries,
+      as the kernels expect them); and :class:`Controls` (steroid
+      suppression of CAR-T proliferation and activation). Cells that leave
+      the window do not return to the body pool: the window is a sample of
+      the marrow, whose mean-field share of CAR-T is already in the pool.
 
-Not yet modelled (the biology issue): expansion in marrow feeding back into
-blood, body-wide cytokines, CRS/ICANS grading and interventions. The blood
-compartment is deliberately a mean-field ODE, so body-level quantities never
-inherit one window's small-number noise.
+CAR-T pools [cells]
+    Effectors ``E`` and memory cells ``M``, each split between blood (``_b``)
+    and tissue (``_t``; marrow, lymphoid organs). Infusions (``schedule.days``,
+    ``schedule.fractions`` of ``product.dose_per_kg * weight``) go into blood,
+    ``cart.memory_fraction`` of them as memory cells. With stimulation
+    ``s = A / (A + K_A)`` (``body.antigen_half_saturation_cells``) and
+    activation ``a = s * f_act``::
+
+        dE_b/dt = -k_bt E_b + k_tb E_t - (d_E + mu) E_b
+        dE_t/dt =  k_bt E_b - k_tb E_t + (rho s - d_E - mu (1 - s)) E_t + r_M a M_t
+        dM_b/dt = -k_bt M_b + k_tb M_t + mu E_b - d_M M_b
+        dM_t/dt =  k_bt M_b - k_tb M_t + mu (1 - s) E_t - d_M M_t - r_M a M_t
+
+    * ``k_bt = traffic.marrow_entry_rate_per_day + traffic.blood_loss_rate_per_day``
+      [1/d]: blood to tissue (to marrow, or to other tissues);
+      ``k_tb = k_bt f_b / (1 - f_b)`` [1/d] so that a fraction ``f_b``
+      (``body.blood_fraction``) of the pool is in blood at equilibrium;
+    * ``rho = cart.proliferation_rate_per_day`` [1/d], times
+      ``costim.cd28_proliferation_factor`` for CD28 products, times
+      ``Controls.proliferation_factor`` (steroids), times
+      ``lymphodepletion.proliferation_boost`` while ``t < lymphodepletion.boost_days``
+      (if ``lymphodepletion.enabled``). Expansion happens in tissue only,
+      where antigen is met;
+    * ``d_E = cart.death_rate_per_day``, ``d_M = cart.memory_death_rate_per_day``
+      [1/d]; ``mu = cart.memory_conversion_per_day`` [1/d] (times
+      ``costim.cd28_memory_factor`` for CD28), only for resting effectors
+      (``1 - s`` of those in tissue); ``r_M = body.memory_reactivation_per_day``;
+      ``f_act = Controls.activation_factor``.
+
+    Without antigen the pools contract biphasically: effectors with half-life
+    ``ln 2 / (d_E + mu)`` (the fast phase, ~4 d), memory with ``ln 2 / d_M``
+    (the slow phase, ~220 d), fed by ``mu / (d_E + mu - d_M)`` of the
+    effectors. The rates do not depend on the compartment except expansion,
+    so blood-tissue exchange never changes the totals.
+    Blood CAR-T concentration [cells/uL] = ``(E_b + M_b) /
+    (traffic.blood_volume_ml_per_kg * weight * 1000)``.
+
+Serum IL-6 ``I`` [pg/mL]
+    ::
+
+        dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) - k_el (1 - r_R b) I
+
+    * ``X = a E_t / 1e9``: antigen-activated effectors [1e9 cells];
+      ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
+    * myeloid amplification: up to ``g = serum.myeloid_amplification`` times
+      more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
+      self-reinforcing (IL-6 recruits more IL-6) but capped and still
+      proportional to T-cell activation, so it stops when antigen is gone.
+      Serum IL-6 stands here for the whole myeloid cytokine milieu (IL-1,
+      GM-CSF, IL-6), so the loop is *not* cut by tocilizumab: in mice IL-1
+      blockade prevents CRS and neurotoxicity while IL-6 receptor blockade
+      only treats CRS (Giavridis 2018 Nat Med 24:731);
+    * ``k_el = ln 2 / serum.il6_half_life_h`` [1/d]; ``I_0`` the baseline;
+    * tocilizumab blocks a fraction ``b`` of the IL-6 receptors
+      (``therapy.tocilizumab_blockade`` while a dose acts, else 0). Receptor
+      uptake is ``r_R = serum.receptor_clearance_fraction`` of the
+      clearance, so serum IL-6 *rises* under tocilizumab (Nishimoto 2008)
+      while its signal falls;
+    * corticosteroids multiply production by ``c = therapy.steroid_cytokine_factor``
+      (1 without steroids).
+
+CRS surrogate (ASTCT 2019, Lee 2019 Biol Blood Marrow Transplant 25:625)
+    The IL-6 *signal* ``S = max(I - I_0, 0) (1 - b)`` [pg/mL] drives three
+    physiological surrogates:
+
+    * temperature [C] ``T = 37 + 3 S / (S + 2 S_1)``: 38.0 C exactly at ``S = S_1``
+      (``crs.fever_il6_pg_ml``), at most 40 C;
+    * hypotension and hypoxia share one severity level: 0 below ``S_2``;
+      1 (hypotension on fluids, low-flow oxygen) from ``S_2``; 2 (one
+      vasopressor, high-flow oxygen) from ``S_3``; 3 (several vasopressors,
+      positive pressure) from ``S_4`` (``crs.grade2/3/4_il6_pg_ml``);
+    * grade: 0 without fever; 1 fever alone; 2, 3, 4 fever plus severity level
+      1, 2, 3. As in ASTCT, once tocilizumab or steroids have been given
+      fever is no longer required (they mask it), and the grade follows
+      hypotension and hypoxia.
+
+    Simplification: hypotension and hypoxia move together, so the model
+    cannot produce isolated hypoxic CRS. The thresholds are assumptions to be
+    calibrated against ELIANA/real-world grade distributions (issue 4).
+
+ICANS surrogate (ASTCT ICE score)
+    A neurotoxic effect compartment ``C`` [pg/mL] follows the serum IL-6
+    excess with a mean delay ``tau = icans.delay_days``::
+
+        dC/dt = (h max(I - I_0, 0) - C) / tau
+
+    with ``h = therapy.steroid_icans_factor`` on steroids (else 1). It is
+    driven by serum IL-6, *not* by the blocked signal: tocilizumab does not
+    prevent ICANS (poor CNS penetration) and the serum rise it causes even
+    feeds it. ICE score = ``round(10 / (1 + (C / K_ICE)^2))``
+    (``icans.ice_half_il6_pg_ml``); grade 0 for ICE 10, 1 for 7-9, 2 for 3-6,
+    3 for 0-2, 4 when ``C >= icans.unarousable_il6_pg_ml`` (unarousable:
+    ICE 0). Seizures, motor weakness and cerebral oedema (other ASTCT ICANS
+    domains) are not modelled. Thresholds are assumptions (issue 4).
+
+Therapy (checked at the end of every step, acting from the next one)
+    * tocilizumab when the CRS grade is at least ``therapy.tocilizumab_grade``
+      (0: never), repeated at least ``therapy.tocilizumab_redose_h`` apart
+      while CRS stays there, at most ``therapy.tocilizumab_max_doses``; each
+      dose blocks for ``therapy.tocilizumab_duration_days``;
+    * corticosteroids when CRS or ICANS reaches ``therapy.steroids_grade``
+      (0: never), until ``therapy.steroid_duration_days`` after the last
+      moment either was at the trigger. On steroids
+      ``Controls.proliferation_factor = therapy.steroid_proliferation_factor``
+      and ``Controls.activation_factor = therapy.steroid_activation_factor``
+      (window and body), IL-6 production and the ICANS drive are damped.
+
+Numerics
+    Classical fourth-order Runge-Kutta with sub-steps of at most 15 min and
+    at most ``0.5 /`` the fastest rate, so that every decay stays positive
+    and stable; inputs (stimulation, factors, blockade) are constant within a
+    step, taken at its start. An extra quadrature state integrates the blood
+    CAR-T over the step for the entry quota.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
+from typing import Any
 
-from abm.errors import SimulationError
+from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from abm.rates import MINUTES_PER_DAY
 from kernels.rng import TWO32
 
 UL_PER_ML = 1000.0
+HOURS_PER_DAY = 24.0
+BILLION = 1e9
+FEVER_C = 38.0
+MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
+
+# indices of the ODE state vector
+EB, ET, MB, MT, IL6, NEURO, QBLOOD = range(7)
+N_STATE = 7
 
 
-class Blood:
-    """Blood CAR-T cells of the whole body, with the infusion schedule."""
+@dataclass
+class WindowReadout:
+    """What the window tells the body, refreshed about hourly (piecewise constant in between)."""
 
-    def __init__(self, params: Params, window_capacity: int, n_perivascular: int):
+    cd19_cells: int  # CD19+ blasts + CD19+ normal B cells in the window
+    blasts: int  # all blasts (CD19+ and CD19-)
+    nucleated: int  # blasts + B cells + other hematopoietic cells in the window
+    cart: int  # CAR-T cells in the window
+    cart_active: int  # activated CAR-T cells in the window
+    il6_mean_pg_ml: float  # mean IL-6 of the window's marrow field
+    kills: int  # cumulative CAR-T kills in the window
+
+
+@dataclass
+class Controls:
+    """What the body imposes on the lattice kernels."""
+
+    proliferation_factor: float  # multiplies CAR-T proliferation hazard (steroids < 1)
+    activation_factor: float  # multiplies attach/kill hazards (steroids < 1)
+
+
+def check_body_params(p: Params) -> None:
+    """Raise :class:`ParamError` if the body parameters are inconsistent with each other."""
+    crs = [p["crs.fever_il6_pg_ml"], p["crs.grade2_il6_pg_ml"], p["crs.grade3_il6_pg_ml"], p["crs.grade4_il6_pg_ml"]]
+    if any(b <= a for a, b in itertools.pairwise(crs)):
+        raise ParamError(
+            f"crs.fever_il6_pg_ml, crs.grade2_il6_pg_ml, crs.grade3_il6_pg_ml, crs.grade4_il6_pg_ml = "
+            f"{', '.join(f'{v:g}' for v in crs)}: expected strictly increasing thresholds"
+        )
+    half, coma = p["icans.ice_half_il6_pg_ml"], p["icans.unarousable_il6_pg_ml"]
+    if coma <= half:
+        raise ParamError(
+            f"icans.unarousable_il6_pg_ml = {coma:g}: expected more than icans.ice_half_il6_pg_ml = {half:g}"
+        )
+
+
+def crs_surrogates(signal: float, thresholds: tuple[float, float, float, float]) -> tuple[float, int]:
+    """Temperature [C] and hypotension/hypoxia severity level (0-3) for an IL-6 signal [pg/mL].
+
+    ``thresholds`` are the signals of fever (38.0 C) and of severity levels
+    1, 2 and 3 (fluids / low-flow oxygen; one vasopressor / high-flow oxygen;
+    several vasopressors / positive pressure).
+    """
+    fever_at, *severe_at = thresholds
+    temperature = 37.0 + 3.0 * signal / (signal + 2.0 * fever_at)
+    return temperature, sum(signal >= s for s in severe_at)
+
+
+def astct_crs_grade(temperature: float, severity: int, masked: bool) -> int:
+    """ASTCT 2019 CRS grade from temperature, severity level and whether treatment masks fever."""
+    fever = temperature >= FEVER_C
+    if severity > 0 and (fever or masked):
+        return 1 + severity
+    return 1 if fever else 0
+
+
+def icans_surrogate(effect: float, ice_half: float, unarousable: float) -> tuple[int, int]:
+    """ICE score (0-10) and ASTCT ICANS grade (0-4) for an effect-compartment level [pg/mL]."""
+    if effect >= unarousable:
+        return 0, 4
+    ice = int(math.floor(10.0 / (1.0 + (effect / ice_half) ** 2) + 0.5))
+    return ice, 0 if ice == 10 else 1 if ice >= 7 else 2 if ice >= 3 else 3
+
+
+class Body:
+    """The patient outside the window: CAR-T pools, serum IL-6, CRS, ICANS and therapy.
+
+    Parameters
+    ----------
+    params : Params
+        The run's parameters.
+    window_capacity : int
+        Sites of the window that can hold a cell (sets ``window_share``).
+    n_portals : int
+        Perivascular entry sites of the window (guards the entry quota).
+    """
+
+    def __init__(self, params: Params, window_capacity: int, n_portals: int):
+        check_body_params(params)
+        if window_capacity <= 0:
+            raise SimulationError(f"window_capacity = {window_capacity}: expected a window with marrow sites")
         p = params
-        self.dose_cells = p.product.dose_per_kg * p.patient.weight_kg
+        weight = p.patient.weight_kg
+        cd28 = p.product.costimulation == "CD28"
+        self.window_share = window_capacity / (p.patient.marrow_cells_per_kg * weight)
+        self.n_portals = int(n_portals)
+        self.dose_cells = p.product.dose_per_kg * weight
         self.schedule = list(zip(p.schedule.days, p.schedule.fractions, strict=True))
+        self.memory_fraction = p.cart.memory_fraction
+        self.blood_ul = p.traffic.blood_volume_ml_per_kg * weight * UL_PER_ML
         self.k_entry = p.traffic.marrow_entry_rate_per_day
-        self.k_loss = p.traffic.blood_loss_rate_per_day
-        self.blood_ul = p.traffic.blood_volume_ml_per_kg * p.patient.weight_kg * UL_PER_ML
-        self.marrow_cells = p.patient.marrow_cells_per_kg * p.patient.weight_kg
-        self.window_share = window_capacity / self.marrow_cells
-        self.n_perivascular = n_perivascular
-        self.cells = 0.0
+        self.k_bt = p.traffic.marrow_entry_rate_per_day + p.traffic.blood_loss_rate_per_day
+        f_b = p.body.blood_fraction
+        self.k_tb = self.k_bt * f_b / (1.0 - f_b)
+        self.rho = p.cart.proliferation_rate_per_day * (p.costim.cd28_proliferation_factor if cd28 else 1.0)
+        self.boost = p.lymphodepletion.proliferation_boost if p.lymphodepletion.enabled else 1.0
+        self.boost_days = p.lymphodepletion.boost_days
+        self.d_e = p.cart.death_rate_per_day
+        self.d_m = p.cart.memory_death_rate_per_day
+        self.mu = p.cart.memory_conversion_per_day * (p.costim.cd28_memory_factor if cd28 else 1.0)
+        self.r_m = p.body.memory_reactivation_per_day
+        self.k_a = p.body.antigen_half_saturation_cells
+        self.il6_0 = p.serum.il6_baseline_pg_ml
+        self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
+        self.il6_prod = p.serum.il6_production_pg_ml_per_day
+        self.gain = p.serum.myeloid_amplification
+        self.k_m = p.serum.myeloid_half_il6_pg_ml
+        self.r_rec = p.serum.receptor_clearance_fraction
+        self.crs_thresholds = (p.crs.fever_il6_pg_ml, p.crs.grade2_il6_pg_ml, p.crs.grade3_il6_pg_ml,
+                               p.crs.grade4_il6_pg_ml)
+        self.tau = p.icans.delay_days
+        self.k_ice = p.icans.ice_half_il6_pg_ml
+        self.unarousable = p.icans.unarousable_il6_pg_ml
+        t = p.therapy
+        self.toci_grade = t.tocilizumab_grade
+        self.toci_blockade = t.tocilizumab_blockade
+        self.toci_days = t.tocilizumab_duration_days
+        self.toci_redose_days = t.tocilizumab_redose_h / HOURS_PER_DAY
+        self.toci_max = t.tocilizumab_max_doses
+        self.steroids_grade = t.steroids_grade
+        self.steroid_days = t.steroid_duration_days
+        self.steroid_prolif = t.steroid_proliferation_factor
+        self.steroid_act = t.steroid_activation_factor
+        self.steroid_cyto = t.steroid_cytokine_factor
+        self.steroid_icans = t.steroid_icans_factor
+        fastest = max(self.k_el, self.k_bt + self.k_tb, self.rho * self.boost + self.d_e + self.mu,
+                      self.r_m, 1.0 / self.tau, 1e-12)
+        self.max_substep = min(MAX_SUBSTEP_DAY, 0.5 / fastest)
+        # dynamic state
+        self.y = [0.0] * N_STATE
+        self.y[IL6] = self.il6_0
+        self.t_day = 0.0
         self.infused = 0.0
-        self._given = 0
+        self.given = 0
+        self.antigen = 0.0
+        self.toci_doses = 0
+        self.toci_last: float | None = None
+        self.steroids_until: float | None = None
+        self.steroids_given = False
+        self._grade()
 
-    def advance(self, t_day: float, dt_day: float) -> int:
-        """Give infusions due by ``t_day``, integrate over ``dt_day``; return this step's entry quota.
+    # -- time stepping -----------------------------------------------------------
+    def advance(self, t_day: float, dt_day: float, readout: WindowReadout) -> int:
+        """Infusions due, integrate the body ODEs over ``dt_day``, update CRS/ICANS/therapy.
 
-        The quota is the expected number of CAR-T cells entering the window
-        during the step, times ``2**32``, rounded to an integer.
+        Returns this step's CAR-T entry quota for the window: the expected
+        number of entries during the step times ``2**32``, rounded.
         """
-        while self._given < len(self.schedule) and self.schedule[self._given][0] <= t_day + 1e-12:
-            dose = self.dose_cells * self.schedule[self._given][1]
-            self.cells += dose
+        if dt_day < 0 or not math.isfinite(dt_day):
+            raise SimulationError(f"dt_day = {dt_day!r}: expected a finite, non-negative step")
+        if readout.cd19_cells < 0:
+            raise SimulationError(f"window readout has {readout.cd19_cells} CD19+ cells at day {t_day:g}")
+        while self.given < len(self.schedule) and self.schedule[self.given][0] <= t_day + 1e-12:
+            dose = self.dose_cells * self.schedule[self.given][1]
+            self.y[EB] += dose * (1.0 - self.memory_fraction)
+            self.y[MB] += dose * self.memory_fraction
             self.infused += dose
-            self._given += 1
-        k = self.k_entry + self.k_loss
-        left = self.cells * math.exp(-k * dt_day)
-        to_marrow = (self.cells - left) * (self.k_entry / k) if k > 0 else 0.0
-        self.cells = left
-        if self.n_perivascular == 0:
+            self.given += 1
+        self.antigen = readout.cd19_cells / self.window_share
+        self.t_day = t_day
+        self.y[QBLOOD] = 0.0
+        rates = self._rates(t_day)
+        n = max(1, math.ceil(dt_day / self.max_substep - 1e-9))
+        h = dt_day / n
+        for _ in range(n):
+            self.y = _rk4(self.y, h, rates)
+        self.t_day = t_day + dt_day
+        self._grade()
+        self._treat()
+        expected = self.k_entry * self.window_share * self.y[QBLOOD]
+        if self.n_portals == 0:
             return 0
-        expected = to_marrow * self.window_share
-        if expected > self.n_perivascular:
+        if expected > self.n_portals:
             raise SimulationError(
                 f"blood traffic asks {expected:.1f} entries into the window in one step at day {t_day:g}, more than "
-                f"its {self.n_perivascular} perivascular sites; lower time.dt_min or raise grid.sinusoid_fraction"
+                f"its {self.n_portals} perivascular sites; lower time.dt_min or raise grid.sinusoid_fraction"
             )
         return int(round(expected * TWO32))
 
+    def _rates(self, t_day: float) -> tuple[float, ...]:
+        ctl = self.controls()
+        stim = self.antigen / (self.antigen + self.k_a)
+        rho = self.rho * ctl.proliferation_factor * (self.boost if t_day < self.boost_days else 1.0)
+        act = stim * ctl.activation_factor
+        on_steroids = self._steroids_on(t_day)
+        cyto = self.steroid_cyto if on_steroids else 1.0
+        neuro = self.steroid_icans if on_steroids else 1.0
+        k_clear = self.k_el * (1.0 - self.r_rec * self._blockade(t_day))
+        return (self.k_bt, self.k_tb, self.d_e, self.mu, self.d_m, rho * stim, self.mu * (1.0 - stim),
+                self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
+                self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau)
+
+    # -- clinical state ------------------------------------------------------------
+    def _blockade(self, t_day: float) -> float:
+        if self.toci_last is None or t_day >= self.toci_last + self.toci_days:
+            return 0.0
+        return self.toci_blockade
+
+    def _steroids_on(self, t_day: float) -> bool:
+        return self.steroids_until is not None and t_day < self.steroids_until
+
+    def _grade(self) -> None:
+        """Physiological surrogates and ASTCT grades from the state at ``t_day``."""
+        excess = max(self.y[IL6] - self.il6_0, 0.0)
+        self.signal = excess * (1.0 - self._blockade(self.t_day))
+        self.temperature, self.severity = crs_surrogates(self.signal, self.crs_thresholds)
+        masked = self.toci_doses > 0 or self.steroids_given
+        self.crs_grade = astct_crs_grade(self.temperature, self.severity, masked)
+        self.ice, self.icans_grade = icans_surrogate(self.y[NEURO], self.k_ice, self.unarousable)
+
+    def _treat(self) -> None:
+        t = self.t_day
+        if (
+            self.toci_grade > 0
+            and self.crs_grade >= self.toci_grade
+            and self.toci_doses < self.toci_max
+            and (self.toci_last is None or t - self.toci_last >= self.toci_redose_days - 1e-12)
+        ):
+            self.toci_doses += 1
+            self.toci_last = t
+        if self.steroids_grade > 0 and max(self.crs_grade, self.icans_grade) >= self.steroids_grade:
+            self.steroids_until = t + self.steroid_days
+            self.steroids_given = True
+
+    def controls(self) -> Controls:
+        """Factors the kernels apply now (steroids suppress CAR-T proliferation and activation)."""
+        if self._steroids_on(self.t_day):
+            return Controls(self.steroid_prolif, self.steroid_act)
+        return Controls(1.0, 1.0)
+
+    # -- observation -----------------------------------------------------------------
     @property
-    def per_ul(self) -> float:
-        """Blood CAR-T concentration [cells/uL]."""
-        return self.cells / self.blood_ul
+    def blood_cells(self) -> float:
+        """CAR-T cells in blood [cells]."""
+        return self.y[EB] + self.y[MB]
 
-    def state(self) -> dict[str, float]:
-        return {"cells": self.cells, "infused": self.infused, "given": self._given}
+    def blood_memory_fraction(self) -> float:
+        """Fraction of blood CAR-T cells with a memory phenotype (of the cells entering the window)."""
+        total = self.blood_cells
+        return self.y[MB] / total if total > 0 else self.memory_fraction
 
-    def restore(self, state: dict[str, float]) -> None:
-        self.cells = float(state["cells"])
+    def observe(self) -> dict[str, float]:
+        """Body-level observables (JSON-able numbers).
+
+        ``blood_cart_per_ul`` [cells/uL], ``blood_cart_memory_fraction`` [-],
+        ``body_cart_cells``, ``body_cart_memory_cells``, ``cart_infused_cells``,
+        ``body_cd19_cells`` (the load A) [cells], ``serum_il6_pg_ml``,
+        ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
+        ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
+        ``oxygen_support`` (0 none, 1 low-flow, 2 high-flow, 3 positive
+        pressure), ``crs_grade``, ``icans_grade`` (ASTCT 0-4), ``ice_score``
+        (0-10), ``tocilizumab_doses``, ``tocilizumab_blockade`` [-],
+        ``steroids_on`` (0/1).
+        """
+        y = self.y
+        return {
+            "blood_cart_per_ul": self.blood_cells / self.blood_ul,
+            "blood_cart_memory_fraction": self.blood_memory_fraction(),
+            "body_cart_cells": y[EB] + y[ET] + y[MB] + y[MT],
+            "body_cart_memory_cells": y[MB] + y[MT],
+            "cart_infused_cells": self.infused,
+            "body_cd19_cells": self.antigen,
+            "serum_il6_pg_ml": y[IL6],
+            "il6_signal_pg_ml": self.signal,
+            "icans_effect_pg_ml": y[NEURO],
+            "temperature_c": self.temperature,
+            "vasopressors": max(self.severity - 1, 0),
+            "oxygen_support": self.severity,
+            "crs_grade": self.crs_grade,
+            "ice_score": self.ice,
+            "icans_grade": self.icans_grade,
+            "tocilizumab_doses": self.toci_doses,
+            "tocilizumab_blockade": self._blockade(self.t_day),
+            "steroids_on": int(self._steroids_on(self.t_day)),
+        }
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """JSON-able state; :meth:`restore` continues bit for bit."""
+        return {
+            "y": list(self.y),
+            "t_day": self.t_day,
+            "infused": self.infused,
+            "given": self.given,
+            "antigen": self.antigen,
+            "toci_doses": self.toci_doses,
+            "toci_last": self.toci_last,
+            "steroids_until": self.steroids_until,
+            "steroids_given": self.steroids_given,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        y = [float(v) for v in state["y"]]
+        if len(y) != N_STATE:
+            raise SimulationError(f"body state has {len(y)} variables; this version has {N_STATE}")
+        self.y = y
+        self.t_day = float(state["t_day"])
         self.infused = float(state["infused"])
-        self._given = int(state["given"])
+        self.given = int(state["given"])
+        self.antigen = float(state["antigen"])
+        self.toci_doses = int(state["toci_doses"])
+        self.toci_last = None if state["toci_last"] is None else float(state["toci_last"])
+        self.steroids_until = None if state["steroids_until"] is None else float(state["steroids_until"])
+        self.steroids_given = bool(state["steroids_given"])
+        self._grade()
+
+
+def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
+    (k_bt, k_tb, d_e, mu, d_m, grow, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro,
+     k_tau) = r
+    eb, et, mb, mt, il6, c, _ = y
+    excess = il6 - il6_0 if il6 > il6_0 else 0.0
+    return [
+        -k_bt * eb + k_tb * et - (d_e + mu) * eb,
+        k_bt * eb - k_tb * et + (grow - d_e - mu_rest) * et + recall * mt,
+        -k_bt * mb + k_tb * mt + mu * eb - d_m * mb,
+        k_bt * mb - k_tb * mt + mu_rest * et - d_m * mt - recall * mt,
+        base + prod * et * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6,
+        (neuro * excess - c) * k_tau,
+        eb + mb,
+    ]
+
+
+def _rk4(y: list[float], h: float, r: tuple[float, ...]) -> list[float]:
+    k1 = _derivative(y, r)
+    k2 = _derivative([a + 0.5 * h * b for a, b in zip(y, k1, strict=True)], r)
+    k3 = _derivative([a + 0.5 * h * b for a, b in zip(y, k2, strict=True)], r)
+    k4 = _derivative([a + h * b for a, b in zip(y, k3, strict=True)], r)
+    return [a + h / 6.0 * (b1 + 2.0 * b2 + 2.0 * b3 + b4) for a, b1, b2, b3, b4 in zip(y, k1, k2, k3, k4, strict=True)]
 
 
 def dt_days(dt_min: float) -> float:

@@ -1,0 +1,318 @@
+"""Unit tests of the body compartment (abm/systemic.py) with synthetic window readouts; no lattice."""
+
+import itertools
+import json
+import math
+
+import pytest
+
+from abm.errors import ParamError, SimulationError
+from abm.params import Params
+from abm.systemic import (
+    EB,
+    ET,
+    Body,
+    WindowReadout,
+    astct_crs_grade,
+    crs_surrogates,
+    icans_surrogate,
+)
+from kernels.rng import TWO32
+
+CAPACITY = 65_536  # a 256 x 256 window
+PORTALS = 10**9  # no entry-quota guard in these tests
+HOUR = 1.0 / 24.0
+ELIANA_CD19 = 0.68 * 1.05e10 * 30.0 + 6e9  # blasts of a 68 % marrow + B cells, 30 kg [cells]
+
+
+def make_body(**overrides) -> Body:
+    return Body(Params(overrides), CAPACITY, PORTALS)
+
+
+def readout(body: Body, body_cd19_cells: float) -> WindowReadout:
+    """A window readout whose CD19+ count stands for ``body_cd19_cells`` in the whole marrow."""
+    return WindowReadout(int(round(body_cd19_cells * body.window_share)), 0, 0, 0, 0, 0.0, 0)
+
+
+def run_constant(body: Body, cd19: float, days: float, dt: float = HOUR, t0: float = 0.0) -> list[dict]:
+    rows = []
+    steps = int(round(days / dt))
+    r = readout(body, cd19)
+    for i in range(steps):
+        body.advance(t0 + i * dt, dt, r)
+        rows.append({"t": t0 + (i + 1) * dt, **body.observe()})
+    return rows
+
+
+def run_toy_killing(body: Body, days: float, kill_per_effector_day: float = 1.0, dt: float = HOUR) -> list[dict]:
+    """Body coupled to a toy marrow: CD19+ cells grow 6.5 %/d and are killed by body effectors.
+
+    kill rate [cells/d] = kappa * E * A / (A + 1e10): each effector kills ``kappa`` targets a day when
+    targets abound (SCIENCE.md: 1-20 kills per T cell per day in the marrow; most body effectors are not
+    in the marrow, hence kappa ~ 1).
+    """
+    blasts, bcells = 0.68 * 1.05e10 * 30.0, 6e9
+    rows = []
+    for i in range(int(round(days / dt))):
+        body.advance(i * dt, dt, readout(body, blasts + bcells))
+        effectors = body.y[EB] + body.y[ET]
+        total = blasts + bcells
+        killed = kill_per_effector_day * effectors * total / (total + 1e10) * dt
+        survive = 1.0 - min(killed / total, 1.0) if total > 0 else 1.0
+        blasts *= survive * math.exp(0.065 * dt)
+        bcells *= survive
+        rows.append({"t": (i + 1) * dt, "cd19": blasts + bcells, **body.observe()})
+    return rows
+
+
+# -- infusion and mass balance ------------------------------------------------------------
+def test_infuse_fractionated_schedule_adds_exactly_the_dose_on_each_day():
+    body = make_body(**{"schedule.days": [0.0, 1.0, 2.0], "schedule.fractions": [0.1, 0.3, 0.6],
+                        "cart.death_rate_per_day": 0.0, "cart.memory_death_rate_per_day": 0.0})
+    dose = 3e6 * 30.0
+    rows = run_constant(body, 0.0, 3.0)
+    for day, cumulative in ((1.0, 0.1), (2.0, 0.4), (3.0, 1.0)):
+        row = rows[int(round(day / HOUR)) - 1]  # state at the end of the day, before the next infusion
+        assert row["cart_infused_cells"] == pytest.approx(cumulative * dose, rel=1e-12)
+        # no death, no antigen: the pool is exactly what was infused (exchange and conversion conserve cells)
+        assert row["body_cart_cells"] == pytest.approx(cumulative * dose, rel=1e-9)
+
+
+def test_infuse_splits_memory_fraction_and_fills_blood_first():
+    body = make_body(**{"cart.memory_fraction": 0.3})
+    body.advance(0.0, 1e-9, readout(body, 0.0))
+    o = body.observe()
+    dose = 3e6 * 30.0
+    assert o["body_cart_memory_cells"] == pytest.approx(0.3 * dose, rel=1e-6)
+    assert o["blood_cart_per_ul"] == pytest.approx(dose / (70.0 * 30.0 * 1000.0), rel=1e-6)
+
+
+def test_blood_settles_at_blood_fraction_of_the_pool():
+    body = make_body(**{"cart.death_rate_per_day": 0.0, "cart.memory_death_rate_per_day": 0.0,
+                        "body.blood_fraction": 0.05})
+    rows = run_constant(body, 0.0, 40.0, dt=0.25)
+    blood_cells = rows[-1]["blood_cart_per_ul"] * 70.0 * 30.0 * 1000.0
+    assert blood_cells / rows[-1]["body_cart_cells"] == pytest.approx(0.05, rel=1e-3)
+
+
+def test_entry_quota_is_window_share_of_marrow_homing():
+    body = make_body()
+    r = readout(body, 0.0)
+    body.advance(0.0, 1e-9, r)  # infuse
+    blood = body.blood_cells
+    dt = 2.0 / 1440.0
+    quota = body.advance(1e-9, dt, r)
+    expected = 0.5 * body.window_share * blood * dt  # traffic.marrow_entry_rate_per_day = 0.5
+    assert quota / TWO32 == pytest.approx(expected, rel=2e-3)  # blood falls ~0.2 % within the step
+
+
+def test_entry_quota_beyond_portals_raises():
+    body = Body(Params(), CAPACITY, 1)
+    with pytest.raises(SimulationError, match="perivascular"):
+        body.advance(0.0, 1.0, readout(body, 0.0))
+
+
+# -- expansion and contraction --------------------------------------------------------------
+def test_expand_with_antigen_and_not_without():
+    with_antigen = run_constant(make_body(), ELIANA_CD19, 7.0)[-1]["body_cart_cells"]
+    without = run_constant(make_body(), 0.0, 7.0)[-1]["body_cart_cells"]
+    dose = 3e6 * 30.0
+    assert with_antigen > 300 * dose
+    assert without < dose
+
+
+def test_cd28_expands_faster_and_keeps_less_memory():
+    cd28 = run_constant(make_body(**{"product.costimulation": "CD28"}), ELIANA_CD19, 5.0)[-1]
+    bb = run_constant(make_body(), ELIANA_CD19, 5.0)[-1]
+    assert cd28["body_cart_cells"] > bb["body_cart_cells"]
+    assert (cd28["body_cart_memory_cells"] / cd28["body_cart_cells"]
+            < bb["body_cart_memory_cells"] / bb["body_cart_cells"])
+
+
+def test_contraction_is_biphasic_with_the_parameter_half_lives():
+    """No antigen: effectors decay at d_E + mu, memory at d_M (RK4 error far below 0.1 %)."""
+    p = Params()
+    body = make_body()
+    rows = run_constant(body, 0.0, 400.0, dt=1.0)
+    fast = math.log(2) / (p.cart.death_rate_per_day + p.cart.memory_conversion_per_day)
+    slow = math.log(2) / p.cart.memory_death_rate_per_day
+
+    def half_life(key_fn, a, b):
+        ya, yb = key_fn(rows[a - 1]), key_fn(rows[b - 1])
+        return (b - a) * math.log(2) / math.log(ya / yb)
+
+    effectors = lambda r: r["body_cart_cells"] - r["body_cart_memory_cells"]  # noqa: E731
+    assert half_life(effectors, 5, 25) == pytest.approx(fast, rel=1e-3)
+    assert half_life(lambda r: r["body_cart_memory_cells"], 250, 400) == pytest.approx(slow, rel=1e-3)
+    assert abs(fast - 4.3) < 0.5 and abs(slow - 220) < 5  # the SCIENCE.md phases (Stein 2019)
+
+
+def test_peak_day_and_fold_expansion_for_an_eliana_like_patient():
+    rows = run_toy_killing(make_body(), 40.0)
+    peak = max(rows, key=lambda r: r["blood_cart_per_ul"])
+    assert 7.0 <= peak["t"] <= 16.0
+    fold = max(r["body_cart_cells"] for r in rows) / (3e6 * 30.0)
+    assert 300 <= fold <= 30_000  # order 10^3 (Stein 2019: ~3,900, wide spread)
+    assert rows[-1]["cd19"] < 1e3  # antigen cleared, B-cell aplasia
+
+
+def test_no_randomness_same_inputs_same_outputs():
+    a = run_toy_killing(make_body(), 10.0)
+    b = run_toy_killing(make_body(), 10.0)
+    assert a == b
+
+
+# -- CRS and ICANS grading --------------------------------------------------------------------
+THRESHOLDS = (30.0, 150.0, 600.0, 2500.0)
+
+
+@pytest.mark.parametrize(("signal", "grade"), [
+    (0.0, 0), (29.9, 0), (30.0, 1), (149.0, 1), (150.0, 2), (599.0, 2), (600.0, 3), (2499.0, 3), (2500.0, 4),
+    (1e5, 4),
+])
+def test_crs_grade_thresholds(signal, grade):
+    temperature, severity = crs_surrogates(signal, THRESHOLDS)
+    assert astct_crs_grade(temperature, severity, masked=False) == grade
+
+
+def test_crs_grade_is_monotone_in_signal_and_reaches_every_grade():
+    grades = []
+    for i in range(2000):
+        signal = 10 ** (i / 400)  # 1 to 1e5 pg/mL
+        grades.append(astct_crs_grade(*crs_surrogates(signal, THRESHOLDS), masked=False))
+    assert all(b >= a for a, b in itertools.pairwise(grades))
+    assert set(grades) == {0, 1, 2, 3, 4}
+
+
+def test_crs_fever_is_38_c_at_threshold_and_masked_fever_still_grades_hypotension():
+    assert crs_surrogates(30.0, THRESHOLDS)[0] == pytest.approx(38.0)
+    assert crs_surrogates(1e9, THRESHOLDS)[0] < 40.0 + 1e-9
+    assert astct_crs_grade(37.0, 2, masked=False) == 0  # no fever, untreated: not CRS
+    assert astct_crs_grade(37.0, 2, masked=True) == 3  # after tocilizumab: graded by hypotension/hypoxia
+
+
+def test_icans_grade_follows_ice_score():
+    assert icans_surrogate(0.0, 1500.0, 6000.0) == (10, 0)
+    seen = []
+    for i in range(700):
+        ice, grade = icans_surrogate(10.0 * i, 1500.0, 6000.0)
+        expected = 0 if ice == 10 else 1 if ice >= 7 else 2 if ice >= 3 else 3
+        assert grade == (4 if 10.0 * i >= 6000.0 else expected)
+        seen.append(grade)
+    assert all(b >= a for a, b in itertools.pairwise(seen))
+    assert set(seen) == {0, 1, 2, 3, 4}
+
+
+def test_crs_starts_before_icans_in_an_eliana_like_patient():
+    rows = run_toy_killing(make_body(), 30.0)
+    crs_onset = next(r["t"] for r in rows if r["crs_grade"] >= 1)
+    icans_onset = next(r["t"] for r in rows if r["icans_grade"] >= 1)
+    assert 1.0 <= crs_onset <= 7.0  # SCIENCE.md: median day 3
+    assert icans_onset > crs_onset
+    assert rows[-1]["crs_grade"] == 0 and rows[-1]["icans_grade"] == 0  # resolves once antigen is gone
+
+
+# -- therapy ------------------------------------------------------------------------------------
+def test_tocilizumab_at_trigger_lowers_crs_grade_and_raises_serum_il6():
+    base = {"therapy.steroids_grade": 0}
+    with_toci = run_constant(make_body(**base, **{"therapy.tocilizumab_grade": 2}), ELIANA_CD19, 6.0)
+    without = run_constant(make_body(**base, **{"therapy.tocilizumab_grade": 0}), ELIANA_CD19, 6.0)
+    first = next(i for i, r in enumerate(with_toci) if r["tocilizumab_doses"] > 0)
+    assert with_toci[first]["crs_grade"] >= 2 > with_toci[first - 1]["crs_grade"]  # given at the trigger grade
+    assert without[-1]["tocilizumab_doses"] == 0
+    later = range(first + 1, len(with_toci))
+    assert max(with_toci[i]["crs_grade"] for i in later) < max(without[i]["crs_grade"] for i in later)
+    assert all(with_toci[i]["crs_grade"] <= without[i]["crs_grade"] for i in later)
+    # receptor blockade removes IL-6 clearance: serum IL-6 rises, its signal falls
+    assert with_toci[first + 3]["serum_il6_pg_ml"] > without[first + 3]["serum_il6_pg_ml"]
+    assert with_toci[first + 3]["il6_signal_pg_ml"] < without[first + 3]["il6_signal_pg_ml"]
+
+
+def test_tocilizumab_never_exceeds_max_doses_nor_redoses_early():
+    rows = run_constant(make_body(**{"therapy.tocilizumab_max_doses": 3}), ELIANA_CD19, 10.0)
+    doses = [r["tocilizumab_doses"] for r in rows]
+    assert max(doses) == 3
+    given = [rows[i]["t"] for i in range(1, len(rows)) if doses[i] > doses[i - 1]]
+    assert all(b - a >= 8.0 / 24.0 - 1e-9 for a, b in itertools.pairwise(given))
+
+
+def test_steroids_lower_controls_and_icans():
+    base = {"therapy.tocilizumab_grade": 2}
+    body = make_body(**base, **{"therapy.steroids_grade": 3})
+    with_steroids, factors = [], []
+    r = readout(body, ELIANA_CD19)
+    for i in range(int(10 / HOUR)):
+        body.advance(i * HOUR, HOUR, r)
+        with_steroids.append(body.observe())
+        factors.append(body.controls())
+    without = run_constant(make_body(**base, **{"therapy.steroids_grade": 0}), ELIANA_CD19, 10.0)
+    on = [i for i, o in enumerate(with_steroids) if o["steroids_on"]]
+    assert on, "steroids never started"
+    p = Params()
+    assert factors[on[0]].proliferation_factor == p.therapy.steroid_proliferation_factor < 1.0
+    assert factors[on[0]].activation_factor == p.therapy.steroid_activation_factor < 1.0
+    assert factors[0].proliferation_factor == factors[0].activation_factor == 1.0
+    later = range(on[0] + 24, len(without))
+    assert all(with_steroids[i]["icans_effect_pg_ml"] < without[i]["icans_effect_pg_ml"] for i in later)
+    assert max(o["icans_grade"] for o in with_steroids) <= max(o["icans_grade"] for o in without)
+    assert with_steroids[-1]["icans_grade"] < without[-1]["icans_grade"]
+    assert without[-1]["steroids_on"] == 0
+
+
+def test_steroids_stop_after_duration_once_grades_fall():
+    rows = run_toy_killing(make_body(), 30.0)
+    assert any(r["steroids_on"] for r in rows)
+    assert rows[-1]["steroids_on"] == 0
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def test_state_restore_continues_bit_for_bit():
+    def drive(body, start, stop):
+        out = []
+        for i in range(start, stop):
+            cd19 = ELIANA_CD19 * math.exp(-0.3 * i * HOUR)
+            out.append((body.advance(i * HOUR, HOUR, readout(body, cd19)), body.observe(), body.controls()))
+        return out
+
+    original = make_body()
+    drive(original, 0, 24 * 6)  # into CRS, tocilizumab and steroids
+    assert original.observe()["tocilizumab_doses"] > 0
+    saved = json.loads(json.dumps(original.state()))
+    copy = make_body()
+    copy.restore(saved)
+    assert copy.observe() == original.observe()
+    assert drive(copy, 24 * 6, 24 * 12) == drive(original, 24 * 6, 24 * 12)
+
+
+def test_restore_rejects_a_state_of_another_shape():
+    body = make_body()
+    state = body.state()
+    state["y"] = state["y"][:-1]
+    with pytest.raises(SimulationError, match="variables"):
+        body.restore(state)
+
+
+# -- parameters -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides", [
+    {"crs.grade2_il6_pg_ml": 20.0},  # below the fever threshold
+    {"crs.grade3_il6_pg_ml": 3000.0},  # above grade 4
+    {"crs.grade4_il6_pg_ml": 600.0},  # equal to grade 3
+    {"icans.unarousable_il6_pg_ml": 1000.0},  # below the ICE half point
+])
+def test_inconsistent_toxicity_thresholds_rejected(overrides):
+    with pytest.raises(ParamError, match="expected"):
+        make_body(**overrides)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("therapy.tocilizumab_grade", 5), ("therapy.steroids_grade", -1), ("therapy.tocilizumab_grade", 2.5),
+    ("body.blood_fraction", 0.0), ("serum.il6_half_life_h", 0.1), ("therapy.tocilizumab_blockade", 1.5),
+])
+def test_out_of_range_body_params_rejected(key, value):
+    with pytest.raises(ParamError, match=key.replace(".", r"\.")):
+        Params({key: value})
+
+
+def test_window_without_marrow_rejected():
+    with pytest.raises(SimulationError, match="window_capacity"):
+        Body(Params(), 0, 0)
