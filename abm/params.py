@@ -330,6 +330,15 @@ SCHEMA: tuple[Param, ...] = (
                       "IL-6, memory recall) is half maximal: stimulation = A / (A + K_A).",
           source="assumption: ~3 % of a 30 kg child's ~3e11 marrow cells; an ELIANA-like load (68 % blasts, "
                  "~2e11 cells) gives 95 % of the maximal rate, MRD-level disease (1e-4, ~3e7 cells) 0.3 %"),
+    Param("body.marrow_share", float, 0.2, "-", 0.0, 1.0,
+          description="Fraction of the tissue CAR-T pool that resides in the marrow (sets the CAR-T density the "
+                      "window is fed towards).",
+          source="Westermann & Pabst 1992 Clin Investig 70:539 (marrow ~10 % of lymphocytes); assumption: "
+                 "CAR-T concentrate in leukemic marrow"),
+    Param("body.marrow_homing_rate_per_day", float, 2.0, "1/d", 0.0, 100.0,
+          description="Rate at which the window's CAR-T count is topped up towards its share of the body's "
+                      "marrow CAR-T (entries through the sinusoids).",
+          source="assumption: lymphocytes equilibrate between blood and marrow within about a day"),
     Param("body.blood_fraction", float, 0.02, "-", 0.001, 0.5,
           description="Fraction of the body CAR-T pool in blood at equilibrium (sets the tissue-to-blood "
                       "return rate from the blood-to-tissue rate).",

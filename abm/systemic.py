@@ -22,13 +22,21 @@ Coupling with the window (per step of ``dt`` days)
       [cells], with ``window_share = window_capacity / (marrow_cells_per_kg *
       weight)``. CD19+ cells outside the marrow (lymph-node and splenic B
       cells, extramedullary disease) are not counted (simplification).
-    * out: the window's CAR-T entry quota, ``round(k_entry * window_share *
-      integral(B dt) * 2**32)`` with ``B`` the blood CAR-T cells [cells] and
-      ``k_entry = traffic.marrow_entry_rate_per_day`` (the expected entries,
-      as the kernels expect them); and :class:`Controls` (steroid
-      suppression of CAR-T proliferation and activation). Cells that leave
-      the window do not return to the body pool: the window is a sample of
-      the marrow, whose mean-field share of CAR-T is already in the pool.
+    * out: the window's CAR-T entry quota (the expected entries this step,
+      times ``2**32``, as the kernels expect them): the window is a sample of
+      the marrow, so its CAR-T count is fed towards its share of the body's
+      marrow CAR-T, ``target = f_m (E_t + M_t) window_share`` with
+      ``f_m = body.marrow_share``, at ``k_home = body.marrow_homing_rate_per_day``:
+      ``entries = k_home * max(0, target - window CAR-T) * dt``. The window's
+      own CAR-T count (``WindowReadout.cart``) thus steers only the window's
+      intake, never a body equation; local expansion above the target simply
+      stops the intake. And :class:`Controls` (steroid suppression of CAR-T
+      proliferation and activation). Cells that leave the window do not
+      return to the body pool: the window is a sample of the marrow, whose
+      mean-field share of CAR-T is already in the pool. (Feeding the window
+      from blood alone left it 20-fold sparser in CAR-T than the body pool it
+      stands for, so the body kept expanding against antigen the window could
+      not clear.)
 
 CAR-T pools [cells]
     Effectors ``E`` and memory cells ``M``, each split between blood (``_b``)
@@ -164,8 +172,8 @@ FEVER_C = 38.0
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
 # indices of the ODE state vector
-EB, ET, MB, MT, IL6, NEURO, QBLOOD = range(7)
-N_STATE = 7
+EB, ET, MB, MT, IL6, NEURO = range(6)
+N_STATE = 6
 
 
 @dataclass
@@ -259,6 +267,8 @@ class Body:
         self.memory_fraction = p.cart.memory_fraction
         self.blood_ul = p.traffic.blood_volume_ml_per_kg * weight * UL_PER_ML
         self.k_entry = p.traffic.marrow_entry_rate_per_day
+        self.k_home = p.body.marrow_homing_rate_per_day
+        self.marrow_share = p.body.marrow_share
         self.k_bt = p.traffic.marrow_entry_rate_per_day + p.traffic.blood_loss_rate_per_day
         f_b = p.body.blood_fraction
         self.k_tb = self.k_bt * f_b / (1.0 - f_b)
@@ -328,7 +338,6 @@ class Body:
             self.given += 1
         self.antigen = readout.cd19_cells / self.window_share
         self.t_day = t_day
-        self.y[QBLOOD] = 0.0
         rates = self._rates(t_day)
         n = max(1, math.ceil(dt_day / self.max_substep - 1e-9))
         h = dt_day / n
@@ -337,7 +346,8 @@ class Body:
         self.t_day = t_day + dt_day
         self._grade()
         self._treat()
-        expected = self.k_entry * self.window_share * self.y[QBLOOD]
+        target = self.marrow_share * (self.y[ET] + self.y[MT]) * self.window_share
+        expected = self.k_home * max(0.0, target - readout.cart) * dt_day
         if self.n_portals == 0:
             return 0
         if expected > self.n_portals:
@@ -478,7 +488,7 @@ class Body:
 def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
     (k_bt, k_tb, d_e, mu, d_m, grow, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro,
      k_tau) = r
-    eb, et, mb, mt, il6, c, _ = y
+    eb, et, mb, mt, il6, c = y
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
     return [
         -k_bt * eb + k_tb * et - (d_e + mu) * eb,
@@ -487,7 +497,6 @@ def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
         k_bt * mb - k_tb * mt + mu_rest * et - d_m * mt - recall * mt,
         base + prod * et * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6,
         (neuro * excess - c) * k_tau,
-        eb + mb,
     ]
 
 

@@ -11,6 +11,7 @@ from abm.params import Params
 from abm.systemic import (
     EB,
     ET,
+    MT,
     Body,
     WindowReadout,
     astct_crs_grade,
@@ -95,15 +96,20 @@ def test_blood_settles_at_blood_fraction_of_the_pool():
     assert blood_cells / rows[-1]["body_cart_cells"] == pytest.approx(0.05, rel=1e-3)
 
 
-def test_entry_quota_is_window_share_of_marrow_homing():
+def test_entry_quota_feeds_the_window_towards_its_share_of_marrow_car_t():
+    from dataclasses import replace
+
     body = make_body()
     r = readout(body, 0.0)
-    body.advance(0.0, 1e-9, r)  # infuse
-    blood = body.blood_cells
+    body.advance(0.0, 1.0, r)  # infuse, and let a day of distribution to tissue pass
     dt = 2.0 / 1440.0
-    quota = body.advance(1e-9, dt, r)
-    expected = 0.5 * body.window_share * blood * dt  # traffic.marrow_entry_rate_per_day = 0.5
-    assert quota / TWO32 == pytest.approx(expected, rel=2e-3)  # blood falls ~0.2 % within the step
+    quota = body.advance(1.0, dt, r)
+    target = 0.2 * (body.y[ET] + body.y[MT]) * body.window_share  # body.marrow_share = 0.2
+    assert target > 0
+    expected = 2.0 * (target - r.cart) * dt  # body.marrow_homing_rate_per_day = 2
+    assert quota / TWO32 == pytest.approx(expected, abs=1 / TWO32)
+    full = replace(r, cart=int(target) + 1)
+    assert body.advance(1.0 + dt, dt, full) == 0  # a window at or above its share takes no one in
 
 
 def test_entry_quota_beyond_portals_raises():
