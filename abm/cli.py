@@ -1,4 +1,4 @@
-"""Command line: ``cart-abm run`` and ``cart-abm resume``.
+"""Command line: ``cart-abm run | resume | animate | view``.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
 malformed file, unusable backend), with one message naming the field, the
@@ -66,7 +66,40 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--threads", type=int, help="CPU threads for the cpu backend (default: all)")
     resume.add_argument("--check-invariants", action="store_true", help="verify the lattice invariants every step")
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    animate = sub.add_parser("animate", help="animate a finished run from its snapshots.npz")
+    animate.add_argument("dir", type=Path, help="run folder written with --animate or --snapshot-every")
+    animate.add_argument("--format", dest="fmt", choices=("gif", "mp4"), default="gif")
+    animate.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    animate.add_argument("--field", choices=("il6", "none"), default="il6", help="overlay the IL-6 field or nothing")
+    animate.add_argument("--out", type=Path, help="output file (default DIR/marrow.gif or DIR/marrow.mp4)")
+    animate.add_argument("--quiet", action="store_true", help="no progress bar")
+    view = sub.add_parser("view", help="interactive marrow page in the browser (needs the viz extra)")
+    view.add_argument("--port", type=int, default=8765)
+    view.add_argument("--host", default="127.0.0.1")
+    view.add_argument("--open", action="store_true", help="open a browser tab")
     return parser
+
+
+def command_animate(args: argparse.Namespace) -> int:
+    from abm import viz
+
+    try:
+        path = viz.animate_run(args.dir, fmt=args.fmt, fps=args.fps, field=args.field, out=args.out,
+                               progress=not args.quiet)
+    except (ValueError, RuntimeError) as exc:
+        raise ParamError(str(exc)) from None
+    print(f"cart-abm: wrote {path}")
+    return 0
+
+
+def command_view(args: argparse.Namespace) -> int:
+    try:
+        from abm import viewer
+    except ImportError as exc:
+        raise ParamError(str(exc)) from None
+    if not 0 < args.port < 65536:
+        raise ParamError(f"--port = {args.port}: expected 1-65535")
+    return viewer.serve(port=args.port, host=args.host, open_browser=args.open)
 
 
 def resolve_params(args: argparse.Namespace) -> Params:
@@ -216,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             return command_run(args)
         if args.command == "resume":
             return command_resume(args)
+        if args.command == "animate":
+            return command_animate(args)
+        if args.command == "view":
+            return command_view(args)
     except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:
         print(f"cart-abm: error: {exc}", file=sys.stderr)
         return 2

@@ -46,6 +46,9 @@ VIEW_CODES = {
     "blast_cd19neg": 7,
     "cart_resting": 8,
     "cart_active": 9,
+    "niche": 10,
+    "cart_memory": 11,
+    "cart_exhausted": 12,
 }
 
 
@@ -264,6 +267,7 @@ class MarrowModel(mesa.Model):
         """Compact picture of the window (uint8[n, n] of :data:`VIEW_CODES`)."""
         s = self.state
         v = np.zeros(s.cell.shape, dtype=np.uint8)
+        v[s.tissue == R.NICHE] = VIEW_CODES["niche"]
         v[s.tissue == R.BONE] = VIEW_CODES["bone"]
         v[s.tissue == R.SINUSOID] = VIEW_CODES["sinusoid"]
         v[s.cell == R.STROMA] = VIEW_CODES["stroma"]
@@ -272,9 +276,12 @@ class MarrowModel(mesa.Model):
         cd19 = s.traits[..., R.CD19]
         v[(s.cell == R.BLAST) & (cd19 > 0)] = VIEW_CODES["blast_cd19pos"]
         v[(s.cell == R.BLAST) & (cd19 == 0)] = VIEW_CODES["blast_cd19neg"]
-        active = s.traits[..., R.STATE] == R.ACTIVE
-        v[(s.cell == R.CART) & ~active] = VIEW_CODES["cart_resting"]
-        v[(s.cell == R.CART) & active] = VIEW_CODES["cart_active"]
+        cart = s.cell == R.CART
+        state = s.traits[..., R.STATE]
+        v[cart] = VIEW_CODES["cart_resting"]
+        v[cart & (s.traits[..., R.PHENO] == R.MEMORY)] = VIEW_CODES["cart_memory"]
+        v[cart & (state == R.EXHAUSTED)] = VIEW_CODES["cart_exhausted"]
+        v[cart & (state == R.ACTIVE)] = VIEW_CODES["cart_active"]
         return v
 
     def blast_cd19_molecules(self) -> np.ndarray:

@@ -22,6 +22,10 @@ no global figures behind.
 from __future__ import annotations
 
 import math
+import os
+import uuid
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +44,15 @@ from abm.model import VIEW_CODES
 
 #: Colour of each view code (keys of :data:`abm.model.VIEW_CODES`). Cell kinds
 #: use the Okabe-Ito colour-blind-safe set; tissue uses muted, light tones so
-#: that cells stand out against it.
+#: that cells stand out against it. It may name codes the model does not draw
+#: yet (``niche``); frames and legends show exactly the codes of ``VIEW_CODES``.
+#: A new CAR-T state needs a ``cart_*`` code there and an entry here and in
+#: :data:`LABELS`; it is then drawn as a dot like the others.
 PALETTE: dict[str, str] = {
     "empty": "#f7f7f4",  # near-white
     "bone": "#ddd3bd",  # light beige
     "sinusoid": "#7a1b1b",  # dark red
+    "niche": "#e6dcef",  # pale lavender: an empty site beside a stromal niche cell
     "stroma": "#8d7f70",  # taupe
     "normal": "#c5cdb8",  # muted sage: the healthy background of the marrow
     "bcell": "#0072b2",  # Okabe-Ito blue
@@ -52,6 +60,8 @@ PALETTE: dict[str, str] = {
     "blast_cd19neg": "#56b4e9",  # Okabe-Ito sky blue: opposite the CD19+ orange, and unlike the IL-6 tint
     "cart_resting": "#009e73",  # Okabe-Ito bluish green
     "cart_active": "#f0e442",  # Okabe-Ito yellow: lights up on activation
+    "cart_memory": "#cc79a7",  # Okabe-Ito reddish purple: long-lived memory
+    "cart_exhausted": "#555555",  # dark grey: spent
 }
 
 #: Legend text of each view code.
@@ -59,13 +69,16 @@ LABELS: dict[str, str] = {
     "empty": "empty site",
     "bone": "bone",
     "sinusoid": "sinusoid",
-    "stroma": "stroma",
+    "niche": "niche (empty)",
+    "stroma": "stroma (niche cell)",
     "normal": "normal marrow cell",
     "bcell": "normal B cell",
     "blast_cd19pos": "blast CD19+",
     "blast_cd19neg": "blast CD19\u2212",
     "cart_resting": "CAR-T resting",
     "cart_active": "CAR-T active",
+    "cart_memory": "CAR-T memory",
+    "cart_exhausted": "CAR-T exhausted",
 }
 
 #: Complete remission threshold on the marrow blast fraction (5 %).
@@ -74,6 +87,16 @@ CR_THRESHOLD = 0.05
 MRD_THRESHOLD = 1e-4
 #: Blast fractions of zero are drawn at this value on log axes (1e-6 = 0.0001 %).
 BLAST_FRACTION_FLOOR = 1e-6
+
+#: What :func:`write_gif`, :func:`write_mp4` and :func:`animate_run` can overlay on the lattice.
+ANIMATION_FIELDS = ("il6", "none")
+#: Container formats of :func:`animate_run`.
+ANIMATION_FORMATS = ("gif", "mp4")
+#: Browsers slow down GIF frames shorter than 20 ms (to 100 ms), so GIFs play at most this many frames per second.
+GIF_MAX_FPS = 50.0
+#: The files of a run folder that :func:`animate_run` reads (written by ``cart-abm run``).
+SNAPSHOTS_FILE = "snapshots.npz"
+TIMESERIES_FILE = "timeseries.csv"
 
 _SCALE_BARS_UM = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 _IL6_DECADES = 3.0  # the IL-6 overlay spans this many decades below its maximum
@@ -85,12 +108,20 @@ _CRS_COLOURS = {1: "#fee8c8", 2: "#fdbb84", 3: "#ef6548", 4: "#990000"}
 
 def _lookup_table() -> np.ndarray:
     names = {code: name for name, code in VIEW_CODES.items()}
-    if set(names) != set(range(len(names))) or set(PALETTE) != set(VIEW_CODES):
-        raise RuntimeError("PALETTE must name every VIEW_CODES entry, and the codes must be 0..k-1")
+    missing = [name for name in VIEW_CODES if name not in PALETTE or name not in LABELS]
+    if missing or set(names) != set(range(len(names))):
+        raise RuntimeError(
+            f"abm.viz: PALETTE and LABELS must name every VIEW_CODES entry (missing: {missing}) "
+            "and the codes must be 0..k-1"
+        )
     return np.array([[round(255 * c) for c in to_rgb(PALETTE[names[code]])] for code in range(len(names))], np.uint8)
 
 
 _LUT = _lookup_table()
+#: View codes of CAR-T cells (every ``cart_*`` code), drawn as dots; the active state last, on top.
+_CART_CODES = tuple(
+    sorted((c for k, c in VIEW_CODES.items() if k.startswith("cart_")), key=lambda c: c == VIEW_CODES["cart_active"])
+)
 _MARKER_EDGE = np.array([25, 25, 25], np.uint8)  # outline of the CAR-T dots
 
 
@@ -190,8 +221,8 @@ def _disc(radius: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _draw_cart_markers(rgb: np.ndarray, view: np.ndarray, zoom: int) -> None:
     """Paint outlined dots over CAR-T sites of an upscaled lattice image, in place."""
-    codes = (VIEW_CODES["cart_resting"], VIEW_CODES["cart_active"])
-    ii, jj = np.nonzero((view == codes[0]) | (view == codes[1]))
+    codes = _CART_CODES
+    ii, jj = np.nonzero(np.isin(view, codes))
     if ii.size == 0:
         return
     kind = view[ii, jj]
@@ -275,7 +306,7 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     with the complete-remission (5 %) and MRD (0.01 %) thresholds; zeros are
     drawn at :data:`BLAST_FRACTION_FLOOR` as open markers, and the panel says
     so; (b) CAR-T cells in the window (total, active) and blood CAR-T
-    [cells/uL] on a twin axis; (c) marrow IL-6 mean and max [pg/mL] on a log
+    [cells/uL, if the frame has it] on a twin axis; (c) marrow IL-6 mean and max [pg/mL] on a log
     scale spanning four decades below the peak (lower values, such as the
     field's fixed-point floor, leave gaps), with CRS grade bands if the frame
     has a ``crs_grade`` column; (d) normal B cells in the window (B-cell
@@ -286,10 +317,10 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     df : pandas.DataFrame
         ``MarrowModel.datacollector.get_model_vars_dataframe()``: one row per
         observation with columns ``day``, ``blast_fraction``, ``cart``,
-        ``cart_active``, ``blood_cart_per_ul``, ``il6_mean_pg_ml``,
-        ``il6_max_pg_ml`` and ``bcells``; optional: ``blasts`` with
-        ``blasts_cd19neg`` (adds a CD19-negative blast line) and ``crs_grade``
-        (integer grade 0-4 per row).
+        ``cart_active``, ``il6_mean_pg_ml``, ``il6_max_pg_ml`` and
+        ``bcells``; optional: ``blood_cart_per_ul`` [cells/uL] (a twin axis
+        of panel b), ``blasts`` with ``blasts_cd19neg`` (adds a CD19-negative
+        blast line) and ``crs_grade`` (integer grade 0-4 per row).
     path : str or pathlib.Path
         Output PNG.
     title : str, optional
@@ -309,7 +340,6 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
             "blast_fraction",
             "cart",
             "cart_active",
-            "blood_cart_per_ul",
             "il6_mean_pg_ml",
             "il6_max_pg_ml",
             "bcells",
@@ -356,12 +386,14 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     ax_t.plot(days, df["cart_active"], color="#b8a800", lw=1.4, ls="--", label="in window, active")
     ax_t.set_ylabel("CAR-T in window\n[cells]")
     ax_t.set_ylim(bottom=0)
-    ax_blood = ax_t.twinx()
-    ax_blood.plot(days, df["blood_cart_per_ul"], color="0.35", lw=1.2, ls=":", label="blood")
-    ax_blood.set_ylabel("blood CAR-T [cells/µL]", color="0.35")
-    ax_blood.tick_params(axis="y", colors="0.35")
-    ax_blood.set_ylim(bottom=0)
-    handles = ax_t.get_legend_handles_labels()[0] + ax_blood.get_legend_handles_labels()[0]
+    handles = ax_t.get_legend_handles_labels()[0]
+    if "blood_cart_per_ul" in df.columns:
+        ax_blood = ax_t.twinx()
+        ax_blood.plot(days, df["blood_cart_per_ul"], color="0.35", lw=1.2, ls=":", label="blood")
+        ax_blood.set_ylabel("blood CAR-T [cells/µL]", color="0.35")
+        ax_blood.tick_params(axis="y", colors="0.35")
+        ax_blood.set_ylim(bottom=0)
+        handles += ax_blood.get_legend_handles_labels()[0]
     ax_t.legend(handles=handles, loc="upper right", fontsize=8, frameon=False)
 
     # (c) IL-6
@@ -750,6 +782,24 @@ def _frames(
         yield _render_snapshot(renderer, snap)
 
 
+def _check_fps(fps: float, limit: float = math.inf) -> None:
+    if not (isinstance(fps, (int, float, np.integer, np.floating)) and 0 < fps <= limit and math.isfinite(fps)):
+        top = "" if math.isinf(limit) else f" of at most {limit:g} (shorter GIF frames are slowed down by browsers)"
+        raise ValueError(f"fps = {fps!r}: expected a positive frame rate{top}")
+
+
+def _import_imageio_ffmpeg():
+    """Import the optional ffmpeg binding, or say how to install it."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as err:
+        raise RuntimeError(
+            "MP4 output needs the ffmpeg binding imageio-ffmpeg, which is not installed: "
+            "`pip install imageio-ffmpeg` (the cart-abm[mp4] extra), or write a GIF instead, which needs only Pillow"
+        ) from err
+    return imageio_ffmpeg
+
+
 def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
     """Build a 256-colour palette: every :data:`PALETTE` colour, the rest fitted to ``samples``."""
     exact = np.concatenate([_LUT, np.array([[255, 255, 255], [0, 0, 0], _MARKER_EDGE], np.uint8)])
@@ -759,6 +809,21 @@ def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
     palette = Image.new("P", (1, 1))
     palette.putpalette(colours + [0] * (768 - len(colours)))
     return palette
+
+
+def _to_palette(frame: np.ndarray, palette: Image.Image) -> Image.Image:
+    """Map an RGB frame to ``palette`` by exact nearest colour (Pillow's own mapping may pick a near neighbour).
+
+    Colours in the palette (every :data:`PALETTE` entry) keep their exact values.
+    """
+    table = np.asarray(palette.getpalette()[: 3 * 256], np.int32).reshape(-1, 3)
+    packed = (frame[..., 0].astype(np.uint32) << 16) | (frame[..., 1].astype(np.uint32) << 8) | frame[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.int32)
+    nearest = ((rgb[:, None, :] - table[None, :, :]) ** 2).sum(axis=2).argmin(axis=1).astype(np.uint8)
+    image = Image.fromarray(nearest[inverse].reshape(frame.shape[:2]), mode="P")
+    image.putpalette(palette.getpalette())
+    return image
 
 
 def write_gif(
@@ -786,7 +851,7 @@ def write_gif(
     path : str or pathlib.Path
         Output ``.gif``.
     fps : float
-        Frames per second.
+        Frames per second (at most :data:`GIF_MAX_FPS`).
     site_um : float
         Edge of a site [um] (``grid.site_um``), for the scale bar.
     timecourse : pandas.DataFrame, optional
@@ -801,14 +866,13 @@ def write_gif(
     pathlib.Path
         ``path``.
     """
-    _check_fps(fps)
+    _check_fps(fps, GIF_MAX_FPS)
     renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field)
     try:
         k = len(snapshots)
         palette = _gif_palette([_render_snapshot(renderer, snapshots[i]) for i in sorted({0, k // 2, k - 1})])
         images = [
-            Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
-            for frame in _frames(renderer, snapshots, progress=progress, desc="gif frames")
+            _to_palette(frame, palette) for frame in _frames(renderer, snapshots, progress=progress, desc="gif frames")
         ]
     finally:
         renderer.close()
@@ -872,3 +936,177 @@ def write_mp4(
         if writer is not None:
             writer.close()
     return path
+
+
+# -- animating a finished run ---------------------------------------------------------------
+def read_snapshots(path: str | Path) -> tuple[list[dict[str, Any]], float | None]:
+    """Read the snapshots file that ``cart-abm run --snapshot-every`` writes.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        ``snapshots.npz`` with ``day`` (``float[k]`` [d]), ``view``
+        (``uint8[k, n, n]`` of :data:`abm.model.VIEW_CODES`), optionally
+        ``il6`` (``float32[k, m, m]`` [pg/mL]) and ``site_um`` (scalar [um]).
+
+    Returns
+    -------
+    snapshots : list of dict
+        One dict per snapshot with ``day``, ``view`` and (if stored) ``il6``,
+        in the form of ``MarrowModel.snapshots``.
+    site_um : float or None
+        Edge of a site [um], ``None`` if the file does not record it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a readable ``.npz`` or its arrays are missing or
+        inconsistent (the message names the array).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such snapshots file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err}); rerun the simulation to rewrite it") from err
+    missing = [name for name in ("day", "view") if name not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing array(s) {missing}; expected day, view and il6 as cart-abm run writes them")
+    day, view = np.asarray(arrays["day"], float), arrays["view"]
+    k = len(day)
+    if day.ndim != 1 or k == 0:
+        raise ValueError(f"{path}: day must be a non-empty 1-D array, got shape {list(day.shape)}")
+    if (
+        view.ndim != 3
+        or view.shape[0] != k
+        or view.shape[1] != view.shape[2]
+        or not np.issubdtype(view.dtype, np.integer)
+    ):
+        raise ValueError(f"{path}: view must be an integer array [{k}, n, n], got {view.dtype}{list(view.shape)}")
+    il6 = arrays.get("il6")
+    if il6 is not None and (il6.ndim != 3 or il6.shape[0] != k or il6.shape[1] != il6.shape[2]):
+        raise ValueError(f"{path}: il6 must be an array [{k}, m, m], got shape {list(il6.shape)}")
+    site_um = float(arrays["site_um"]) if "site_um" in arrays else None
+    snapshots = []
+    for i in range(k):
+        snap: dict[str, Any] = {"day": float(day[i]), "view": view[i]}
+        if il6 is not None:
+            snap["il6"] = il6[i]
+        snapshots.append(snap)
+    return snapshots, site_um
+
+
+def _site_um_of_run(run_dir: Path) -> float:
+    """``grid.site_um`` from the run's ``params.toml`` (for snapshot files that do not record it)."""
+    from abm.params import Params
+
+    params_file = run_dir / "params.toml"
+    if not params_file.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: {SNAPSHOTS_FILE} has no site_um and there is no params.toml to take it from"
+        )
+    return float(Params.from_toml(params_file).grid.site_um)
+
+
+def animate_run(
+    run_dir: str | Path,
+    *,
+    fmt: str = "gif",
+    fps: float = 8,
+    field: str = "il6",
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Animate a finished run from its folder, without simulating again.
+
+    Reads ``RUN_DIR/snapshots.npz`` (written by ``cart-abm run
+    --snapshot-every T`` or ``--animate``) and ``RUN_DIR/timeseries.csv``, and
+    draws one :class:`FrameRenderer` frame per snapshot: the lattice with
+    legend, scale bar and clock, optionally the IL-6 field, and the time course
+    with a cursor at the frame's time. The file is written under a temporary
+    name in the destination folder and renamed into place when complete, so an
+    interrupted call never leaves a truncated animation behind.
+
+    Parameters
+    ----------
+    run_dir : str or pathlib.Path
+        Output folder of ``cart-abm run``.
+    fmt : {"gif", "mp4"}
+        ``gif`` needs only Pillow; ``mp4`` (H.264) needs the optional
+        ``imageio-ffmpeg``.
+    fps : float
+        Frames (snapshots) per second; at most :data:`GIF_MAX_FPS` for GIF.
+    field : {"il6", "none"}
+        Overlay the IL-6 field (one log scale for the whole animation) or nothing.
+    out : str or pathlib.Path, optional
+        Output file, ending in ``.gif`` or ``.mp4`` as ``fmt`` says
+        (default ``RUN_DIR/marrow.gif`` or ``RUN_DIR/marrow.mp4``); its folder must exist.
+    progress : bool
+        Show a progress bar over frames.
+
+    Returns
+    -------
+    pathlib.Path
+        The animation written.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``run_dir``, its ``snapshots.npz`` or ``timeseries.csv``, or the
+        folder of ``out`` does not exist; the message says how to make them.
+    ValueError
+        If ``fmt``, ``fps``, ``field`` or the suffix of ``out`` is not allowed,
+        or a run file is malformed.
+    RuntimeError
+        If ``fmt="mp4"`` and ``imageio-ffmpeg`` is not installed (checked
+        before any work is done).
+    """
+    if fmt not in ANIMATION_FORMATS:
+        raise ValueError(f"format = {fmt!r}: expected one of {', '.join(ANIMATION_FORMATS)}")
+    if field not in ANIMATION_FIELDS:
+        raise ValueError(f"field = {field!r}: expected one of {', '.join(ANIMATION_FIELDS)}")
+    _check_fps(fps, GIF_MAX_FPS if fmt == "gif" else math.inf)
+    if fmt == "mp4":
+        _import_imageio_ffmpeg()
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder; give the --out folder of a `cart-abm run`")
+    target = run_dir / f"marrow.{fmt}" if out is None else Path(out)
+    if target.suffix.lower() != f".{fmt}":
+        raise ValueError(f"out = {str(target)!r}: expected a file name ending in .{fmt} for format {fmt}")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"out = {str(target)!r}: the folder {str(target.parent)!r} does not exist")
+    snapshots_file = run_dir / SNAPSHOTS_FILE
+    if not snapshots_file.is_file():
+        raise FileNotFoundError(
+            f"no {SNAPSHOTS_FILE} in {run_dir}: the run kept no lattice snapshots; rerun it with "
+            "`cart-abm run --snapshot-every 6h` (or --animate) to record them"
+        )
+    timeseries_file = run_dir / TIMESERIES_FILE
+    if not timeseries_file.is_file():
+        raise FileNotFoundError(
+            f"no {TIMESERIES_FILE} in {run_dir}: the run did not finish writing its outputs; rerun it"
+        )
+    snapshots, site_um = read_snapshots(snapshots_file)
+    if field == "il6" and "il6" not in snapshots[0]:
+        raise ValueError(f"{snapshots_file} holds no il6 array; animate with field none")
+    if site_um is None:
+        site_um = _site_um_of_run(run_dir)
+    try:
+        timecourse = pd.read_csv(timeseries_file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{timeseries_file}: not a readable CSV time series ({err})") from err
+    writer = write_gif if fmt == "gif" else write_mp4
+    # a fresh hidden name beside the target (not mkstemp, whose 0600 mode would outlive the rename)
+    tmp = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.{fmt}"
+    try:
+        writer(snapshots, tmp, fps=fps, site_um=site_um, timecourse=timecourse, field=field, progress=progress)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

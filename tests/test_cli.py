@@ -113,3 +113,15 @@ def test_field_overflow_stops_with_step_and_cause(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "lattice step" in err and "secretion" in err
+
+
+def test_animate_command_writes_gif_from_a_run(run_dir):
+    out = run_dir / "again.gif"
+    assert main(["animate", str(run_dir), "--fps", "12", "--field", "none", "--out", str(out), "--quiet"]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_animate_and_view_bad_input_exit_2(tmp_path, capsys):
+    assert main(["animate", str(tmp_path / "missing")]) == 2
+    assert main(["view", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

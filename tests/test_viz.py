@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -11,6 +12,7 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from abm import viz
+from abm.cli import main
 from abm.model import VIEW_CODES, MarrowModel
 
 
@@ -70,11 +72,16 @@ def test_render_view_each_code_gets_its_palette_colour():
 
 
 def test_palette_and_labels_cover_every_view_code_with_distinct_colours():
-    assert set(viz.PALETTE) == set(VIEW_CODES) == set(viz.LABELS)
-    assert len({viz.PALETTE[k].lower() for k in VIEW_CODES}) == len(VIEW_CODES)
+    assert set(viz.PALETTE) == set(viz.LABELS) >= set(VIEW_CODES)
+    assert len({c.lower() for c in viz.PALETTE.values()}) == len(viz.PALETTE)
 
 
-@pytest.mark.parametrize("bad", [np.array([[0, 10]], np.uint8), np.zeros((2, 2), float), np.zeros(4, np.uint8)])
+def test_cart_markers_cover_every_cart_code_with_active_on_top():
+    assert set(viz._CART_CODES) == {c for k, c in VIEW_CODES.items() if k.startswith("cart_")}
+    assert viz._CART_CODES[-1] == VIEW_CODES["cart_active"]
+
+
+@pytest.mark.parametrize("bad", [np.array([[0, len(VIEW_CODES)]], np.uint8), np.zeros((2, 2), float), np.zeros(4, np.uint8)])
 def test_render_view_invalid_input_raises(bad):
     with pytest.raises(ValueError, match="view"):
         viz.render_view(bad)
@@ -168,6 +175,11 @@ def test_plot_timecourse_with_crs_grade_draws_bands(tmp_path):
     assert viz.plot_timecourse(df, tmp_path / "crs.png").stat().st_size > 10_000
 
 
+def test_plot_timecourse_without_blood_column_writes_png(tmp_path):
+    path = viz.plot_timecourse(_timecourse().drop(columns="blood_cart_per_ul"), tmp_path / "noblood.png")
+    assert path.stat().st_size > 10_000
+
+
 def test_plot_timecourse_missing_column_raises(tmp_path):
     with pytest.raises(ValueError, match="il6_max_pg_ml"):
         viz.plot_timecourse(_timecourse().drop(columns="il6_max_pg_ml"), tmp_path / "x.png")
@@ -209,3 +221,132 @@ def test_tiny_model_snapshots_animate_and_plot(tmp_path):
     with Image.open(path) as im:
         assert im.n_frames == len(model.snapshots) == 13
     assert viz.plot_timecourse(df, tmp_path / "run.png").stat().st_size > 10_000
+
+
+# -- animate_run: a finished run folder -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny real run (0.5 d, 24 x 24, snapshots every 2 h) made by the CLI."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    args = ["run", "--snapshot-every", "2h", "--days", "0.5", "--set", "grid.size=24", "--backend", "cpu"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def _copy_run(run_dir, dest, *, without=()):
+    dest.mkdir()
+    for f in run_dir.iterdir():
+        if f.is_file() and f.name not in without and not f.name.startswith("marrow."):
+            (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_read_snapshots_of_a_run_gives_views_fields_and_site_size(run_dir):
+    snaps, site_um = viz.read_snapshots(run_dir / "snapshots.npz")
+    assert [s["day"] for s in snaps] == pytest.approx([0, 1 / 12, 2 / 12, 3 / 12, 4 / 12, 5 / 12, 0.5])
+    assert snaps[0]["view"].shape == (24, 24) and snaps[0]["il6"].shape == (6, 6)
+    assert site_um == 10.0
+
+
+def test_animate_run_gif_one_frame_per_snapshot_written_atomically(run_dir):
+    path = viz.animate_run(run_dir, fps=5)
+    assert path == run_dir / "marrow.gif"
+    with Image.open(path) as im:
+        assert im.n_frames == 7 and im.info["duration"] == 200
+        assert im.size == viz.FrameRenderer(24, timecourse=_timecourse(), il6_max=1.0).size
+    assert not [f for f in os.listdir(run_dir) if f.startswith(".marrow.gif")]  # no temporary file left
+
+
+def test_animate_run_out_file_without_field_keeps_exact_palette_colours(run_dir, tmp_path):
+    out = viz.animate_run(run_dir, out=tmp_path / "plain.gif", field="none", fps=2)
+    assert out == tmp_path / "plain.gif"
+    with Image.open(out) as im:
+        assert im.n_frames == 7
+        im.seek(6)
+        frame = np.asarray(im.convert("RGB"))
+    renderer = viz.FrameRenderer(24, timecourse=_timecourse())
+    top, left, _ = renderer.lattice_box
+    view = viz.read_snapshots(run_dir / "snapshots.npz")[0][6]["view"]
+    z = renderer.zoom
+    for name in ("bone", "sinusoid", "blast_cd19pos"):
+        sites = [(i, j) for i, j in np.argwhere(view == VIEW_CODES[name]) if i < 16 and not _near_cart(view, i, j)]
+        i, j = sites[-1]  # above the scale bar, away from CAR-T dots
+        block = frame[top + i * z : top + (i + 1) * z, left + j * z : left + (j + 1) * z]
+        assert np.all(block == _rgb(name)), name
+
+
+def _near_cart(view, i, j, reach=2):
+    """A CAR-T dot (a few sites wide) may cover the site."""
+    window = view[max(0, i - reach) : i + reach + 1, max(0, j - reach) : j + reach + 1]
+    return bool(np.isin(window, viz._CART_CODES).any())
+
+
+def test_animate_run_without_snapshots_says_how_to_record_them(run_dir, tmp_path):
+    bare = _copy_run(run_dir, tmp_path / "bare", without=("snapshots.npz",))
+    with pytest.raises(FileNotFoundError, match=r"no snapshots\.npz in .*--snapshot-every 6h"):
+        viz.animate_run(bare)
+
+
+def test_animate_run_missing_folder_or_timeseries_raises(run_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        viz.animate_run(tmp_path / "nowhere")
+    partial = _copy_run(run_dir, tmp_path / "partial", without=("timeseries.csv",))
+    with pytest.raises(FileNotFoundError, match=r"no timeseries\.csv"):
+        viz.animate_run(partial)
+
+
+def test_animate_run_corrupt_snapshots_raises_naming_the_file(run_dir, tmp_path):
+    broken = _copy_run(run_dir, tmp_path / "broken")
+    (broken / "snapshots.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"snapshots\.npz: not a readable \.npz"):
+        viz.animate_run(broken)
+    assert not (broken / "marrow.gif").exists()
+
+
+def test_animate_run_snapshots_missing_view_raises(tmp_path, run_dir):
+    odd = _copy_run(run_dir, tmp_path / "odd", without=("snapshots.npz",))
+    np.savez(odd / "snapshots.npz", day=np.array([0.0]))
+    with pytest.raises(ValueError, match=r"missing array\(s\) \['view'\]"):
+        viz.animate_run(odd)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fmt": "webm"}, "format"),
+        ({"field": "cxcl12"}, "field"),
+        ({"fps": 0}, "fps"),
+        ({"fps": 60}, "at most 50"),
+        ({"out": "x.mp4"}, r"ending in \.gif"),
+    ],
+)
+def test_animate_run_bad_arguments_raise_before_any_work(run_dir, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.animate_run(run_dir, **kwargs)
+
+
+def test_animate_run_out_folder_missing_raises(run_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        viz.animate_run(run_dir, out=tmp_path / "no" / "such.gif")
+
+
+def test_animate_run_mp4_without_imageio_ffmpeg_says_how_to_install(run_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as if not installed
+    with pytest.raises(RuntimeError, match=r"pip install imageio-ffmpeg.*GIF"):
+        viz.animate_run(run_dir, fmt="mp4")
+    assert not (run_dir / "marrow.mp4").exists()
+
+
+def test_animate_run_mp4_with_imageio_ffmpeg(run_dir, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    out = viz.animate_run(run_dir, fmt="mp4", out=tmp_path / "run.mp4")
+    assert out.stat().st_size > 1000 and out.read_bytes()[4:8] == b"ftyp"
+
+
+def test_frame_timecourse_with_blood_and_crs_columns_draws(tmp_path):
+    df = _timecourse()
+    df["crs_grade"] = [0, 0, 1, 2, 2, 3, 1, 0, 0]
+    snap = _snapshots(1)[0]
+    frame = viz.render_frame(snap["view"], 1.0, timecourse=df)
+    plain = viz.render_frame(snap["view"], 1.0, timecourse=df.drop(columns=["crs_grade", "blood_cart_per_ul"]))
+    assert frame.size == plain.size and np.asarray(frame).tobytes() != np.asarray(plain).tobytes()
