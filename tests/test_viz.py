@@ -81,7 +81,9 @@ def test_cart_markers_cover_every_cart_code_with_active_on_top():
     assert viz._CART_CODES[-1] == VIEW_CODES["cart_active"]
 
 
-@pytest.mark.parametrize("bad", [np.array([[0, len(VIEW_CODES)]], np.uint8), np.zeros((2, 2), float), np.zeros(4, np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.array([[0, len(VIEW_CODES)]], np.uint8), np.zeros((2, 2), float), np.zeros(4, np.uint8)]
+)
 def test_render_view_invalid_input_raises(bad):
     with pytest.raises(ValueError, match="view"):
         viz.render_view(bad)
