@@ -6,13 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo -n"; fi
 packages=()
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v npm >/dev/null || packages+=(npm)
 if [ ${#packages[@]} -gt 0 ]; then
-  $sudo apt-get update -q
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"
+  if ! { $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${packages[@]}"; }; then
+    echo "install_browser.sh: could not install ${packages[*]} (needs root or sudo); the browser test will be skipped" >&2
+    exit 0
+  fi
 fi
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 python -m pip install -q "playwright>=1.44"

@@ -6,8 +6,8 @@ networking) with a fresh profile. Playwright only drives ``/usr/bin/chromium``; 
 browser. The page's front-end assets must be in solara's cache (``python .ci/solara_assets.py``) or
 reachable on the CDN.
 
-Without chromium, playwright or the viz extra the test is skipped, so local runs pass; CI sets
-``CART_ABM_REQUIRE_BROWSER_TEST=1``, which turns each skip into a failure.
+Without chromium, playwright or the viz extra the test is skipped, so local runs pass; in CI
+(``CI=true``) or with ``CART_ABM_REQUIRE_BROWSER_TEST=1`` each skip is a failure instead.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--no-proxy-server",
     "--disable-dev-shm-usage",
 ]
-REQUIRED = os.environ.get("CART_ABM_REQUIRE_BROWSER_TEST") == "1"
+REQUIRED = os.environ.get("CART_ABM_REQUIRE_BROWSER_TEST") == "1" or os.environ.get("CI") == "true"
 SERVER_START_S = 60.0  # solara imports the app and Mesa on start
 WAIT_MS = 30_000  # any single wait in the browser
 
@@ -48,7 +48,7 @@ _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def _unavailable(reason: str) -> None:
     if REQUIRED:
-        pytest.fail(f"{reason} (CART_ABM_REQUIRE_BROWSER_TEST=1)")
+        pytest.fail(f"{reason} (required in CI and with CART_ABM_REQUIRE_BROWSER_TEST=1)")
     pytest.skip(reason)
 
 
