@@ -41,6 +41,7 @@ CHROMIUM_ARGS = [
 REQUIRED = os.environ.get("CART_ABM_REQUIRE_BROWSER_TEST") == "1" or os.environ.get("CI") == "true"
 SERVER_START_S = 60.0  # solara imports the app and Mesa on start
 WAIT_MS = 30_000  # any single wait in the browser
+STEP_MS = 90_000  # the first step may compile the kernels (cold cache) on a busy machine
 
 # no proxy for loopback requests, whatever the environment says
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -148,6 +149,7 @@ def test_viewer_page_loads_steps_and_shows_lattice_and_chart(viewer_url, tmp_pat
         try:
             page = browser.new_page()
             page.set_default_timeout(WAIT_MS)
+            expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions (5 s by default)
             page.goto(viewer_url, wait_until="domcontentloaded")
 
             # the page loads: Mesa's controls, the step counter, the status line
@@ -171,7 +173,7 @@ def test_viewer_page_loads_steps_and_shows_lattice_and_chart(viewer_url, tmp_pat
 
             # Step advances the model by one observation interval (2 h) and redraws both images
             page.get_by_role("button", name="Step").click()
-            expect(steps).to_have_text("Step: 1")
+            expect(steps).to_have_text("Step: 1", timeout=STEP_MS)
             expect(status).to_contain_text("day 0, 02:00")
             expect(lattice).not_to_have_attribute("src", lattice_src)
             expect(chart).not_to_have_attribute("src", chart_src)
