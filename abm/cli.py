@@ -1,4 +1,4 @@
-"""Command line: ``cart-abm run | resume | animate | view``.
+"""Command line: ``cart-abm run | resume | trial | animate | view``.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
 malformed file, unusable backend), with one message naming the field, the
@@ -8,6 +8,7 @@ value and what is allowed, and no output folder; 1 a run that failed.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -66,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--threads", type=int, help="CPU threads for the cpu backend (default: all)")
     resume.add_argument("--check-invariants", action="store_true", help="verify the lattice invariants every step")
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    trial = sub.add_parser("trial", help="a virtual clinical trial: N patients from the ELIANA-like cohort")
+    trial.add_argument("--n", type=int, required=True, help="number of virtual patients")
+    trial.add_argument("--config", type=Path, help="TOML parameter file (the base every patient starts from)")
+    trial.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="fix a parameter for every patient, overriding the cohort's distribution (repeatable)")
+    trial.add_argument("--days", type=float, help="days per patient (sets time.days)")
+    trial.add_argument("--seed", type=int, default=0, help="cohort seed (patient seeds derive from it)")
+    where = trial.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask scheduler, e.g. tcp://host:8786")
+    trial.add_argument("--out", type=Path, required=True, help="trial folder (an unfinished one is resumed)")
+    trial.add_argument("--quiet", action="store_true", help="no progress bar")
     animate = sub.add_parser("animate", help="animate a finished run from its snapshots.npz")
     animate.add_argument("dir", type=Path, help="run folder written with --animate or --snapshot-every")
     animate.add_argument("--format", dest="fmt", choices=("gif", "mp4"), default="gif")
@@ -78,6 +91,56 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--host", default="127.0.0.1")
     view.add_argument("--open", action="store_true", help="open a browser tab")
     return parser
+
+
+def command_trial(args: argparse.Namespace) -> int:
+    from abm import cohort, io
+    from abm.params import parse_assignment
+
+    base = Params.from_toml(args.config) if args.config else Params.default()
+    if args.days is not None:
+        base = base.replace({"time.days": args.days})
+    if args.workers < 1:
+        raise ParamError(f"--workers = {args.workers}: expected at least 1")
+    if not 0 <= args.seed < 2**63:
+        raise ParamError(f"--seed = {args.seed}: expected an integer in [0, 2**63)")
+    fixed = dict(parse_assignment(a) for a in args.overrides)
+    jobs = cohort.sample_cohort(args.n, args.seed, base, fixed)
+    spec = {"n": args.n, "seed": args.seed, "fixed": fixed, "base": base.flat(), "profile": "eliana"}
+    folder = Path(args.out)
+    done: dict[int, dict] = {}
+    if (folder / "trial.json").exists() and io.read_status(folder).get("state") != "complete":
+        previous = json.loads((folder / "trial.json").read_text(encoding="utf-8"))
+        if previous != json.loads(json.dumps(spec)):
+            raise ParamError(f"--out {str(folder)!r} holds an unfinished trial with other settings; "
+                             "use another folder or repeat its settings to resume it")
+        done = cohort.read_partial(folder)
+    else:
+        folder = io.prepare_folder(folder)
+        io.write_json(folder / "trial.json", spec)
+    todo = [job for job in jobs if job.index not in done]
+    io.write_status(folder, "running", patients_done=len(done), patients=args.n)
+    started = time.perf_counter()
+    try:
+        new = cohort.run_ensemble(todo, base, workers=args.workers, scheduler=args.scheduler,
+                                  progress=not args.quiet, on_result=cohort.appender(folder))
+    except KeyboardInterrupt:
+        io.write_status(folder, "interrupted", reason="interrupted by the user; rerun the same command to resume")
+        raise
+    except Exception as exc:
+        io.write_status(folder, "failed", reason=f"{type(exc).__name__}: {exc}; rerun the same command to resume")
+        raise
+    rows = sorted([*done.values(), *new], key=lambda r: r["patient"])
+    import pandas as pd
+
+    io.write_text(folder / "patients.csv", pd.DataFrame(rows).to_csv(index=False))
+    summary = {**cohort.trial_summary(rows), "version": abm.__version__, "seed": args.seed,
+               "days": base["time.days"], "fixed": fixed, "profile": "eliana"}
+    io.write_json(folder / "summary.json", summary)
+    io.write_status(folder, "complete", patients=args.n, wall_s=round(time.perf_counter() - started, 3))
+    cr = summary["cr_rate"]["rate"]
+    print(f"cart-abm: wrote {folder} ({args.n} patients; CR rate {cr if cr is None else round(cr, 3)})")
+    return 0
 
 
 def command_animate(args: argparse.Namespace) -> int:
@@ -249,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_run(args)
         if args.command == "resume":
             return command_resume(args)
+        if args.command == "trial":
+            return command_trial(args)
         if args.command == "animate":
             return command_animate(args)
         if args.command == "view":

@@ -1,0 +1,283 @@
+"""Virtual patients and ensembles: cohorts like ELIANA's, run on local processes or a Dask cluster.
+
+Virtual patients
+    :func:`sample_cohort` draws ``n`` patients from documented distributions
+    (below), each with its own seed derived from the cohort seed and its index,
+    so patient ``k`` is the same whatever ``n``, the worker count or the
+    executor. ``fixed`` (the CLI's ``--set``) overrides a key for every patient.
+
+    ELIANA-like profile (pediatric / young adult relapsed or refractory B-ALL,
+    tisagenlecleucel-like 4-1BB product; Maude 2018 NEJM 378:439):
+
+    ==========================================  ==========================================================
+    ``patient.weight_kg``                        log-normal, median 35 kg, geometric SD 1.5, in [10, 110]
+                                                 (assumption from the median age of 11 y, range 3-23)
+    ``patient.marrow_blast_fraction``            Beta with mean 0.68, SD 0.25, in [0.05, 0.97]
+                                                 (ELIANA: mean ~68 %, median 74 %, range 5-99 %)
+    ``patient.cd19_median_molecules``            log-normal, median 1e4, SD 0.3 log10, in [1e3, 1e5]
+                                                 (Majzner 2020: B-ALL CD19 spans ~1e3-1e4.5)
+    ``patient.cd19_negative_fraction``           0 for 80 % of patients, else log-uniform in [1e-4, 1e-2]
+                                                 (assumption: pre-existing CD19-negative subclones in some)
+    ``cart.proliferation_rate_per_day``          default x log-normal factor, SD 0.2 (T-cell fitness;
+                                                 assumption: product expansion capacity varies)
+    ``product.dose_per_kg``                      <= 50 kg: log-normal median 3e6/kg in [0.2e6, 5e6];
+                                                 > 50 kg: 0.1-2.5e8 cells total, median 1e8 (label)
+    ==========================================  ==========================================================
+
+Executors
+    ``workers`` local processes (``spawn``; each patient on the ``cpu``
+    backend with one Numba thread, since parallel regions collapse when
+    processes share cores), or an existing Dask distributed scheduler by
+    address. Rows are ordered by patient index, so results do not depend on
+    the executor or the number of workers.
+
+Resumable trials
+    Each finished patient is appended to ``DIR/patients.partial.jsonl`` (one
+    JSON line, flushed and fsynced); a trial restarted on the same folder skips
+    the patients already there. The final ``patients.csv`` and ``summary.json``
+    are written atomically when every patient is done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abm.errors import ParamError
+from abm.params import BY_KEY, Params
+
+PARTIAL = "patients.partial.jsonl"
+PROFILE_KEYS = (
+    "patient.weight_kg",
+    "patient.marrow_blast_fraction",
+    "patient.cd19_median_molecules",
+    "patient.cd19_negative_fraction",
+    "cart.proliferation_rate_per_day",
+    "product.dose_per_kg",
+)
+OUTCOME_KEYS = (
+    "cr_day28",
+    "mrd_day28",
+    "mrd_negative_day28",
+    "crs_max_grade",
+    "crs_onset_day",
+    "icans_max_grade",
+    "icans_onset_day",
+    "cart_peak_blood_per_ul",
+    "cart_peak_day",
+    "b_cell_aplasia_days",
+    "relapse",
+    "relapse_day",
+    "relapse_antigen_negative",
+    "tocilizumab_doses",
+    "steroids_given",
+    "blast_fraction_day0",
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One virtual patient to simulate: index, seed and every parameter override."""
+
+    index: int
+    seed: int
+    overrides: dict[str, Any]
+    days: float
+
+
+def patient_seed(cohort_seed: int, index: int) -> int:
+    """Seed of patient ``index`` in a cohort: a SplitMix64 hash, so neighbours are unrelated."""
+    from kernels.rng import draw_reference
+
+    return (draw_reference(cohort_seed, 0, index, 250) << 31) | draw_reference(cohort_seed, 1, index, 250) >> 1
+
+
+def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]:
+    """Profile overrides of patient ``index`` (see the module docstring for the distributions)."""
+    rng = np.random.default_rng([cohort_seed, index, 0xC0407])
+    weight = float(np.clip(35.0 * 1.5 ** rng.standard_normal(), 10.0, 110.0))
+    mean, sd = 0.68, 0.25
+    k = mean * (1 - mean) / sd**2 - 1
+    blasts = float(np.clip(rng.beta(mean * k, (1 - mean) * k), 0.05, 0.97))
+    cd19 = float(np.clip(10 ** (4.0 + 0.3 * rng.standard_normal()), 1e3, 1e5))
+    negative = 0.0 if rng.random() < 0.8 else float(10 ** rng.uniform(-4.0, -2.0))
+    fitness = float(np.exp(0.2 * rng.standard_normal()))
+    if weight <= 50.0:
+        dose = float(np.clip(3e6 * 1.6 ** rng.standard_normal(), 0.2e6, 5e6))
+    else:
+        dose = float(np.clip(1e8 * 1.6 ** rng.standard_normal(), 0.1e8, 2.5e8)) / weight
+    return {
+        "patient.weight_kg": round(weight, 3),
+        "patient.marrow_blast_fraction": round(blasts, 5),
+        "patient.cd19_median_molecules": round(cd19, 1),
+        "patient.cd19_negative_fraction": negative,
+        "cart.proliferation_rate_per_day": round(base["cart.proliferation_rate_per_day"] * fitness, 5),
+        "product.dose_per_kg": round(dose, 1),
+    }
+
+
+def sample_cohort(n: int, cohort_seed: int, base: Params, fixed: dict[str, Any] | None = None,
+                  days: float | None = None) -> list[Job]:
+    """``n`` virtual patients; ``fixed`` keys override the cohort distribution for everyone."""
+    if n < 1:
+        raise ParamError(f"--n = {n}: expected at least one patient")
+    fixed = dict(fixed or {})
+    for key in fixed:
+        if key not in BY_KEY:
+            raise ParamError(f"unknown parameter {key!r}")
+    jobs = []
+    for index in range(n):
+        overrides = {**sample_patient(cohort_seed, index, base), **fixed}
+        base.replace(overrides)  # validate now, not in a worker
+        jobs.append(Job(index, patient_seed(cohort_seed, index), overrides,
+                        base["time.days"] if days is None else days))
+    return jobs
+
+
+def run_patient(job: Job, base: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one patient (cpu backend, one thread) and return its profile and outcomes."""
+    from abm.model import MarrowModel
+    from abm.outcomes import summarize
+
+    params = Params(base).replace({**job.overrides, "time.days": job.days})
+    model = MarrowModel(params, seed=job.seed, backend="cpu", threads=1)
+    summary = summarize(model.run())
+    row = {"patient": job.index, "seed": job.seed, **{k: job.overrides.get(k, params[k]) for k in PROFILE_KEYS}}
+    row.update({k: summary.get(k) for k in OUTCOME_KEYS})
+    return row
+
+
+def run_ensemble(
+    jobs: list[Job],
+    base: Params,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = False,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every job; rows come back ordered by patient index whatever the executor.
+
+    ``on_result`` is called in the parent process as each patient finishes
+    (used to append to the resumable partial file).
+    """
+    from tqdm.auto import tqdm
+
+    base_dict = base.flat()
+    rows: dict[int, dict[str, Any]] = {}
+    with tqdm(total=len(jobs), unit="patient", disable=not progress, desc="patients") as bar:
+
+        def collect(row: dict[str, Any]) -> None:
+            rows[row["patient"]] = row
+            if on_result is not None:
+                on_result(row)
+            bar.update(1)
+
+        if scheduler:
+            _run_dask(jobs, base_dict, scheduler, collect)
+        elif workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                collect(run_patient(job, base_dict))
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(run_patient, job, base_dict) for job in jobs]
+                for future in as_completed(futures):
+                    collect(future.result())
+    return [rows[job.index] for job in sorted(jobs, key=lambda j: j.index)]
+
+
+def _run_dask(jobs: list[Job], base_dict: dict[str, Any], address: str, collect) -> None:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        raise ParamError("--scheduler needs the 'distributed' package: pip install distributed") from None
+    try:
+        client = Client(address, timeout="10s")
+    except OSError as exc:
+        raise ParamError(f"--scheduler {address!r}: cannot reach a Dask scheduler ({exc})") from None
+    try:
+        futures = [client.submit(run_patient, job, base_dict, key=f"cart-abm-patient-{job.index}-{job.seed}",
+                                 pure=False) for job in jobs]
+        for future in dask_completed(futures):
+            collect(future.result())
+    finally:
+        client.close()
+
+
+# -- trial folders ---------------------------------------------------------------------------------
+def read_partial(folder: Path) -> dict[int, dict[str, Any]]:
+    """Rows of patients already finished in ``folder`` (a torn last line is ignored)."""
+    path = Path(folder) / PARTIAL
+    rows: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: that patient runs again
+        rows[int(row["patient"])] = row
+    return rows
+
+
+def appender(folder: Path) -> Callable[[dict[str, Any]], None]:
+    """A callback that appends one finished patient to the partial file, durably."""
+    path = Path(folder) / PARTIAL
+
+    def append(row: dict[str, Any]) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, allow_nan=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return append
+
+
+# -- summary statistics ----------------------------------------------------------------------------
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None, float | None]:
+    """Proportion and its Wilson score 95 % interval; ``(None, None, None)`` for ``n == 0``."""
+    if n == 0:
+        return None, None, None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(rows: Iterable[dict[str, Any]], test: Callable[[dict[str, Any]], bool | None]) -> dict[str, Any]:
+    values = [test(r) for r in rows]
+    known = [bool(v) for v in values if v is not None]
+    p, low, high = wilson(sum(known), len(known))
+    return {"rate": p, "ci95": [low, high], "n": len(known)}
+
+
+def trial_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rates with Wilson 95 % intervals, as ``cart-abm trial`` writes them."""
+    relapses = [r for r in rows if r.get("relapse")]
+    return {
+        "n": len(rows),
+        "cr_rate": _rate(rows, lambda r: r.get("cr_day28")),
+        "mrd_negative_rate": _rate(rows, lambda r: r.get("mrd_negative_day28")),
+        "crs_any_rate": _rate(rows, lambda r: None if r.get("crs_max_grade") is None else r["crs_max_grade"] >= 1),
+        "crs_grade3plus_rate": _rate(
+            rows, lambda r: None if r.get("crs_max_grade") is None else r["crs_max_grade"] >= 3
+        ),
+        "icans_any_rate": _rate(
+            rows, lambda r: None if r.get("icans_max_grade") is None else r["icans_max_grade"] >= 1
+        ),
+        "icans_grade3plus_rate": _rate(
+            rows, lambda r: None if r.get("icans_max_grade") is None else r["icans_max_grade"] >= 3
+        ),
+        "relapse_rate": _rate(rows, lambda r: r.get("relapse")),  # None (never in CR) is left out
+        "antigen_negative_relapse_fraction": _rate(relapses, lambda r: r.get("relapse_antigen_negative")),
+    }

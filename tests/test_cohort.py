@@ -1,0 +1,115 @@
+"""Virtual trials: cohort sampling, executor independence (processes, Dask), resume, rates."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from abm import cohort
+from abm.cli import main
+from abm.params import Params
+
+TINY = ["--days", "0.5", "--set", "grid.size=24", "--set", "time.observe_every_h=6", "--quiet"]
+
+
+def read(folder):
+    return (folder / "patients.csv").read_text(), json.loads((folder / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trial") / "serial"
+    assert main(["trial", "--n", "4", "--seed", "9", "--workers", "1", "--out", str(out), *TINY]) == 0
+    return read(out)
+
+
+def test_patients_are_the_same_whatever_n_and_order():
+    base = Params.default()
+    small = cohort.sample_cohort(3, 5, base)
+    large = cohort.sample_cohort(10, 5, base)
+    assert [j.overrides for j in small] == [j.overrides for j in large[:3]]
+    assert len({j.seed for j in large}) == 10
+
+
+def test_cohort_distributions_match_their_documented_centres():
+    jobs = cohort.sample_cohort(400, 1, Params.default())
+    df = pd.DataFrame([j.overrides for j in jobs])
+    assert 0.6 < df["patient.marrow_blast_fraction"].mean() < 0.76  # Beta mean 0.68 (clipped)
+    assert 28 < df["patient.weight_kg"].median() < 42  # log-normal median 35 kg
+    assert 0.7 < (df["patient.cd19_negative_fraction"] == 0).mean() < 0.9  # 80 % have none
+    light = df["patient.weight_kg"] <= 50
+    assert df.loc[light, "product.dose_per_kg"].between(0.2e6, 5e6).all()
+
+
+def test_fixed_keys_override_the_distribution():
+    jobs = cohort.sample_cohort(5, 1, Params.default(), {"product.dose_per_kg": 1e6})
+    assert {j.overrides["product.dose_per_kg"] for j in jobs} == {1e6}
+
+
+def test_two_workers_give_identical_results(tmp_path, serial):
+    out = tmp_path / "two"
+    assert main(["trial", "--n", "4", "--seed", "9", "--workers", "2", "--out", str(out), *TINY]) == 0
+    assert read(out) == serial
+
+
+def test_dask_local_cluster_gives_identical_results(tmp_path, serial):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        out = tmp_path / "dask"
+        assert main(["trial", "--n", "4", "--seed", "9", "--scheduler", cluster.scheduler_address,
+                     "--out", str(out), *TINY]) == 0
+    assert read(out) == serial
+
+
+def test_interrupted_trial_resumes_without_redoing_finished_patients(tmp_path, serial, monkeypatch):
+    out = tmp_path / "resume"
+    calls = []
+    failed = []
+    real = cohort.run_patient
+
+    def flaky(job, base):
+        calls.append(job.index)
+        if job.index == 2 and not failed:
+            failed.append(job.index)
+            raise RuntimeError("worker lost")
+        return real(job, base)
+
+    monkeypatch.setattr(cohort, "run_patient", flaky)
+    with pytest.raises(RuntimeError):
+        main(["trial", "--n", "4", "--seed", "9", "--out", str(out), *TINY])
+    assert json.loads((out / "status.json").read_text())["state"] == "failed"
+    assert not (out / "summary.json").exists()
+    calls.clear()
+    assert main(["trial", "--n", "4", "--seed", "9", "--out", str(out), *TINY]) == 0
+    assert calls == [2, 3]  # patients 0 and 1 were not simulated again
+    assert read(out) == serial
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    monkeypatch.setattr(cohort, "run_patient", lambda job, base: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError):
+        main(["trial", "--n", "2", "--seed", "1", "--out", str(out), *TINY])
+    assert main(["trial", "--n", "3", "--seed", "1", "--out", str(out), *TINY]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_unreachable_scheduler_and_bad_arguments_exit_2(tmp_path, capsys):
+    assert main(["trial", "--n", "2", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "a"),
+                 *TINY]) == 2
+    assert "scheduler" in capsys.readouterr().err
+    assert main(["trial", "--n", "0", "--out", str(tmp_path / "b"), *TINY]) == 2
+    assert main(["trial", "--n", "2", "--set", "grid.sizee=3", "--out", str(tmp_path / "c"), *TINY]) == 2
+
+
+def test_summary_rates_and_wilson_intervals(serial):
+    _, summary = serial
+    assert summary["n"] == 4
+    for key in ("cr_rate", "mrd_negative_rate", "crs_any_rate", "crs_grade3plus_rate", "icans_any_rate",
+                "icans_grade3plus_rate", "relapse_rate", "antigen_negative_relapse_fraction"):
+        assert set(summary[key]) == {"rate", "ci95", "n"}
+    p, low, high = cohort.wilson(8, 10)
+    assert p == 0.8 and math.isclose(low, 0.4902, abs_tol=1e-4) and math.isclose(high, 0.9433, abs_tol=1e-4)
+    assert cohort.wilson(0, 0) == (None, None, None)
