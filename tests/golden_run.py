@@ -6,16 +6,13 @@ purpose, when a change is meant to alter the dynamics, and say why in the commit
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from abm.model import MarrowModel  # noqa: E402
-from abm.outcomes import summarize  # noqa: E402
-from abm.params import Params  # noqa: E402
+from abm.model import MarrowModel
+from abm.outcomes import summarize
+from abm.params import Params
 
 GOLDEN = Path(__file__).parent / "golden" / "small_run.json"
 SETTINGS = {"grid.size": 32, "time.days": 6.0, "time.observe_every_h": 12.0}
