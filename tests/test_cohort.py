@@ -113,3 +113,35 @@ def test_summary_rates_and_wilson_intervals(serial):
     p, low, high = cohort.wilson(8, 10)
     assert p == 0.8 and math.isclose(low, 0.4902, abs_tol=1e-4) and math.isclose(high, 0.9433, abs_tol=1e-4)
     assert cohort.wilson(0, 0) == (None, None, None)
+
+
+def test_dask_worker_killed_mid_trial_does_not_change_results(tmp_path):
+    """SIGKILL one of two Dask workers while patients run: Dask reschedules, rows stay identical."""
+    import os
+    import signal
+    import threading
+    import time
+
+    distributed = pytest.importorskip("distributed")
+    args = ["--n", "4", "--seed", "3", "--days", "3", "--set", "grid.size=40", "--quiet"]
+    reference = tmp_path / "reference"
+    assert main(["trial", *args, "--out", str(reference)]) == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        out = tmp_path / "dask"
+        codes = []
+        runner = threading.Thread(target=lambda: codes.append(main(
+            ["trial", *args, "--scheduler", cluster.scheduler_address, "--out", str(out)])))
+        runner.start()
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline:  # wait until a worker is busy with a patient
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                victim = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+            time.sleep(0.05)
+        assert victim is not None, "no worker ever picked up a patient"
+        os.kill(victim, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert not runner.is_alive() and codes == [0]
+    assert read(out) == read(reference)
