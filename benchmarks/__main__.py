@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,34 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def parse_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 1,2") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers")
+    return values
+
+
+def parse_days(text: str) -> tuple[float, ...]:
+    try:
+        days = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--patient {text!r}: expected comma-separated days, e.g. 28,365") from None
+    if not days or any(not 0 < d <= 730 for d in days):
+        raise argparse.ArgumentTypeError(f"--patient {text!r}: every length must lie in (0, 730] days")
+    return days
+
+
+def parse_rules(text: str) -> tuple[str, ...]:
+    rules = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not rules or any(r not in benchmarks.RULE_SETS for r in rules):
+        raise argparse.ArgumentTypeError(f"--rules {text!r}: expected a comma-separated subset of "
+                                         f"{','.join(benchmarks.RULE_SETS)}")
+    return rules
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -34,7 +61,8 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Site-updates per second of the plain-Mesa reference and the kernel backends on the core rules.",
+        description="Site-updates per second of the plain-Mesa reference, the kernel backends and the limit kernel "
+                    "on core rules and the full model; whole-patient wall times; targets of issue #7.",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
@@ -42,10 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--smoke", dest="mode", action="store_const", const="smoke",
                       help="16^2, a few steps: checks that everything runs and the schema (seconds; not a measurement)")
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="128^2, 512^2 and 1024^2, longer runs")
+                      help="128^2 to 4096^2, longer runs")
     p.set_defaults(mode="quick")
+    p.add_argument("--gpu", action="store_true",
+                   help="cuda (and its limit kernel) at 1024^2-8192^2 on the full model, cpu at 1024^2 and 4096^2 for "
+                        "the ratio; with --smoke: 16^2 and 24^2 (runs under NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--sizes", type=parse_sizes, help="comma-separated window sides, e.g. 64,256 (overrides the mode's)")
+    p.add_argument("--cuda-sizes", type=parse_sizes, help="comma-separated cuda window sides (overrides the mode's)")
+    p.add_argument("--rules", type=parse_rules, help="rule sets, e.g. core or core,full (overrides the mode's)")
+    p.add_argument("--threads", type=parse_ints, help="cpu thread counts, e.g. 1,2 (default: 1, powers of 2, all)")
     p.add_argument("--repeats", type=positive_int, help="timed runs per case (overrides the mode's)")
+    p.add_argument("--patient", type=parse_days, metavar="DAYS",
+                   help="also time whole default patients of these lengths (e.g. 28,365) and the cold compile")
+    p.add_argument("--patient-threads", type=positive_int, help="--threads of those patient runs (default: the CLI's)")
+    p.add_argument("--no-cases", action="store_true", help="run no lattice cases (only --patient)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--seed", type=int, help="seed of the window, the CAR-T sites and the runs")
     p.add_argument("--out", type=Path, default=benchmarks.RESULTS_DIR,
                    help="folder for <name>.json and <name>.md (default: benchmarks/results)")
@@ -62,29 +101,48 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.compare:
         try:
-            old, new = (json.loads(path.read_text(encoding="utf-8")) for path in args.compare)
-            benchmarks.validate(old)
-            benchmarks.validate(new)
-        except (OSError, ValueError) as exc:
+            old, new = (benchmarks.load(path) for path in args.compare)
+        except (OSError, ValueError, KeyError) as exc:
             print(f"error: --compare: {exc}", file=sys.stderr)
             return 2
         print(benchmarks.compare(old, new), end="")
         return 0
-    config = benchmarks.config_for(args.mode, sizes=args.sizes, repeats=args.repeats, seed=args.seed,
+    mode = args.mode
+    if args.gpu:
+        mode = "gpu-smoke" if mode == "smoke" else "gpu"
+    threads = args.threads
+    if threads is None and mode.startswith("gpu"):
+        threads = (benchmarks.max_threads(),)  # the cpu side of a GPU session: the backend as users run it
+    config = benchmarks.config_for(mode, sizes=args.sizes, cuda_sizes=args.cuda_sizes, rules=args.rules,
+                                   threads=threads, repeats=args.repeats, seed=args.seed,
                                    isolate=False if args.in_process else None)
-    cases, skipped = benchmarks.registry(config)
+    cases, skipped = ([], []) if args.no_cases else benchmarks.registry(config)
     if args.list:
         for case in cases:
             print(case.name)
         for reason in skipped:
             print(f"(not run) {reason}")
         return 0
-    doc = benchmarks.run(config, cases, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    doc["skipped"] = skipped
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.no_cases and not args.patient:
+        print("error: --no-cases without --patient measures nothing", file=sys.stderr)
+        return 2
+    doc = benchmarks.run(config, cases, progress=progress)
+    if args.patient:
+        try:
+            patients = benchmarks.patient_runs(args.patient, threads=args.patient_threads, progress=progress)
+        except RuntimeError as exc:
+            print(f"error: --patient: {exc}", file=sys.stderr)
+            return 1
+        doc = benchmarks.document(config, doc["rows"], skipped, patients)
+    else:
+        doc["skipped"] = skipped
     name = args.name or f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{config.mode}"
-    json_path, md_path = benchmarks.write(doc, args.out, name)
+    paths = benchmarks.write(doc, args.out, name, with_plots=not args.no_plots)
     print(benchmarks.markdown(doc), end="")
-    print(f"\nwrote {json_path} and {md_path}", file=sys.stderr)
+    print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from kernels import rules
 
 BACKENDS = ("auto", "python", "cpu", "cuda")
-SMALL_LATTICE_SITES = 96 * 96
+SMALL_LATTICE_SITES = 256 * 256
 
 
 class BackendError(RuntimeError):
@@ -149,10 +149,12 @@ class Lattice:
         ``auto``, ``python``, ``cpu`` or ``cuda``.
     threads : int or None
         Numba threads for ``cpu``. Default: all Numba threads, except on
-        lattices under ``SMALL_LATTICE_SITES`` where one thread is faster
-        (each step has eleven parallel regions whose start-up costs more than
-        the work, and waiting on a descheduled thread is ruinous on a busy
-        machine). Set before every step, so lattices do not leak settings.
+        lattices under ``SMALL_LATTICE_SITES`` (256 x 256; the default
+        200 x 200 window included) where one thread is faster: each step has
+        ten or more parallel regions whose start-up costs about as much as
+        the work they share, and waiting on a descheduled thread is ruinous
+        on a busy machine (``benchmarks/README.md`` has the measurements).
+        Set before every step, so lattices do not leak settings.
     """
 
     def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None):
@@ -161,7 +163,7 @@ class Lattice:
         self.state = state
         self.tables = tables
         self.threads = threads
-        self._order = np.zeros(9, dtype=np.int64)
+        self._order = np.zeros(9 + rules.N_KINDS, dtype=np.int64)  # sublattice order, then visit thresholds
         self._portals = np.flatnonzero(state.tissue.ravel() == rules.PERIVASCULAR).astype(np.int64)
         self._scratch = np.zeros_like(state.fields)
         self._row_events = np.zeros((state.cell.shape[0], rules.N_EVENTS), dtype=np.int64)

@@ -34,6 +34,12 @@ def _simulated() -> bool:
 
 
 @cuda.jit
+def _zero_kernel(count):
+    if cuda.grid(1) == 0:
+        count[0] = 0
+
+
+@cuda.jit
 def _count_empty_portals_kernel(cell, portals, count):
     p = cuda.grid(1)
     n = cell.shape[0]
@@ -130,7 +136,7 @@ class CudaLattice:
         if self.n_portals:
             flat = tp[0] * tp[1]
             blocks = -(-self.n_portals // flat)
-            self.d_count.copy_to_device(np.zeros(1, dtype=np.int64))
+            _zero_kernel[1, 1](self.d_count)  # on the device: a host copy here would wait for the previous step
             _count_empty_portals_kernel[blocks, flat](self.d_cell, self.d_portals, self.d_count)
             _traffic_kernel[blocks, flat](
                 self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,9 +22,10 @@ if str(ROOT) not in sys.path:
 import benchmarks  # noqa: E402  (the benchmarks package lives at the repository root, not in the distribution)
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=env,
     )
 
 
@@ -34,38 +37,76 @@ def smoke(tmp_path_factory) -> tuple[dict, Path]:
     return json.loads((out / "smoke.json").read_text(encoding="utf-8")), out
 
 
-def test_smoke_writes_json_and_markdown_with_documented_schema(smoke):
+def test_smoke_writes_json_markdown_and_plots_with_documented_schema(smoke):
     doc, out = smoke
     benchmarks.validate(doc)
     assert doc["mode"] == "smoke" and doc["schema_version"] == benchmarks.SCHEMA_VERSION
     md = (out / "smoke.md").read_text(encoding="utf-8")
-    assert "| implementation | size |" in md and "Speed-up over the Mesa reference" in md
+    assert "| implementation | rules | size |" in md and "Ratios (median over median" in md
+    assert (out / "smoke-throughput.png").stat().st_size > 0
+    if doc["machine"]["numba_threads"] > 1:
+        assert (out / "smoke-threads.png").stat().st_size > 0
 
 
-def test_smoke_rows_cover_reference_and_cpu_with_machine_info(smoke):
+def test_smoke_rows_cover_reference_cpu_both_rule_sets_and_limit_with_machine_info(smoke):
     doc, _ = smoke
     cases = {r["case"] for r in doc["rows"]}
-    assert {"reference-16", "cpu-16-t1"} <= cases
+    assert {"reference-16-core", "cpu-16-t1-core", "cpu-16-t1-full", "limit-16-t1"} <= cases
     top = doc["machine"]["numba_threads"]
     if top > 1:
-        assert f"cpu-16-t{top}" in cases
+        assert {f"cpu-16-t{top}-core", f"cpu-16-t{top}-full", f"limit-16-t{top}"} <= cases
     for row in doc["rows"]:
         assert set(benchmarks.ROW_KEYS) <= row.keys() and set(benchmarks.MACHINE_KEYS) <= row.keys()
         assert row["sites"] == row["size"] ** 2 and row["seed"] == doc["config"]["seed"]
-        assert row["steps"] >= 1 and row["repeats"] == doc["config"]["repeats"]
-        assert row["n_cart"] >= 1 and row["counts_initial"][5] == row["n_cart"]  # index 5 = CART
-    # every implementation starts from the same window
-    assert len({tuple(r["counts_initial"]) for r in doc["rows"]}) == 1
+        assert row["steps"] >= 1 and row["repeats"] == doc["config"]["repeats"] == len(row["step_ms_samples"])
+        assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
+        if row["impl"] != "limit":
+            assert row["n_cart"] >= 1 and row["counts_initial"][5] == row["n_cart"]  # index 5 = CART
+    # every implementation of one rule set starts from the same window
+    for rules in ("core", "full"):
+        assert len({tuple(r["counts_initial"]) for r in doc["rows"] if r["rules"] == rules}) == 1
+    # the limit kernel leaves the state as it found it
+    for r in doc["rows"]:
+        if r["impl"] == "limit":
+            assert r["counts_final"] == r["counts_initial"]
 
 
-def test_smoke_ratios_pair_each_kernel_row_with_the_reference(smoke):
+def test_smoke_comparisons_pair_rows_with_their_baselines(smoke):
     doc, _ = smoke
-    kernel_rows = [r for r in doc["rows"] if r["impl"] != "reference"]
-    assert len(doc["ratios"]) == len(kernel_rows)
-    ref = next(r for r in doc["rows"] if r["impl"] == "reference")
-    for ratio in doc["ratios"]:
-        assert ratio["reference_site_updates_per_s"] == ref["site_updates_per_s"]
-        assert ratio["meets_target"] == (ratio["speedup"] >= doc["target_speedup"])
+    kinds = {(c["kind"], c["case"]) for c in doc["comparisons"]}
+    assert ("vs_reference", "cpu-16-t1-core") in kinds
+    assert ("vs_limit", "cpu-16-t1-full") in kinds
+    top = doc["machine"]["numba_threads"]
+    if top > 1:
+        assert ("threads", f"cpu-16-t{top}-full") in kinds
+    rows = {r["case"]: r for r in doc["rows"]}
+    for c in doc["comparisons"]:
+        assert c["ci_low"] <= c["ci_high"] and c["baseline"] in rows
+        if c["kind"] == "vs_reference":
+            expected = rows[c["case"]]["site_updates_per_s"] / rows[c["baseline"]]["site_updates_per_s"]
+            assert abs(c["ratio"] / expected - 1) < 1e-9
+    names = [t["target"] for t in doc["targets"]]
+    assert len(names) == len(benchmarks.TARGETS) and all(t["holds"] is None for t in doc["targets"]
+                                                          if t["measured"] is None)
+
+
+def test_bootstrap_ratio_interval_brackets_a_clear_ratio():
+    g = np.random.default_rng(0)
+    num = list(2.0 + 0.01 * g.standard_normal(9))
+    den = list(1.0 + 0.01 * g.standard_normal(9))
+    ratio, lo, hi = benchmarks.bootstrap_ratio(num, den)
+    assert lo <= ratio <= hi and 1.9 < lo and hi < 2.1
+    assert benchmarks.bootstrap_ratio([3.0], [1.5]) == (2.0, 2.0, 2.0)
+
+
+def test_targets_hold_or_not_by_their_bound():
+    comps = [{"kind": "vs_limit", "size": 1024, "rules": "full", "threads": 2, "ratio": 5.0, "ci_low": 4.5,
+              "ci_high": 5.5, "case": "a", "baseline": "b"}]
+    patients = [{"label": "28-day", "days": 28.0, "cache": "warm", "wall_s": 14.0, "compile_s": None}]
+    t = {x["target"]: x for x in benchmarks.targets([], comps, patients)}
+    assert t["full step <= 4x the limit kernel, 1024^2"]["holds"] is False
+    assert t["default 28-day patient <= 60 s (warm cache)"]["holds"] is True
+    assert t["cpu >= 200x the Mesa reference, core rules, 256^2"]["holds"] is None
 
 
 def test_validate_names_the_broken_field(smoke):
@@ -78,23 +119,52 @@ def test_validate_names_the_broken_field(smoke):
     broken["rows"][0]["impl"] = "gpu"
     with pytest.raises(ValueError, match="impl"):
         benchmarks.validate(broken)
+    broken = copy.deepcopy(doc)
+    broken["rows"][0]["step_ms_samples"] = []
+    with pytest.raises(ValueError, match="step_ms_samples"):
+        benchmarks.validate(broken)
 
 
-def test_compare_reports_each_shared_case(smoke):
+def test_compare_reports_each_shared_case_with_an_interval(smoke):
     _, out = smoke
     path = out / "smoke.json"
     proc = cli("--compare", str(path), str(path))
     assert proc.returncode == 0, proc.stderr
-    assert "reference-16" in proc.stdout and "1.00" in proc.stdout
+    assert "reference-16-core" in proc.stdout
+    # A file against itself: every ratio is 1.00 and its bootstrap interval (old and new resampled
+    # independently) contains 1.
+    import re
+
+    rows = re.findall(r"\| (\S+) \|[^|]*\|[^|]*\| ([0-9.]+) \[([0-9.]+)-([0-9.]+)\] \|", proc.stdout)
+    assert rows
+    for _case, ratio, low, high in rows:
+        assert ratio == "1.00" and float(low) <= 1.0 <= float(high)
+
+
+def test_compare_reads_schema_1_files():
+    old = ROOT / "benchmarks" / "results" / "quick-after-fastpath.json"
+    if not old.exists():
+        pytest.skip("no schema-1 result file kept")
+    proc = cli("--compare", str(old), str(old))
+    assert proc.returncode == 0, proc.stderr
+    assert "cpu-128-t1-core" in proc.stdout
 
 
 def test_list_names_cases_without_running():
     proc = cli("--list", "--sizes", "64")
     assert proc.returncode == 0, proc.stderr
-    assert "reference-64" in proc.stdout and "cpu-64-t1" in proc.stdout
+    assert "reference-64-core" in proc.stdout and "cpu-64-t1-full" in proc.stdout and "limit-64-t1" in proc.stdout
 
 
-@pytest.mark.parametrize("args", [("--sizes", "abc"), ("--sizes", "4"), ("--repeats", "0"), ("--smoke", "--quick")])
+def test_gpu_list_names_cuda_sizes_up_to_8192_or_says_why_not():
+    proc = cli("--gpu", "--list")
+    assert proc.returncode == 0, proc.stderr
+    if "cuda: no usable CUDA GPU" not in proc.stdout:
+        assert "cuda-8192-full" in proc.stdout and "limit-cuda-8192" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [("--sizes", "abc"), ("--sizes", "4"), ("--repeats", "0"), ("--smoke", "--quick"),
+                                  ("--rules", "most"), ("--patient", "0"), ("--threads", "0")])
 def test_bad_arguments_exit_2_with_a_message(args):
     proc = cli(*args)
     assert proc.returncode == 2
@@ -106,3 +176,28 @@ def test_in_process_run_case_returns_a_complete_row():
     row = benchmarks.run_case(benchmarks.Case("reference", 16), config)
     assert set(benchmarks.ROW_KEYS) <= row.keys()
     assert row["impl"] == "reference" and row["backend"] == "mesa" and row["size"] == 16
+
+
+def test_limit_kernel_leaves_the_state_unchanged():
+    from benchmarks.limit import limit_step
+
+    config = benchmarks.config_for("smoke")
+    _, state, tables, _, _ = benchmarks.scenario(16, config, "full")
+    before = state.copy()
+    for k in range(3):
+        limit_step(state.cell, state.tissue, state.traits, state.fields, tables.key, k, 0)
+    for name, a in before.arrays().items():
+        assert np.array_equal(getattr(state, name), a), name
+
+
+def test_gpu_smoke_runs_cuda_rows_under_the_simulator(tmp_path):
+    """``--gpu --smoke`` under NUMBA_ENABLE_CUDASIM=1: cuda and cuda-limit rows, the cuda/cpu ratio, valid schema."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "CART_ABM_CUDA_BLOCK": "4,4"}
+    proc = cli("--gpu", "--smoke", "--no-plots", "--out", str(tmp_path), "--name", "g", env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))
+    benchmarks.validate(doc)
+    cases = {r["case"] for r in doc["rows"]}
+    assert {"cuda-16-full", "cuda-24-full", "limit-cuda-16"} <= cases
+    assert doc["machine"]["cuda_simulated"] is True
+    assert any(c["kind"] == "cuda_vs_cpu" for c in doc["comparisons"])
