@@ -108,9 +108,9 @@ MODEL_PARAMS: dict[str, Any] = {
     "patient.cd19_negative_fraction": _slider("patient.cd19_negative_fraction", "CD19\u2212 blasts (fraction)", 0.01),
     "product.dose_per_kg": _menu("product.dose_per_kg", "CAR-T dose", DOSE_CHOICES),
     "product.affinity_kd_nM": _menu("product.affinity_kd_nM", "CAR affinity Kd", AFFINITY_CHOICES),
-    # the schema's 200 sites (2 mm): at clinical doses a few CAR-T reach a window this size; a 64-site one
-    # (a tenth of the area) mostly sees none. A 200-site step takes tens of ms on the cpu backend.
-    "grid.size": _slider("grid.size", "window side", 8, low=32, high=512),
+    # 200 sites (2 mm), a quarter of the schema's converged 400 x 400 window, so the page stays responsive
+    # (a step takes tens of ms on the cpu backend); a 64-site window mostly sees no CAR-T at clinical doses.
+    "grid.size": _slider("grid.size", "window side", 8, value=200, low=32, high=512),
     "time.observe_every_h": _slider("time.observe_every_h", "time per step", 1.0, value=2.0, low=1.0, high=24.0),
     "seed": {"type": "SliderInt", "label": "seed", "value": 0, "min": 0, "max": 99, "step": 1},
 }

@@ -1,0 +1,15 @@
+"""cart-abm experiments: one runnable script per scientific question.
+
+Each experiment is a module ``experiments.<name>`` run as
+``python -m experiments.<name> [--smoke] [--n N] [--seed S] [--workers K] [--days D] [--out DIR]``.
+It writes ``results.csv`` (one row per run), ``timeseries.csv``, ``figure.png``,
+``provenance.json`` and a generated ``README.md`` into ``experiments/results/<name>/``
+(see :mod:`experiments.common` for the shared command line, execution and output
+contract, and ``experiments/README.md`` for the list of experiments).
+
+The package lives at the repository root, beside ``abm`` and ``kernels``, and is not
+part of the installed distribution: run it from a checkout. The dependency arrow is
+``experiments -> abm -> kernels``.
+"""
+
+EXPERIMENTS = ("window_convergence",)

@@ -1,0 +1,546 @@
+"""What every experiment script shares: command line, runs, statistics, outputs, provenance.
+
+An experiment is a list of :class:`Job` (a condition label, parameter
+overrides, a replicate index and its seed), run by :func:`run_all`, analysed,
+and written with :func:`write_results`. A script looks like::
+
+    parser = common.make_parser("dose_response", __doc__, n=5, days=28.0, smoke_days=2.0)
+    def main(argv=None):
+        args = common.parse_args(parser, argv)        # ParamError -> exit status 2
+        jobs = [common.Job(f"dose={d:g}", {"product.dose_per_kg": d}, r, common.seed_for(args.seed, r), args.days)
+                for d in doses for r in range(args.n)]
+        results, wall = common.run_all(jobs, args.workers)
+        ...                                             # analyse, make the figure, write the README text
+        common.write_results(args.out, results, figure=fig, readme=text, provenance=common.provenance(...))
+    if __name__ == "__main__":
+        sys.exit(common.cli(main))
+
+Command line (:func:`make_parser`)
+    ``--smoke`` (seconds-long version for CI: tiny windows, a few days),
+    ``--n`` (replicates, i.e. seeds, per condition), ``--seed`` (base seed),
+    ``--workers`` (local processes), ``--days``, ``--out`` (default
+    ``experiments/results/<name>/``; with ``--smoke`` a folder in the system
+    temporary directory, so a smoke run never overwrites committed results)
+    and ``--scheduler ADDRESS``, which is refused with exit status 2: Dask
+    execution comes with the trial issue and is not faked here.
+
+Seeds
+    Replicate ``r`` (0-based) of *every* condition runs with seed
+    ``seed_for(base, r) = base * 1000 + r``; conditions are therefore compared
+    on the same seeds (paired designs), ``--n`` is at most 1000 and a base
+    seed names a disjoint block of 1000 seeds.
+
+Execution and determinism
+    :func:`run_all` runs each job as one model run on the ``cpu`` backend with
+    one Numba thread: with ``--workers 1`` in this process, otherwise in a
+    :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
+    method (one thread per process, so processes never oversubscribe the
+    cores). A run depends only on its parameters and seed (the model's
+    determinism contract), and results are returned in job order, so they do
+    not depend on ``--workers``.
+
+Outputs (:func:`write_results`)
+    ``results.csv`` (one row per run: condition, replicate, seed, the
+    overridden parameters, ``window_sites`` and every scalar outcome of
+    :func:`abm.outcomes.summarize`), ``timeseries.csv`` (long format: one row
+    per run and observation), ``figure.png``, ``provenance.json`` and
+    ``README.md``. Every file is written to a temporary name and renamed into
+    place, ``README.md`` last; the numbers in the README are generated from
+    the run, never typed.
+
+Intervals
+    Proportions: Wilson score 95 % interval (:func:`wilson_interval`). Means:
+    Student-t 95 % interval ``mean +- t(0.975, n-1) * sd / sqrt(n)``
+    (:func:`mean_interval`); no interval for a single value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import abm
+from abm.errors import ParamError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS_PER_BASE = 1000
+Z95 = 1.959963984540054
+# observables of the DataCollector kept per run for time-course figures (``timeseries.csv``)
+DEFAULT_SERIES = ("blast_fraction", "blasts", "cart", "bcells", "blood_cart_per_ul", "kills")
+# two-sided 95 % Student-t critical values t(0.975, df), df = 1..30 (standard tables)
+_T975 = (
+    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
+    2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
+    2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+)
+
+
+# -- command line --------------------------------------------------------------------------------------
+def make_parser(name: str, description: str, *, n: int, days: float, workers: int = 1) -> argparse.ArgumentParser:
+    """The shared command line of ``python -m experiments.<name>`` (a script may add options)."""
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(experiment=name)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long version for CI (tiny windows, short runs); not a result")
+    parser.add_argument("--n", type=int, default=None, help=f"replicates (seeds) per condition (default {n})")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="base seed; replicate r of every condition uses seed*1000+r (default 0)")
+    parser.add_argument("--workers", type=int, default=workers,
+                        help=f"local processes, one Numba thread each (default {workers})")
+    parser.add_argument("--days", type=float, default=None, help=f"simulated days per run (default {days:g})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default experiments/results/{name}/)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="Dask scheduler address (not available yet: comes with the trial issue)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(default_n=n, default_days=days)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, *, smoke_n: int = 2,
+               smoke_days: float = 2.0) -> argparse.Namespace:
+    """Parse and validate; fill ``n``, ``days`` and ``out`` defaults (smoke or full). Raises :class:`ParamError`."""
+    args = parser.parse_args(argv)
+    if args.scheduler is not None:
+        raise ParamError(
+            f"--scheduler = {args.scheduler!r}: not available yet: Dask execution comes with the trial issue; "
+            "use --workers K for local processes"
+        )
+    if args.n is None:
+        args.n = smoke_n if args.smoke else args.default_n
+    if args.days is None:
+        args.days = smoke_days if args.smoke else args.default_days
+    if not 1 <= args.n <= SEEDS_PER_BASE:
+        raise ParamError(f"--n = {args.n}: expected an integer in [1, {SEEDS_PER_BASE}]")
+    if not 0 <= args.seed <= (2**63 - 1) // SEEDS_PER_BASE - 1:
+        raise ParamError(f"--seed = {args.seed}: expected an integer in [0, {(2**63 - 1) // SEEDS_PER_BASE - 1}]")
+    if not 1 <= args.workers <= 256:
+        raise ParamError(f"--workers = {args.workers}: expected an integer in [1, 256]")
+    if not (math.isfinite(args.days) and args.days > 0):
+        raise ParamError(f"--days = {args.days}: expected a positive number of days")
+    if args.out is None:
+        if args.smoke:
+            args.out = Path(tempfile.gettempdir()) / "cart-abm-experiments" / f"{args.experiment}-smoke"
+        else:
+            args.out = RESULTS / args.experiment
+    args.out = Path(args.out)
+    if args.out.exists() and not args.out.is_dir():
+        raise ParamError(f"--out = {str(args.out)!r}: exists and is not a folder")
+    return args
+
+
+def cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Call an experiment's ``main``; bad input gives exit status 2 with one message, as ``cart-abm`` does."""
+    try:
+        return main(argv)
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no results were written", file=sys.stderr)
+        return 130
+
+
+def seed_for(base: int, replicate: int) -> int:
+    """Seed of replicate ``replicate`` under base seed ``base``: ``base * 1000 + replicate``."""
+    if not 0 <= replicate < SEEDS_PER_BASE:
+        raise ParamError(f"replicate {replicate}: expected 0 <= replicate < {SEEDS_PER_BASE}")
+    return base * SEEDS_PER_BASE + replicate
+
+
+# -- runs ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One model run: a condition (label and parameter overrides), a replicate and its seed."""
+
+    condition: str
+    overrides: Mapping[str, Any]
+    replicate: int
+    seed: int
+    days: float
+    backend: str = "cpu"
+    series: tuple[str, ...] = field(default=DEFAULT_SERIES)
+    cost: float = 1.0  # relative run time; costlier jobs start first (balances workers, never changes results)
+
+
+def run_condition(params_overrides: Mapping[str, Any], seed: int, days: float, backend: str = "cpu",
+                  series: Sequence[str] = DEFAULT_SERIES) -> dict[str, Any]:
+    """Run the default patient with ``params_overrides`` for ``days`` and return its outcomes.
+
+    Returns the :func:`abm.outcomes.summarize` dict (``wall_s`` is the
+    simulation time of this run; ``cpu_s`` its CPU time, which other load on
+    the machine does not inflate) plus ``overrides`` (a copy of
+    ``params_overrides``), ``window_sites`` (sites of the window that can hold
+    a cell) and ``series`` (``{"day": [...], name: [...]}`` for each observable
+    in ``series`` that the run records). One Numba thread on ``cpu``; picklable
+    arguments, so it runs in worker processes.
+    """
+    from abm.model import MarrowModel
+    from abm.outcomes import summarize
+    from abm.params import Params
+
+    params = Params.default().replace({**params_overrides, "time.days": float(days)})
+    started, cpu = time.perf_counter(), time.process_time()
+    model = MarrowModel(params, seed=int(seed), backend=backend, threads=1 if backend == "cpu" else None)
+    model.run()
+    wall = time.perf_counter() - started
+    out = summarize(model, wall_s=wall)
+    out["cpu_s"] = round(time.process_time() - cpu, 3)
+    p = model.params
+    out["window_sites"] = int(round(model.body.window_share * p.patient.marrow_cells_per_kg * p.patient.weight_kg))
+    out["overrides"] = dict(params_overrides)
+    df = model.datacollector.get_model_vars_dataframe()
+    out["series"] = {name: df[name].astype(float).tolist() for name in ("day", *series) if name in df.columns}
+    return out
+
+
+def _run_job(job: Job) -> dict[str, Any]:
+    result = run_condition(job.overrides, job.seed, job.days, job.backend, job.series)
+    return {"condition": job.condition, "replicate": job.replicate, **result}
+
+
+def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True) -> tuple[list[dict[str, Any]], float]:
+    """Run every job; return ``(results in job order, wall seconds)``, independent of ``workers``.
+
+    ``workers == 1`` runs in this process; more use that many ``spawn``
+    processes, starting the costliest jobs (:attr:`Job.cost`) first. The
+    first failure cancels what has not started and is raised.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = list(jobs)
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    started = time.perf_counter()
+    with tqdm(total=len(jobs), unit="run", desc="runs", disable=not progress, file=sys.stderr) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for i, job in enumerate(jobs):
+                results[i] = _run_job(job)
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
+                order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)  # stable: job order among equals
+                pending = {pool.submit(_run_job, jobs[i]): i for i in order}
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        i = pending.pop(future)
+                        if future.exception() is not None:
+                            for other in pending:
+                                other.cancel()
+                            job = jobs[i]
+                            raise RuntimeError(
+                                f"run {job.condition!r} replicate {job.replicate} (seed {job.seed}) failed: "
+                                f"{type(future.exception()).__name__}: {future.exception()}"
+                            ) from future.exception()
+                        results[i] = future.result()
+                        bar.update(1)
+    return [r for r in results if r is not None], time.perf_counter() - started
+
+
+# -- statistics --------------------------------------------------------------------------------------------
+def t_critical_975(df: int) -> float:
+    """Two-sided 95 % Student-t critical value ``t(0.975, df)`` (table to df 30, Cornish-Fisher beyond)."""
+    if df < 1:
+        raise ValueError(f"df = {df}: expected at least 1")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = Z95
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean (or proportion) with its 95 % interval; ``lo``/``hi`` are NaN when there is none."""
+
+    mean: float
+    lo: float
+    hi: float
+    se: float
+    n: int
+    method: str  # "t", "wilson" or "none"
+
+
+def mean_interval(values: Iterable[float]) -> Estimate:
+    """Mean with a Student-t 95 % interval (NaN values are dropped; no interval for n < 2)."""
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    n = x.size
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan, 0, "none")
+    mean = float(x.mean())
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, math.nan, 1, "none")
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    half = t_critical_975(n - 1) * se
+    return Estimate(mean, mean - half, mean + half, se, n, "t")
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_interval(values: Iterable[Any]) -> Estimate:
+    """Proportion of true values with a Wilson 95 % interval (None/NaN dropped)."""
+    x = [bool(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(x)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan, 0, "none")
+    k = sum(x)
+    lo, hi = wilson_interval(k, n)
+    p = k / n
+    return Estimate(p, lo, hi, math.sqrt(p * (1 - p) / n), n, "wilson")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A condition's mean against a reference mean, with the tolerance it was judged by."""
+
+    difference: float  # mean - reference mean
+    se: float  # standard error of the difference (unpaired)
+    tolerance: float  # max(2 SE, rel * |reference mean|, abs_tol)
+    agree: bool
+
+
+def compare_means(reference: Estimate, other: Estimate, rel: float = 0.10, abs_tol: float = 0.0) -> Comparison:
+    """Agreement rule: ``|mean - reference| <= max(2 SE_diff, rel * |reference|, abs_tol)``.
+
+    ``SE_diff = sqrt(SE_ref^2 + SE_other^2)`` (unpaired; a missing SE counts
+    as 0). Agreement at a small ``n`` means no difference was detected at that
+    resolution, not that the conditions are equivalent.
+    """
+    diff = other.mean - reference.mean
+    se = math.sqrt(sum(s * s for s in (reference.se, other.se) if not math.isnan(s)))
+    tol = max(2.0 * se, rel * abs(reference.mean), abs_tol)
+    return Comparison(diff, se, tol, bool(abs(diff) <= tol))
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number for a generated README: ``digits`` significant digits, ``-`` for missing values."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, bool | np.bool_):
+        return str(bool(x)).lower()
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    x = float(x)
+    if x == 0:
+        return "0"
+    if abs(x) >= 10 ** digits or abs(x) < 1e-3:
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_estimate(e: Estimate, digits: int = 3) -> str:
+    """``mean [lo, hi]`` (or the bare mean without an interval)."""
+    if e.method == "none":
+        return fmt(e.mean, digits)
+    return f"{fmt(e.mean, digits)} [{fmt(e.lo, digits)}, {fmt(e.hi, digits)}]"
+
+
+# -- outputs -----------------------------------------------------------------------------------------------
+def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file in ``path``'s folder, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+            write(fh)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_figure(path: Path, figure) -> None:
+    """Save a Matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    fmt_name = Path(path).suffix.lstrip(".") or "png"
+    atomic_write(path, lambda fh: figure.savefig(fh, format=fmt_name, dpi=120, bbox_inches="tight"), binary=True)
+    plt.close(figure)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return ""
+    return value
+
+
+def result_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """CSV columns and rows: condition, replicate, seed, overridden parameters, then every scalar outcome."""
+    override_keys: list[str] = []
+    outcome_keys: list[str] = []
+    for r in results:
+        override_keys += [k for k in r["overrides"] if k not in override_keys]
+        outcome_keys += [k for k in r if k not in outcome_keys and k not in ("condition", "replicate", "seed",
+                                                                           "overrides", "series")]
+    columns = ["condition", "replicate", "seed", *override_keys, *outcome_keys]
+    rows = []
+    for r in results:
+        row = {"condition": r["condition"], "replicate": r["replicate"], "seed": r["seed"]}
+        row.update({k: _cell(r["overrides"].get(k)) for k in override_keys})
+        row.update({k: _cell(r.get(k)) for k in outcome_keys})
+        rows.append(row)
+    return columns, rows
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Long-format time series: condition, replicate, seed, day, then each recorded observable."""
+    names: list[str] = []
+    for r in results:
+        names += [k for k in r["series"] if k != "day" and k not in names]
+    rows = []
+    for r in results:
+        s = r["series"]
+        for i, day in enumerate(s.get("day", [])):
+            row = {"condition": r["condition"], "replicate": r["replicate"], "seed": r["seed"], "day": day}
+            row.update({k: s[k][i] for k in names if k in s})
+            rows.append(row)
+    return ["condition", "replicate", "seed", "day", *names], rows
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when tracked files differ from it), or None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """Where the runs ran: OS, CPU model and count, Python and key library versions."""
+    import mesa
+    import numba
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "mesa": mesa.__version__}
+
+
+def provenance(args: argparse.Namespace, results: Sequence[Mapping[str, Any]], wall_s: float,
+               argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Version, commit, command, seeds, date, wall time and machine of an experiment run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return {
+        "experiment": args.experiment,
+        "cart_abm_version": abm.__version__,
+        "git_commit": git_commit(),
+        "command": " ".join([f"python -m experiments.{args.experiment}", *argv]),
+        "smoke": bool(args.smoke),
+        "n": args.n,
+        "base_seed": args.seed,
+        "seeds": sorted({int(r["seed"]) for r in results}),
+        "days": args.days,
+        "workers": args.workers,
+        "backend": sorted({str(r.get("backend")) for r in results}),
+        "threads_per_run": 1,
+        "dt_min": sorted({float(r["dt_min"]) for r in results if r.get("dt_min") is not None}),
+        "site_um": sorted({float(r["site_um"]) for r in results if r.get("site_um") is not None}),
+        "runs": len(results),
+        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "wall_s": round(wall_s, 1),
+        "run_wall_s_total": round(sum(float(r.get("wall_s") or 0.0) for r in results), 1),
+        "machine": machine(),
+    }
+
+
+def provenance_markdown(prov: Mapping[str, Any]) -> str:
+    """The provenance section of a generated README."""
+    m = prov["machine"]
+    lines = [
+        "## Provenance",
+        "",
+        f"- cart-abm {prov['cart_abm_version']}, commit `{prov['git_commit'] or 'unknown (not a git checkout)'}`",
+        f"- command: `{prov['command']}`" + (" (smoke: not a result)" if prov["smoke"] else ""),
+        f"- seeds: {', '.join(str(s) for s in prov['seeds'])} (replicate r uses base seed x 1000 + r; "
+        f"base seed {prov['base_seed']})",
+        f"- {prov['runs']} runs of {fmt(prov['days'])} days, dt = {', '.join(fmt(x) for x in prov['dt_min'])} min, "
+        f"site = {', '.join(fmt(x) for x in prov['site_um'])} um, backend {', '.join(prov['backend'])} with "
+        f"{prov['threads_per_run']} thread per run, {prov['workers']} worker process(es)",
+        f"- date (UTC): {prov['date_utc']}; wall time {fmt(prov['wall_s'])} s "
+        f"(sum of per-run simulation times {fmt(prov['run_wall_s_total'])} s)",
+        f"- machine: {m['cpu']}, {m['cpu_count']} CPUs, {m['platform']}; Python {m['python']}, NumPy {m['numpy']}, "
+        f"Numba {m['numba']}, Mesa {m['mesa']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, readme: str,
+                  provenance: Mapping[str, Any], extra_csv: Mapping[str, str] | None = None) -> Path:
+    """Write every output of an experiment into ``out``, each file atomically, ``README.md`` last.
+
+    ``results.csv``, ``timeseries.csv``, any ``extra_csv`` texts (name -> CSV
+    text), ``figure.png``, ``provenance.json``, then ``README.md``. Other files
+    in ``out`` are left alone.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "results.csv", csv_text(*result_rows(results)))
+    write_text(out / "timeseries.csv", csv_text(*timeseries_rows(results)))
+    for name, text in (extra_csv or {}).items():
+        write_text(out / name, text)
+    write_figure(out / "figure.png", figure)
+    write_text(out / "provenance.json", json.dumps(provenance, indent=2, allow_nan=False) + "\n")
+    write_text(out / "README.md", readme)
+    return out

@@ -1,0 +1,180 @@
+"""End-to-end and unit tests of the experiment scripts (``python -m experiments.<name>``).
+
+The smoke runs are seconds long; nothing here asserts a scientific result.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from abm.errors import ParamError  # noqa: E402
+from experiments import common, window_convergence  # noqa: E402  (experiments/ lives at the repository root)
+
+OUTPUTS = ("results.csv", "timeseries.csv", "convergence.csv", "figure.png", "provenance.json", "README.md")
+# columns that legitimately differ between two identical runs
+TIMING_COLUMNS = ("wall_s", "cpu_s")
+
+
+def experiment(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.window_convergence", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict[int, Path]:
+    """The smoke study run twice, on 1 and on 2 worker processes."""
+    out = {}
+    for workers in (1, 2):
+        folder = tmp_path_factory.mktemp(f"wc{workers}")
+        proc = experiment("--smoke", "--quiet", "--workers", str(workers), "--out", str(folder))
+        assert proc.returncode == 0, proc.stderr
+        out[workers] = folder
+    return out
+
+
+def test_window_convergence_smoke_writes_every_output(smoke):
+    folder = smoke[1]
+    for name in OUTPUTS:
+        assert (folder / name).is_file(), name
+        assert not list(folder.glob(f".{Path(name).stem}.*")), "a temporary file was left behind"
+    assert (folder / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    for heading in ("## Question", "## Setup", "## Result", "## Recommended default window", "## Provenance"):
+        assert heading in readme
+    assert "Smoke run" in readme and "Wilson" in readme and "Student-t" in readme
+    prov = json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["seeds"] == [0, 1] and prov["smoke"] and prov["sizes"] == list(window_convergence.SMOKE_SIZES)
+    assert prov["recommended_side"] in window_convergence.SMOKE_SIZES
+    assert prov["cart_abm_version"] and prov["machine"]["cpu_count"] >= 1
+
+
+def test_window_convergence_smoke_csv_has_one_row_per_run_with_parameters_and_outcomes(smoke):
+    rows = read_csv(smoke[1] / "results.csv")
+    sizes = window_convergence.SMOKE_SIZES
+    assert len(rows) == len(sizes) * 2
+    required = {"condition", "replicate", "seed", "grid.size", "window_sites", "mrd_day28", "cr_day28",
+                "cart_peak_blood_per_ul", "cart_peak_day", "crs_max_grade", "icans_max_grade", "b_cell_aplasia_days",
+                "kills", "cart_peak_window", "blast_fraction_final", "wall_s", "version"}
+    assert required <= rows[0].keys()
+    assert [int(r["grid.size"]) for r in rows] == [s for s in sizes for _ in range(2)]
+    assert [int(r["seed"]) for r in rows] == [0, 1] * len(sizes)  # same seeds at every side
+    series = read_csv(smoke[1] / "timeseries.csv")
+    assert {"condition", "seed", "day", "blast_fraction", "cart", "blood_cart_per_ul"} <= series[0].keys()
+    conv = read_csv(smoke[1] / "convergence.csv")
+    assert {r["outcome"] for r in conv} == {o.key for o in window_convergence.OUTCOMES}
+
+
+def test_window_convergence_results_do_not_depend_on_worker_count(smoke):
+    one, two = (read_csv(smoke[w] / "results.csv") for w in (1, 2))
+    strip = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in one]
+    assert strip == [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in two]
+    assert (smoke[1] / "timeseries.csv").read_text() == (smoke[2] / "timeseries.csv").read_text()
+    assert (smoke[1] / "convergence.csv").read_text() == (smoke[2] / "convergence.csv").read_text()
+
+
+def test_window_convergence_scheduler_exits_2_with_clear_message(tmp_path):
+    proc = experiment("--smoke", "--scheduler", "tcp://127.0.0.1:8786", "--out", str(tmp_path / "x"), timeout=60)
+    assert proc.returncode == 2
+    assert "not available yet" in proc.stderr and "Dask" in proc.stderr and "--workers" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args", [("--n", "0"), ("--workers", "0"), ("--days", "-1"), ("--sizes", "48"),
+                                  ("--sizes", "a,b"), ("--seed", "-3")])
+def test_window_convergence_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, args):
+    status = common.cli(window_convergence.main, ["--smoke", "--quiet", *args, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and args[0] in err
+    assert not (tmp_path / "x").exists()
+
+
+# -- the shared module -------------------------------------------------------------------------------------------
+def test_parse_args_smoke_never_defaults_to_committed_results():
+    parser = common.make_parser("demo", "demo", n=5, days=28.0)
+    smoke = common.parse_args(parser, ["--smoke"], smoke_n=2, smoke_days=1.0)
+    assert (smoke.n, smoke.days) == (2, 1.0) and common.RESULTS not in smoke.out.parents
+    full = common.parse_args(parser, [])
+    assert (full.n, full.days, full.out) == (5, 28.0, common.RESULTS / "demo")
+
+
+def test_parse_args_scheduler_is_refused_not_faked():
+    parser = common.make_parser("demo", "demo", n=5, days=28.0)
+    with pytest.raises(ParamError, match="not available yet: Dask execution comes with the trial issue"):
+        common.parse_args(parser, ["--scheduler", "tcp://h:8786"])
+
+
+def test_seed_for_is_base_times_1000_plus_replicate():
+    assert [common.seed_for(7, r) for r in (0, 1, 999)] == [7000, 7001, 7999]
+    with pytest.raises(ParamError):
+        common.seed_for(0, 1000)
+
+
+def test_t_critical_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 10, 30, 31, 50, 200):
+        assert common.t_critical_975(df) == pytest.approx(stats.t.ppf(0.975, df), rel=2e-5)
+
+
+def test_wilson_interval_known_values():
+    lo, hi = common.wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-5)
+    lo, hi = common.wilson_interval(5, 10)
+    assert (lo, hi) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+
+
+def test_mean_interval_student_t_and_single_value():
+    e = common.mean_interval([1.0, 2.0, 3.0])
+    assert e.mean == 2.0 and e.method == "t"
+    assert (e.lo, e.hi) == pytest.approx((2.0 - 4.302653 / math.sqrt(3), 2.0 + 4.302653 / math.sqrt(3)))
+    one = common.mean_interval([4.0])
+    assert one.mean == 4.0 and one.method == "none" and math.isnan(one.lo)
+
+
+def test_compare_means_tolerance_is_max_of_2se_relative_and_floor():
+    ref = common.Estimate(1.0, 0.9, 1.1, 0.0, 3, "t")
+    assert common.compare_means(ref, common.Estimate(1.09, 1.0, 1.2, 0.0, 3, "t")).agree  # within 10 %
+    assert not common.compare_means(ref, common.Estimate(1.2, 1.1, 1.3, 0.0, 3, "t")).agree
+    assert common.compare_means(ref, common.Estimate(1.2, 1.1, 1.3, 0.0, 3, "t"), abs_tol=0.25).agree
+    noisy = common.Estimate(1.5, 0.0, 3.0, 0.3, 3, "t")
+    c = common.compare_means(ref, noisy)
+    assert c.tolerance == pytest.approx(0.6) and c.agree
+
+
+def test_run_all_returns_job_order_for_any_worker_count():
+    jobs = [common.Job(f"s{size}", {"grid.size": size}, r, common.seed_for(3, r), 0.25, series=("cart",))
+            for size in (16, 12) for r in range(2)]
+    inline, _ = common.run_all(jobs, workers=1, progress=False)
+    pooled, _ = common.run_all(jobs, workers=2, progress=False)
+    assert [(r["condition"], r["replicate"], r["seed"]) for r in pooled] == [
+        (j.condition, j.replicate, j.seed) for j in jobs]
+    for a, b in zip(inline, pooled, strict=True):
+        a, b = dict(a), dict(b)
+        for key in TIMING_COLUMNS:
+            a.pop(key), b.pop(key)
+        assert a == b
+
+
+def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
+    def boom(fh):
+        fh.write("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        common.atomic_write(tmp_path / "x.csv", boom)
+    assert list(tmp_path.iterdir()) == []
