@@ -149,8 +149,7 @@ Numerics
     Classical fourth-order Runge-Kutta with sub-steps of at most 15 min and
     at most ``0.5 /`` the fastest rate, so that every decay stays positive
     and stable; inputs (stimulation, factors, blockade) are constant within a
-    step, taken at its start. An extra quadrature state integrates the blood
-    CAR-T over the step for the entry quota.
+    step, taken at its start.
 """
 
 from __future__ import annotations
@@ -266,7 +265,6 @@ class Body:
         self.schedule = list(zip(p.schedule.days, p.schedule.fractions, strict=True))
         self.memory_fraction = p.cart.memory_fraction
         self.blood_ul = p.traffic.blood_volume_ml_per_kg * weight * UL_PER_ML
-        self.k_entry = p.traffic.marrow_entry_rate_per_day
         self.k_home = p.body.marrow_homing_rate_per_day
         self.marrow_share = p.body.marrow_share
         self.k_bt = p.traffic.marrow_entry_rate_per_day + p.traffic.blood_loss_rate_per_day
