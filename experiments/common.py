@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 
 import abm
+from abm.cohort import wilson
 from abm.errors import ParamError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,14 +297,11 @@ def mean_interval(values: Iterable[float]) -> Estimate:
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % by default)."""
+    """Wilson score interval of a binomial proportion (95 % by default; :func:`abm.cohort.wilson`)."""
     if n <= 0:
         return math.nan, math.nan
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    _, low, high = wilson(successes, n, z)
+    return low, high
 
 
 def proportion_interval(values: Iterable[Any]) -> Estimate:
