@@ -1,0 +1,112 @@
+"""Tests of ``python -m experiments.sensitivity`` (Morris screening); nothing here asserts a scientific result."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("SALib")
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from abm.errors import ParamError  # noqa: E402
+from abm.params import SCHEMA, Params  # noqa: E402
+from experiments import common, sensitivity  # noqa: E402
+
+OUTPUTS = ("results.csv", "timeseries.csv", "morris.csv", "figure.png", "provenance.json", "README.md")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sensitivity") / "smoke"
+    assert sensitivity.main(["--smoke", "--quiet", "--workers", "1", "--out", str(out)]) == 0
+    return out
+
+
+def test_smoke_writes_every_output(smoke):
+    for name in OUTPUTS:
+        assert (smoke / name).is_file(), name
+        assert (smoke / name).stat().st_size > 0, name
+
+
+def test_smoke_rows_are_k_plus_one_times_r(smoke):
+    k, r = len(sensitivity.SMOKE_PARAMS), 2
+    rows = read_csv(smoke / "results.csv")
+    assert len(rows) == (k + 1) * r
+    for key in sensitivity.SMOKE_PARAMS:
+        assert key in rows[0]
+    assert {row["grid_size"] for row in rows} == {str(sensitivity.SMOKE_GRID)}
+    assert len({row["seed"] for row in rows}) == 1  # the same seed for every run (common random numbers)
+    prov = json.loads((smoke / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["runs"] == (k + 1) * r and prov["design"]["trajectories"] == r
+
+
+def test_smoke_morris_table_has_mu_star_per_outcome(smoke):
+    rows = read_csv(smoke / "morris.csv")
+    assert {"outcome", "parameter", "rank", "mu_star", "mu_star_conf", "mu", "sigma"} <= set(rows[0])
+    outcomes = {o.key for o in sensitivity.outcomes_for(2.0)}
+    assert {row["outcome"] for row in rows} == outcomes
+    for o in outcomes:
+        sub = [row for row in rows if row["outcome"] == o]
+        assert sorted(row["parameter"] for row in sub) == sorted(sensitivity.SMOKE_PARAMS)
+        mu_star = [float(row["mu_star"]) for row in sub]
+        assert all(math.isfinite(m) and m >= 0 for m in mu_star)
+        assert mu_star == sorted(mu_star, reverse=True)  # ranked
+    readme = (smoke / "README.md").read_text(encoding="utf-8")
+    assert "Smoke run" in readme and "mu*" in readme and "## Provenance" in readme
+
+
+@pytest.mark.parametrize("bound", sensitivity.BOUNDS, ids=lambda b: b.key)
+def test_default_bounds_inside_schema_range(bound):
+    param = next((p for p in SCHEMA if p.key == bound.key), None)
+    assert param is not None, bound.key
+    assert bound.low < bound.high
+    if param.low is not None:
+        assert bound.low >= param.low
+    if param.high is not None:
+        assert bound.high <= param.high
+    assert bound.low <= param.default <= bound.high  # a band around the default
+    assert (param.type is int) == bound.integer
+    # every value the design can produce is accepted by the parameter validation
+    lo, hi = bound.space()
+    for x in np.linspace(lo, hi, 7):
+        Params.default().replace({bound.key: bound.value(float(x))})
+
+
+def test_design_values_in_bounds_and_jobs_share_seed():
+    X = sensitivity.design(sensitivity.BOUNDS, 2, 4, 0)
+    k = len(sensitivity.BOUNDS)
+    assert X.shape == ((k + 1) * 2, k)
+    jobs = sensitivity.jobs_for(sensitivity.BOUNDS, X, common.seed_for(0, 0), 28.0, 200)
+    assert len(jobs) == (k + 1) * 2 and len({j.seed for j in jobs}) == 1
+    for job in jobs:
+        for b in sensitivity.BOUNDS:
+            v = job.overrides[b.key]
+            assert b.low <= v <= b.high
+            assert isinstance(v, int) == b.integer
+
+
+def test_bad_params_option_is_refused():
+    with pytest.raises(ParamError):
+        sensitivity.select_bounds("cart.kill_rate_per_h,no.such_key", smoke=False)
+
+
+def test_scheduler_is_refused_with_exit_status_2():
+    proc = subprocess.run([sys.executable, "-m", "experiments.sensitivity", "--smoke", "--scheduler", "tcp://x:1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "scheduler" in proc.stderr
