@@ -178,3 +178,41 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         common.atomic_write(tmp_path / "x.csv", boom)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- dose_response ----------------------------------------------------------------------------------------------
+def test_dose_response_smoke_end_to_end(tmp_path):
+    from experiments import dose_response
+
+    out = tmp_path / "dr"
+    proc = subprocess.run([sys.executable, "-m", "experiments.dose_response", "--smoke", "--quiet", "--out",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("results.csv", "timeseries.csv", "dose_response.csv", "figure.png", "provenance.json",
+                 "README.md"):
+        assert (out / name).is_file(), name
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_csv(out / "results.csv")
+    doses = dose_response.SMOKE_DOSES
+    assert len(rows) == len(doses) * 2  # one row per run: 2 doses x 2 seeds
+    assert {"product.dose_per_kg", "cr_day28", "crs_max_grade", "icans_max_grade", "cart_peak_blood_per_ul",
+            "cart_persistence_day", "b_cell_aplasia_days", "relapse"} <= rows[0].keys()
+    assert [float(r["product.dose_per_kg"]) for r in rows] == [d for d in doses for _ in range(2)]
+    assert [int(r["seed"]) for r in rows] == [0, 1] * len(doses)  # paired: the same seeds at every dose
+    assert {int(r["grid.size"]) for r in rows} == {dose_response.SMOKE_GRID}
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    for heading in ("## Question", "## Setup", "## Result", "## Finding", "## Provenance"):
+        assert heading in readme
+    assert "Smoke run" in readme and "Wilson" in readme and "rarely observable" in readme
+    prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["smoke"] and prov["doses_per_kg"] == list(doses) and prov["runs"] == len(rows)
+
+
+@pytest.mark.parametrize("args", [("--doses", "1e6"), ("--doses", "a,b"), ("--doses", "1e6,-1"), ("--n", "0")])
+def test_dose_response_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, args):
+    from experiments import dose_response
+
+    status = common.cli(dose_response.main, ["--smoke", "--quiet", *args, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and args[0] in err
+    assert not (tmp_path / "x").exists()
