@@ -504,7 +504,3 @@ def _rk4(y: list[float], h: float, r: tuple[float, ...]) -> list[float]:
     k3 = _derivative([a + 0.5 * h * b for a, b in zip(y, k2, strict=True)], r)
     k4 = _derivative([a + h * b for a, b in zip(y, k3, strict=True)], r)
     return [a + h / 6.0 * (b1 + 2.0 * b2 + 2.0 * b3 + b4) for a, b1, b2, b3, b4 in zip(y, k1, k2, k3, k4, strict=True)]
-
-
-def dt_days(dt_min: float) -> float:
-    return dt_min / MINUTES_PER_DAY

@@ -128,8 +128,7 @@ N_EVENTS = 3 * N_KINDS + 4
 
 # Random-number purposes (the 4th key of kernels.rng.draw).
 P_ORDER = 1
-P_DIE = 2
-P_DIVIDE = 3
+P_DIE = 2  # also decides division: act_tissue_cell makes one draw for both
 P_PLACE = 4
 P_NOISE = 5
 P_ATTACH = 6
@@ -148,7 +147,6 @@ P_AICD = 18
 P_EXHAUST = 19
 P_LOSS = 20
 P_PHENO = 21
-P_INIT = 32  # purposes >= P_INIT are used by abm.marrow to build the initial state
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
