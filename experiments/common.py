@@ -364,6 +364,21 @@ def fmt_estimate(e: Estimate, digits: int = 3) -> str:
 
 
 # -- outputs -----------------------------------------------------------------------------------------------
+def panel_grid(panels: int, ncols: int):
+    """A headless Matplotlib figure with at least ``panels`` axes, ``ncols`` a row; returns ``(plt, fig, axes)``.
+
+    ``axes`` is flat; every experiment's figure starts here.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nrows = -(-panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.3 * nrows))
+    return plt, fig, axes.ravel()
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text))
 

@@ -225,16 +225,8 @@ def notes(results, est, doses, days: float) -> list[str]:
 
 # -- figure ----------------------------------------------------------------------------------------------------
 def make_figure(results, doses, est, days: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ncols = 4
     panels = len(OUTCOMES) + 1
-    nrows = -(-panels // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.3 * nrows))
-    axes = axes.ravel()
+    plt, fig, axes = common.panel_grid(panels, ncols=4)
     colors = {d: plt.cm.plasma(i / max(1, len(doses) - 1) * 0.85) for i, d in enumerate(doses)}
     rng = np.random.default_rng(0)  # jitter of the points only
     for ax, o in zip(axes, OUTCOMES, strict=False):

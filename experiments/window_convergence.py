@@ -166,16 +166,8 @@ def fmt_ratio(x: float) -> str:
 
 # -- figure ----------------------------------------------------------------------------------------------------
 def make_figure(results: Sequence[Mapping[str, Any]], sizes: Sequence[int], est, days: float):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ncols = 5
     panels = len(OUTCOMES) + 3
-    nrows = -(-panels // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.3 * nrows))
-    axes = axes.ravel()
+    plt, fig, axes = common.panel_grid(panels, ncols=5)
     colors = {s: plt.cm.viridis(i / max(1, len(sizes) - 1) * 0.85) for i, s in enumerate(sizes)}
     rng = np.random.default_rng(0)  # jitter of the points only
     for ax, o in zip(axes, OUTCOMES, strict=False):
