@@ -7,7 +7,7 @@
 #
 # Steps (all output also goes to benchmarks/results/gpu-check-<stamp>.log):
 #   1. the machine: nvidia-smi (when present), Numba's view of CUDA;
-#   2. `python -m pytest -m gpu -q`: real CUDA results bit-identical to cpu (skipped without a GPU);
+#   2. `python -m pytest -m gpu tests/test_gpu.py`: real CUDA results bit-identical to cpu (skipped without a GPU);
 #   3. `python -m benchmarks --gpu`: cuda and its limit kernel at 1024^2-8192^2 on the full model, cpu at
 #      1024^2 and 4096^2 (all threads) for the ratio, written as benchmarks/results/gpu-<stamp>.{json,md,png}.
 # Environment: PYTHON (default .venv/bin/python, else python3), GPU_CHECK_OUT (default benchmarks/results),
@@ -41,7 +41,7 @@ if [ "$USABLE" != 1 ] && [ "$SMOKE" != 1 ]; then
 fi
 
 say "## pytest -m gpu"
-"$PY" -m pytest -m gpu -q -p no:cacheprovider 2>&1 | tee -a "$LOG"
+"$PY" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee -a "$LOG"
 TESTS=${PIPESTATUS[0]}
 say "pytest exit status $TESTS"
 

@@ -52,7 +52,7 @@ def limit_step(cell, tissue, traits, fields, key, step_index, flip):
                 fields[f, vi, vj] = fields[f, vi, vj] ^ flip
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _cuda_limit(cell, tissue, traits, key, step_index, flip):
     i, j = cuda.grid(2)
     n = cell.shape[0]

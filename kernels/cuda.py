@@ -33,13 +33,13 @@ def _simulated() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _zero_kernel(count):
     if cuda.grid(1) == 0:
         count[0] = 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _count_empty_portals_kernel(cell, portals, count):
     p = cuda.grid(1)
     n = cell.shape[0]
@@ -47,7 +47,7 @@ def _count_empty_portals_kernel(cell, portals, count):
         cuda.atomic.add(count, 0, 1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _traffic_kernel(
     cell, tissue, traits, portals, count, enter_quota, memory_threshold, exit_threshold, key, step_index, events,
 ):
@@ -61,7 +61,7 @@ def _traffic_kernel(
             cuda.atomic.add(events, e, 1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _pass_kernel(
     cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step_index, oy, ox,
     events,
@@ -79,14 +79,14 @@ def _pass_kernel(
             cuda.atomic.add(events, e, 1)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _secrete_kernel(cell, traits, field, rate_row, coarsen):
     vi, vj = cuda.grid(2)
     if vi < field.shape[0] and vj < field.shape[1]:
         secrete_voxel(vi, vj, cell, traits, field, rate_row, coarsen)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _diffuse_kernel(src, dst, rate_row):
     vi, vj = cuda.grid(2)
     if vi < src.shape[0] and vj < src.shape[1]:

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from equivalence_run import run
 
-from kernels import cuda as kcuda
-
 HERE = Path(__file__).parent
 
 
@@ -50,9 +48,3 @@ def test_cuda_simulator_matches_cpu(tmp_path):
                    check=True, env=env, timeout=600)
     with np.load(out) as cuda_state:
         assert_identical(dict(cuda_state), run("cpu", 2, days))
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not kcuda.usable(), reason="no CUDA GPU")
-def test_real_gpu_matches_cpu():
-    assert_identical(run("cuda", None, 0.5), run("cpu", None, 0.5))
