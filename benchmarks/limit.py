@@ -54,7 +54,7 @@ def limit_step(cell, tissue, traits, fields, key, step_index, flip):
 
 @cuda.jit(cache=True)
 def _cuda_limit(cell, tissue, traits, key, step_index, flip):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x along a row, so that a warp reads contiguous memory
     n = cell.shape[0]
     if i < n and j < n:
         bit = draw(key, step_index, i * n + j, P_LIMIT) & flip

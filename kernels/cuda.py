@@ -11,12 +11,18 @@ which is how CI tests it.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import cuda
 
 from kernels.config import THREADS_PER_BLOCK
 from kernels.diffusion import diffuse_voxel, secrete_voxel
 from kernels.rules import EMPTY, FR_SUBSTEPS, act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
+
+# The one-block counter reset and the portal kernels are small on purpose; Numba's low-occupancy warning on
+# every such launch says nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*Grid size .* will likely result in GPU under-utilization")
 
 
 def usable() -> bool:
@@ -66,7 +72,7 @@ def _pass_kernel(
     cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step_index, oy, ox,
     events,
 ):
-    a, b = cuda.grid(2)
+    b, a = cuda.grid(2)  # x, the fastest thread index, runs along a row: neighbouring threads, neighbouring sites
     i = oy + 3 * a
     j = ox + 3 * b
     n = cell.shape[0]
@@ -81,32 +87,36 @@ def _pass_kernel(
 
 @cuda.jit(cache=True)
 def _secrete_kernel(cell, traits, field, rate_row, coarsen):
-    vi, vj = cuda.grid(2)
+    vj, vi = cuda.grid(2)
     if vi < field.shape[0] and vj < field.shape[1]:
         secrete_voxel(vi, vj, cell, traits, field, rate_row, coarsen)
 
 
 @cuda.jit(cache=True)
 def _diffuse_kernel(src, dst, rate_row):
-    vi, vj = cuda.grid(2)
+    vj, vi = cuda.grid(2)
     if vi < src.shape[0] and vj < src.shape[1]:
         diffuse_voxel(vi, vj, src, dst, rate_row)
 
 
-def _blocks(rows: int, cols: int, threads: tuple[int, int]) -> tuple[int, int]:
-    return (max(1, -(-rows // threads[0])), max(1, -(-cols // threads[1])))
+def _grid(cols: int, rows: int, threads: tuple[int, int]) -> tuple[int, int]:
+    """Blocks covering ``cols`` x ``rows`` threads; x (the fastest thread index) runs along a row."""
+    return (max(1, -(-cols // threads[0])), max(1, -(-rows // threads[1])))
 
 
 class CudaLattice:
-    """Device-resident lattice state and the per-step launch sequence."""
+    """Device-resident lattice state and the per-step launch sequence.
+
+    Launch configurations are built once here: a step is ~19 launches, and at
+    1024^2 or less their host-side cost, not the GPU, sets the step time.
+    """
 
     def __init__(self, state, tables, portals, threads_per_block=THREADS_PER_BLOCK):
-        self.threads = tuple(threads_per_block)
+        tp = self.threads = tuple(threads_per_block)
         self.d_portals = cuda.to_device(portals)
         self.n_portals = int(portals.shape[0])
         self.d_count = cuda.to_device(np.zeros(1, dtype=np.int64))
-        self.tables = tables
-        self.n = state.cell.shape[0]
+        n = self.n = state.cell.shape[0]
         self.d_cell = cuda.to_device(state.cell)
         self.d_tissue = cuda.to_device(state.tissue)
         self.d_traits = cuda.to_device(state.traits)
@@ -114,31 +124,37 @@ class CudaLattice:
         self.d_scratch = [cuda.device_array_like(f) for f in self.d_fields]
         self.d_events = cuda.to_device(np.zeros_like(state.events))
         self.base_events = state.events.copy()
+        self.order = np.zeros(9, dtype=np.int64)
+        self.key = tables.key
+        self.update_tables(tables)
+        flat = tp[0] * tp[1]
+        portal_blocks = max(1, -(-self.n_portals // flat))
+        self._zero = _zero_kernel[1, 1]
+        self._count = _count_empty_portals_kernel[portal_blocks, flat]
+        self._traffic = _traffic_kernel[portal_blocks, flat]
+        self._passes = [
+            _pass_kernel[_grid((n - k % 3 + 2) // 3, (n - k // 3 + 2) // 3, tp), tp] for k in range(9)
+        ]
+        m = self.d_fields[0].shape[0]
+        self._secrete = _secrete_kernel[_grid(m, m, tp), tp]
+        self._diffuse = _diffuse_kernel[_grid(m, m, tp), tp]
+
+    def update_tables(self, tables) -> None:
+        """Put every rate table on the device (at the start, and when therapy or a boost changed them)."""
+        self.tables = tables
         self.d_kind_rates = cuda.to_device(tables.kind_rates)
         self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
         self.d_cd19_noise = cuda.to_device(tables.cd19_noise)
         self.d_rates = cuda.to_device(tables.rates)
         self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
-        self.order = np.zeros(9, dtype=np.int64)
-        self.key = tables.key
-
-    def update_tables(self, tables) -> None:
-        """Replace the rate tables on the device (therapy or boost changed them)."""
-        self.tables = tables
-        self.d_kind_rates = cuda.to_device(tables.kind_rates)
-        self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
-        self.d_rates = cuda.to_device(tables.rates)
+        self.substeps = [int(r[FR_SUBSTEPS]) for r in tables.field_rates]
 
     def step(self, step_index: int, enter_quota: int, memory_threshold: int, exit_threshold: int) -> None:
         t = self.tables
-        n = self.n
-        tp = self.threads
         if self.n_portals:
-            flat = tp[0] * tp[1]
-            blocks = -(-self.n_portals // flat)
-            _zero_kernel[1, 1](self.d_count)  # on the device: a host copy here would wait for the previous step
-            _count_empty_portals_kernel[blocks, flat](self.d_cell, self.d_portals, self.d_count)
-            _traffic_kernel[blocks, flat](
+            self._zero(self.d_count)  # on the device: a host copy here would wait for the previous step
+            self._count(self.d_cell, self.d_portals, self.d_count)
+            self._traffic(
                 self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,
                 memory_threshold, exit_threshold, self.key, step_index, self.d_events,
             )
@@ -146,18 +162,15 @@ class CudaLattice:
         chemokine = self.d_fields[t.chemokine_field]
         for k in self.order:
             oy, ox = int(k) // 3, int(k) % 3
-            grid = _blocks((n - oy + 2) // 3, (n - ox + 2) // 3, tp)
-            _pass_kernel[grid, tp](
+            self._passes[k](
                 self.d_cell, self.d_tissue, self.d_traits, chemokine, t.coarsen, self.d_kind_rates,
                 self.d_antigen_rates, self.d_cd19_noise, self.d_rates, self.key, step_index, oy, ox, self.d_events,
             )
-        m = self.d_fields[0].shape[0]
-        grid = _blocks(m, m, tp)
         for f in range(len(self.d_fields)):
             rate_row = self.d_field_rates[f]
-            _secrete_kernel[grid, tp](self.d_cell, self.d_traits, self.d_fields[f], rate_row, t.coarsen)
-            for _ in range(int(t.field_rates[f, FR_SUBSTEPS])):
-                _diffuse_kernel[grid, tp](self.d_fields[f], self.d_scratch[f], rate_row)
+            self._secrete(self.d_cell, self.d_traits, self.d_fields[f], rate_row, t.coarsen)
+            for _ in range(self.substeps[f]):
+                self._diffuse(self.d_fields[f], self.d_scratch[f], rate_row)
                 self.d_fields[f], self.d_scratch[f] = self.d_scratch[f], self.d_fields[f]
 
     def pull(self, state) -> None:
