@@ -12,6 +12,8 @@
 #      1024^2 and 4096^2 (all threads) for the ratio, written as benchmarks/results/gpu-<stamp>.{json,md,png}.
 # Environment: PYTHON (default .venv/bin/python, else python3), GPU_CHECK_OUT (default benchmarks/results),
 # GPU_CHECK_SMOKE=1 (tiny sizes, allowed without a GPU under the simulator).
+# Lent H100/H200 machines (2026-11): no mesa or tomli-w there, and their numba-cuda 0.30.4 fails on NumPy 2.5
+# (np.row_stack removed): carry mesa, tomli-w and numpy 2.4.x as wheels on PYTHONPATH (benchmarks/README.md).
 # Exit status: 0 all passed; 1 the gpu tests failed; 2 the benchmark failed; 3 no usable GPU (and not smoke).
 set -uo pipefail
 cd "$(dirname "$0")/.."
