@@ -9,6 +9,12 @@ string), and are validated on the way in: an unknown key, a wrong type, a
 value out of range, NaN/inf or an inconsistent combination raises
 :class:`~abm.errors.ParamError` naming the key, the value and what is allowed.
 
+Calibrated defaults: where ``abm/calibrated.toml`` (written by ``python -m
+experiments.calibrate``, see :mod:`abm.calibration`) holds a value for a key,
+that value is the key's default, and its source says so;
+:data:`UNCALIBRATED_DEFAULTS` keeps the sourced values the calibration started
+from.
+
 ``docs/parameters.md`` is generated from :data:`SCHEMA` (``python -m abm.params``).
 """
 
@@ -17,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +440,26 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: dexamethasone reduces CNS inflammation and endothelial activation"),
 )
 
+UNCALIBRATED_DEFAULTS: dict[str, Any] = {p.key: p.default for p in SCHEMA}
+
+
+def _calibrated(schema: tuple[Param, ...]) -> tuple[Param, ...]:
+    from abm.calibration import CALIBRATED_TOML, read_calibrated
+
+    values = read_calibrated()
+    known = {p.key for p in schema}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParamError(f"{CALIBRATED_TOML}: unknown parameter(s) {', '.join(unknown)}")
+    return tuple(
+        replace(p, default=p.check(values[p.key]),
+                source=f"{p.source}; calibrated (abm/calibrated.toml; uncalibrated {p.default!r})")
+        if p.key in values else p
+        for p in schema
+    )
+
+
+SCHEMA = _calibrated(SCHEMA)
 BY_KEY: dict[str, Param] = {p.key: p for p in SCHEMA}
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(p.key.split(".")[0] for p in SCHEMA))
 

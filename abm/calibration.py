@@ -1,0 +1,182 @@
+"""Calibration against the clinical targets of SCIENCE.md: what is fitted, to what, and how well.
+
+The calibrated values live in ``abm/calibrated.toml`` (versioned with the code)
+and are the defaults of :class:`abm.params.Params`; this module holds the
+definitions that produce and judge them:
+
+* :data:`PRIORS`: the uncertain parameters that are fitted, each with the range
+  its source allows (the search never leaves it) and whether it is searched on a
+  log scale. Every other parameter keeps its sourced default.
+* :data:`TARGETS`: the clinical targets, each an acceptance band. Where the
+  sources disagree the band spans them: the model grades CRS and ICANS on the
+  ASTCT 2019 scale (Lee 2019), whose real-world rates (CIBMTR 2025) are the
+  lower ends, while ELIANA (Maude 2018), graded on the Penn scale and a sicker
+  cohort like the default virtual one, gives the upper ends.
+* :func:`loss`: zero inside every band, quadratic in band-scaled distance
+  outside (``((value - edge) / scale)**2``, summed), so it ranks parameter
+  sets by how far they miss, not by how close they sit to a point.
+
+Relapse among responders (38-40 % within 1-2 years) is a target too, but a
+year per virtual patient does not fit an optimisation loop; it is reported by
+``experiments/calibration_report.py`` from longer runs and not fitted.
+
+``python -m experiments.calibrate`` runs the optimiser (Optuna's TPE sampler
+over cohort summaries with common random numbers: every trial simulates the
+same virtual patients with the same seeds) and writes ``abm/calibrated.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CALIBRATED_TOML = Path(__file__).with_name("calibrated.toml")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One fitted parameter: the range its source allows and the scale it is searched on."""
+
+    key: str
+    low: float
+    high: float
+    log: bool
+    source: str
+
+
+PRIORS: tuple[Prior, ...] = (
+    Prior("cart.proliferation_rate_per_day", 0.6, 1.2, False,
+          "Stein 2019 CPT:PSP 8:285: in vivo doubling ~0.78 d during expansion (0.89/d); range: doubling "
+          "0.58-1.16 d (assumption: +-1/3 for patient-to-patient spread)"),
+    Prior("cart.kill_rate_per_h", 1.0, 6.0, False,
+          "PhysiCell cancer_immune (1/15 per min = 4/h); Cazaux 2019 JEM (engage-kill-detach within ~25 min "
+          "in marrow)"),
+    Prior("niche.kill_protection", 0.0, 0.8, False,
+          "assumption: stromal contact (CXCL12/VLA-4) protects blasts, but not completely (MRD-negative "
+          "remissions are the rule in ELIANA)"),
+    Prior("body.marrow_share", 0.1, 0.3, False,
+          "Westermann & Pabst 1992 (marrow ~10 % of lymphocytes); assumption: CAR-T home to leukemic marrow "
+          "up to 3x that"),
+    Prior("serum.il6_production_pg_ml_per_day", 10.0, 300.0, True,
+          "assumption: 1e9 stimulated effectors give fever-range serum IL-6 (tens of pg/mL; Teachey 2016 "
+          "Cancer Discov 6:664), within a factor ~5 either way"),
+    Prior("serum.myeloid_amplification", 1.0, 20.0, True,
+          "Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739: monocyte/macrophage IL-6 dominates "
+          "severe CRS (several-fold over the T-cell source)"),
+    Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
+          "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
+          "7:1404; Teachey 2016)"),
+)
+PRIOR_BY_KEY = {p.key: p for p in PRIORS}
+
+
+def _rate(rows: Sequence[dict[str, Any]], test: Callable[[dict[str, Any]], bool | None]) -> tuple[float | None, int]:
+    values = [test(r) for r in rows]
+    known = [bool(v) for v in values if v is not None]
+    return (sum(known) / len(known) if known else None), len(known)
+
+
+def _grade_at_least(key: str, grade: int) -> Callable[[dict[str, Any]], bool | None]:
+    return lambda r: None if r.get(key) is None else r[key] >= grade
+
+
+def _median(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, int]:
+    values = [r[key] for r in rows if r.get(key) is not None and not _isnan(r[key])]
+    return (statistics.median(values) if values else None), len(values)
+
+
+def _isnan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One clinical target: an acceptance band, the scale of a miss, how to read it from patient rows."""
+
+    key: str
+    label: str
+    low: float
+    high: float
+    scale: float
+    source: str
+    measure: Callable[[Sequence[dict[str, Any]]], tuple[float | None, int]]
+    proportion: bool = True
+    weight: float = 1.0
+
+    def miss(self, value: float | None) -> float:
+        """Band-scaled distance outside the band (0 inside; a missing value counts as 3 scales)."""
+        if value is None:
+            return 3.0
+        if value < self.low:
+            return (self.low - value) / self.scale
+        if value > self.high:
+            return (value - self.high) / self.scale
+        return 0.0
+
+
+def _responders(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("cr_day28")]
+
+
+def _with_crs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if (r.get("crs_max_grade") or 0) >= 1]
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("cr_rate", "CR/CRi at day 28", 0.81, 0.90, 0.05,
+           "ELIANA 81 % (Maude 2018 NEJM); CIBMTR real world 85-88 %; CHOP ~90 % (Maude 2014)",
+           lambda rows: _rate(rows, lambda r: r.get("cr_day28")), weight=2.0),
+    Target("mrd_negative_among_cr", "MRD-negative (< 0.01 %) among CR", 0.90, 1.0, 0.05,
+           "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018)",
+           lambda rows: _rate(_responders(rows), lambda r: r.get("mrd_negative_day28"))),
+    Target("crs_any_rate", "CRS, any grade", 0.575, 0.79, 0.05,
+           "CIBMTR 2025 (ASTCT) 57.5 %; ELIANA/ENSIGN 77-79 % (Levine 2021 JITC)",
+           lambda rows: _rate(rows, _grade_at_least("crs_max_grade", 1))),
+    Target("crs_grade3plus_rate", "CRS grade >= 3", 0.164, 0.47, 0.05,
+           "CIBMTR 2025 (ASTCT) 16.4 %; ELIANA grade 3-4 46-47 % (Penn scale)",
+           lambda rows: _rate(rows, _grade_at_least("crs_max_grade", 3)), weight=2.0),
+    Target("icans_any_rate", "ICANS / neurologic events, any grade", 0.22, 0.40, 0.05,
+           "CIBMTR 2025 22 %; ELIANA 40 %",
+           lambda rows: _rate(rows, _grade_at_least("icans_max_grade", 1))),
+    Target("icans_grade3plus_rate", "ICANS grade >= 3", 0.09, 0.15, 0.04,
+           "CIBMTR 2025 9 %; ELIANA grade 3 ~13-15 %",
+           lambda rows: _rate(rows, _grade_at_least("icans_max_grade", 3))),
+    Target("tocilizumab_among_crs", "tocilizumab among patients with CRS", 0.36, 0.40, 0.05,
+           "Stein 2019; Levine 2021 (~36-40 % of patients with CRS)",
+           lambda rows: _rate(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),
+    Target("crs_onset_median_day", "CRS onset, median day", 2.0, 4.0, 1.0,
+           "pooled ELIANA/ENSIGN: median day 3 (range 1-22)",
+           lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5),
+    Target("cart_peak_median_day", "blood CAR-T peak (Tmax), median day", 9.0, 14.0, 2.0,
+           "Stein 2019 (Tmax ~9-14 d); Mueller 2017 Blood",
+           lambda rows: _median(rows, "cart_peak_day"), proportion=False, weight=0.5),
+)
+TARGET_BY_KEY = {t.key: t for t in TARGETS}
+
+
+def measure(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every target's simulated value, the patients it rests on, its band-scaled miss."""
+    out = {}
+    for t in TARGETS:
+        value, n = t.measure(rows)
+        out[t.key] = {"value": value, "n": n, "miss": t.miss(value)}
+    return out
+
+
+def loss(rows: Sequence[dict[str, Any]]) -> float:
+    """Weighted sum of squared band-scaled misses over :data:`TARGETS` (0: every target within its band)."""
+    measured = measure(rows)
+    return float(sum(t.weight * measured[t.key]["miss"] ** 2 for t in TARGETS))
+
+
+def read_calibrated(path: Path = CALIBRATED_TOML) -> dict[str, Any]:
+    """The ``[values]`` table of the calibration file (``{}`` when there is none)."""
+    if not path.exists():
+        return {}
+    with open(path, "rb") as fh:
+        return dict(tomllib.load(fh).get("values", {}))

@@ -1,0 +1,189 @@
+"""Calibrate the uncertain parameters to the clinical targets; write ``abm/calibrated.toml``.
+
+Method: Optuna's TPE sampler (multivariate, seeded) minimises
+:func:`abm.calibration.loss` over the ranges of :data:`abm.calibration.PRIORS`.
+Each trial simulates the same ELIANA-like virtual cohort (``--n`` patients from
+``abm.cohort.sample_cohort`` with cohort seed ``--seed``: common random
+numbers, so two trials differ by their parameters, not by their patients) for
+28 days and scores the cohort's rates against the target bands. The first
+trial is the sourced defaults (before any calibration), so the result can only
+improve on them.
+
+Cost and the window: a trial at the default 400 x 400 window costs ~35 s per
+patient-core; the search runs at ``--grid`` (default 200 x 200, ~4x cheaper)
+and ``experiments/calibration_report.py`` checks the fitted values on 100+
+patients at the default window. ``window_convergence`` shows what 200 x 200
+changes (CAR-T density ~15 % high), so the report, not the search, is the
+evidence.
+
+The study is stored in ``--out/study.journal`` (Optuna's journal file), so an
+interrupted calibration resumes where it stopped: run the same command again.
+
+    python -m experiments.calibrate --trials 30 --n 24 --workers 2
+    python -m experiments.calibrate --smoke          # seconds; writes to a temporary folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from abm.calibration import CALIBRATED_TOML, PRIORS, TARGETS, loss, measure
+from abm.errors import ParamError
+from abm.io import write_json, write_text
+from abm.params import UNCALIBRATED_DEFAULTS, Params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments.calibrate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, help="parameter sets to try, the defaults included (30; smoke 2)")
+    p.add_argument("--n", type=int, help="virtual patients per trial (24; smoke 2)")
+    p.add_argument("--seed", type=int, default=2018, help="cohort seed (patients and their seeds) and sampler seed")
+    p.add_argument("--grid", type=int, default=200, help="window side during the search (200)")
+    p.add_argument("--days", type=float, default=28.0, help="simulated days per patient (28)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (instead of local workers)")
+    p.add_argument("--out", type=Path, help="study folder (default experiments/results/calibration)")
+    p.add_argument("--write", type=Path, default=CALIBRATED_TOML,
+                   help="where to write the calibrated values (default abm/calibrated.toml)")
+    p.add_argument("--smoke", action="store_true", help="2 trials of 2 patients, 32^2 window, 1 day; temp folder")
+    return p
+
+
+def uncalibrated_defaults() -> dict[str, float]:
+    """The schema's sourced defaults of the fitted keys, clipped into their ranges (the first trial)."""
+    return {p.key: min(max(float(UNCALIBRATED_DEFAULTS[p.key]), p.low), p.high) for p in PRIORS}
+
+
+def evaluate(values: dict[str, float], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Simulate the calibration cohort with ``values``; one row per patient."""
+    from abm.cohort import run_ensemble, sample_cohort
+
+    base = Params.default().replace({**values, "grid.size": args.grid, "time.days": args.days})
+    jobs = sample_cohort(args.n, args.seed, base, days=args.days)
+    return run_ensemble(jobs, base, workers=args.workers, scheduler=args.scheduler)
+
+
+def toml_text(values: dict[str, float], best: Any, args: argparse.Namespace, study_trials: int,
+              wall_s: float) -> str:
+    """``abm/calibrated.toml``: the values, their ranges and sources, and how well they fit."""
+    lines = [
+        "# Calibrated parameter values: the defaults of abm.params.Params (see abm/calibration.py).",
+        "# Written by `python -m experiments.calibrate`; change it only by rerunning the calibration.",
+        "",
+        "[calibration]",
+        f'method = "Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising abm.calibration.loss"',
+        f"trials = {study_trials}",
+        f"best_trial = {best.number}",
+        f"loss = {best.value:.6g}",
+        f"patients_per_trial = {args.n}",
+        f"cohort_seed = {args.seed}",
+        f"grid_size = {args.grid}",
+        f"days = {args.days:g}",
+        f'date = "{datetime.now(UTC).date().isoformat()}"',
+        f"wall_s = {wall_s:.0f}",
+        "",
+        "[values]",
+    ]
+    for p in PRIORS:
+        lines.append(f'"{p.key}" = {_round(values[p.key])}')
+    lines += ["", "# range searched and its source, per key"]
+    for p in PRIORS:
+        lines += ["", f'[ranges."{p.key}"]', f"low = {p.low:g}", f"high = {p.high:g}",
+                  f"log = {str(p.log).lower()}", f"source = {json.dumps(p.source)}"]
+    lines += ["", "# the calibration cohort's value of each target at the best trial (band: low-high)"]
+    measured = best.user_attrs.get("measured", {})
+    for t in TARGETS:
+        m = measured.get(t.key, {})
+        value = "nan" if m.get("value") is None else f"{m['value']:.4g}"
+        lines += ["", f"[fit.{t.key}]", f"value = {value}", f"n = {m.get('n', 0)}", f"low = {t.low:g}",
+                  f"high = {t.high:g}", f"miss = {m.get('miss', float('nan')):.3g}"]
+    return "\n".join(lines) + "\n"
+
+
+def _round(x: float) -> str:
+    return f"{float(f'{x:.4g}')!r}"
+
+
+def _optuna_version() -> str:
+    import optuna
+
+    return optuna.__version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        args.grid, args.days = 32, 1.0
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="cart-abm-calibrate-"))
+        if args.write == CALIBRATED_TOML:
+            args.write = args.out / "calibrated.toml"
+    if args.trials is None:
+        args.trials = 2 if args.smoke else 30
+    if args.n is None:
+        args.n = 2 if args.smoke else 24
+    out = args.out or Path("experiments/results/calibration")
+    for name, value, low in (("--trials", args.trials, 1), ("--n", args.n, 1), ("--grid", args.grid, 16)):
+        if value < low:
+            print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
+            return 2
+    try:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:
+        print("error: calibration needs Optuna: pip install 'cart-abm[calibrate]'", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, n_startup_trials=min(8, args.trials))
+    study = optuna.create_study(study_name="cart-abm", storage=storage, sampler=sampler, direction="minimize",
+                                load_if_exists=True)
+    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
+    if "settings" in study.user_attrs and study.user_attrs["settings"] != settings:
+        print(f"error: {out}/study.journal was made with {study.user_attrs['settings']}, not {settings}; "
+              "use another --out", file=sys.stderr)
+        return 2
+    study.set_user_attr("settings", settings)
+    if not study.trials:
+        study.enqueue_trial(uncalibrated_defaults())
+    t0 = time.perf_counter()
+
+    def objective(trial: Any) -> float:
+        values = {p.key: trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in PRIORS}
+        rows = evaluate(values, args)
+        trial.set_user_attr("measured", measure(rows))
+        value = loss(rows)
+        print(f"trial {trial.number}: loss {value:.3g}  " + "  ".join(
+            f"{k.split('.')[-1]}={v:.3g}" for k, v in values.items()), file=sys.stderr, flush=True)
+        return value
+
+    done = len([t for t in study.trials if t.state.is_finished()])
+    try:
+        if args.trials > done:
+            study.optimize(objective, n_trials=args.trials - done)
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    best = study.best_trial
+    values = {p.key: best.params[p.key] for p in PRIORS}
+    finished = len([t for t in study.trials if t.state.is_finished()])
+    write_text(args.write, toml_text(values, best, args, finished, time.perf_counter() - t0))
+    write_json(out / "trials.json", [
+        {"number": t.number, "loss": t.value, "params": t.params, "measured": t.user_attrs.get("measured")}
+        for t in study.trials if t.state.is_finished()
+    ])
+    print(f"best trial {best.number}: loss {best.value:.4g}; wrote {args.write} and {out / 'trials.json'}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Calibration report: every clinical target beside the model's value with its 95 % interval.
+
+Simulates a virtual ELIANA-like cohort (``--n`` patients, default 100, from
+``abm.cohort.sample_cohort``) with the current defaults (the calibrated values
+of ``abm/calibrated.toml``) at the default window for 28 days, and a smaller
+follow-up cohort (``--relapse-n`` patients for ``--relapse-days`` days) for
+relapse among responders, which a 28-day run cannot show. For each target of
+:data:`abm.calibration.TARGETS` (and relapse) it writes the simulated value, its
+95 % interval (Wilson for proportions, a seeded percentile bootstrap for
+medians), the target band and its source, and whether the interval reaches the
+band.
+
+Outputs in ``--out`` (default ``experiments/results/calibration_report/``):
+``table.csv``, ``patients.csv`` (the main cohort), ``relapse_patients.csv``,
+``figure.png``, ``provenance.json`` and a generated ``README.md``. Patients
+already finished in an interrupted run are read back from the folder's partial
+files and not simulated again.
+
+    python -m experiments.calibration_report --workers 2        # 100 + 20 patients (~40 min on 2 cores)
+    python -m experiments.calibration_report --smoke            # seconds; temporary folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import abm
+from abm.calibration import TARGETS, Target, read_calibrated
+from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
+from abm.errors import ParamError
+from abm.params import Params
+from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
+
+NAME = "calibration_report"
+RELAPSE = Target("relapse_among_cr", "relapse among responders (follow-up cohort)", 0.38, 0.40, 0.05,
+                 "ELIANA follow-up; multicentre 420-patient series: ~38-40 % of responders relapse within 1-2 "
+                 "years", lambda rows: (None, 0))
+
+
+@dataclass
+class Row:
+    """One line of the report table."""
+
+    target: Target
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+    horizon: str
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "not measured"
+        if self.target.low <= self.value <= self.target.high:
+            return "within band"
+        if self.low is not None and self.high is not None and self.low <= self.target.high and \
+                self.high >= self.target.low:
+            return "interval reaches band"
+        return "miss"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{NAME}", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=100, help="patients in the main cohort (100)")
+    p.add_argument("--days", type=float, default=28.0, help="days of the main cohort (28)")
+    p.add_argument("--grid", type=int, help="window side (default: the default grid.size)")
+    p.add_argument("--relapse-n", type=int, default=20, help="patients in the follow-up cohort (20; 0: none)")
+    p.add_argument("--relapse-days", type=float, default=180.0, help="days of the follow-up cohort (180)")
+    p.add_argument("--relapse-grid", type=int, default=200, help="window side of the follow-up cohort (200)")
+    p.add_argument("--seed", type=int, default=7, help="cohort seed (a different cohort from the calibration's)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (instead of local workers)")
+    p.add_argument("--out", type=Path, help=f"output folder (default experiments/results/{NAME})")
+    p.add_argument("--smoke", action="store_true", help="3 + 2 patients, 32^2 window, 1 day; temporary folder")
+    return p
+
+
+def run_cohort(folder: Path, name: str, n: int, seed: int, base: Params, days: float,
+               args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Simulate (or read back) a cohort; finished patients are kept in ``folder/name/`` across interruptions."""
+    sub = folder / name
+    sub.mkdir(parents=True, exist_ok=True)
+    settings = {"n": n, "seed": seed, "days": days, "params": base.flat()}
+    settings_file = sub / "settings.json"
+    if settings_file.exists() and json.loads(settings_file.read_text(encoding="utf-8")) != json.loads(
+            json.dumps(settings)):
+        for partial in sub.glob("*.jsonl"):
+            partial.unlink()  # other settings: start this cohort again
+    write_text(settings_file, json.dumps(settings, sort_keys=True))
+    jobs = sample_cohort(n, seed, base, days=days)
+    done = read_partial(sub)
+    todo = [job for job in jobs if job.index not in done]
+    if todo:
+        run_ensemble(todo, base, workers=args.workers, scheduler=args.scheduler, progress=True,
+                     on_result=appender(sub))
+        done = read_partial(sub)
+    return [done[job.index] for job in jobs]
+
+
+def bootstrap_median(values: list[float], seed: int = 0, resamples: int = 4000) -> tuple[float, float]:
+    """Percentile bootstrap 95 % interval of the median (seeded: the same data give the same interval)."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(x[rng.integers(0, len(x), size=(resamples, len(x)))], axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+def estimate(target: Target, rows: list[dict[str, Any]], horizon: str) -> Row:
+    """The target's simulated value and 95 % interval from patient rows."""
+    value, n = target.measure(rows)
+    if value is None:
+        return Row(target, None, None, None, n, horizon)
+    if target.proportion:
+        _, low, high = wilson(round(value * n), n)
+        return Row(target, value, low, high, n, horizon)
+    key = "crs_onset_day" if target.key == "crs_onset_median_day" else "cart_peak_day"
+    low, high = bootstrap_median([r[key] for r in rows if r.get(key) is not None])
+    return Row(target, value, low, high, n, horizon)
+
+
+def relapse_row(rows: list[dict[str, Any]], horizon: str) -> Row:
+    responders = [r for r in rows if r.get("cr_day28")]
+    relapsed = sum(1 for r in responders if r.get("relapse"))
+    if not responders:
+        return Row(RELAPSE, None, None, None, 0, horizon)
+    p, low, high = wilson(relapsed, len(responders))
+    return Row(RELAPSE, p, low, high, len(responders), horizon)
+
+
+def table_csv(rows: list[Row]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["target", "label", "simulated", "ci95_low", "ci95_high", "n", "band_low", "band_high", "status",
+                "horizon", "source"])
+    for r in rows:
+        w.writerow([r.target.key, r.target.label, _num(r.value), _num(r.low), _num(r.high), r.n, r.target.low,
+                    r.target.high, r.status, r.horizon, r.target.source])
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.4g}"
+
+
+def figure(rows: list[Row]):
+    """Two panels (rates; days): the target band as a grey bar, the simulated value with its 95 % interval."""
+    _, fig, axes = panel_grid(2, 2)
+    fig.set_size_inches(12, 5.5)
+    for ax, proportion in zip(axes, (True, False), strict=True):
+        subset = [r for r in rows if r.target.proportion == proportion]
+        for y, r in enumerate(subset):
+            ax.barh(y, r.target.high - r.target.low, left=r.target.low, height=0.5, color="0.8",
+                    label="target band" if y == 0 else None)
+            if r.value is not None:
+                color = "#009E73" if r.status != "miss" else "#D55E00"
+                ax.errorbar(r.value, y, xerr=[[r.value - r.low], [r.high - r.value]], fmt="o", color=color,
+                            capsize=3, label=None)
+        ax.set_yticks(range(len(subset)), [r.target.label for r in subset], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("fraction of patients" if proportion else "day")
+        if proportion:
+            ax.set_xlim(0, 1)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.suptitle("Calibration targets (grey) and the virtual cohort (dot: value, bar: 95 % interval; "
+                 "green: reaches the band, orange: misses)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def readme(rows: list[Row], prov: dict[str, Any]) -> str:
+    met = [r for r in rows if r.status in ("within band", "interval reaches band")]
+    missed = [r for r in rows if r.status == "miss"]
+    lines = [
+        "# Calibration report",
+        "",
+        "Generated by `python -m experiments.calibration_report`; do not edit by hand.",
+        "",
+        f"Virtual ELIANA-like cohort of {prov['n']} patients ({prov['days']:g} days, {prov['grid']}^2 window) and a "
+        f"follow-up cohort of {prov['relapse_n']} patients ({prov['relapse_days']:g} days, "
+        f"{prov['relapse_grid']}^2 window), all with the calibrated defaults of `abm/calibrated.toml` "
+        f"({', '.join(f'`{k}` = {v:g}' for k, v in prov['calibrated'].items()) or 'none yet'}). "
+        "CRS and ICANS are graded as ASTCT 2019 surrogates (see `abm/systemic.py`).",
+        "",
+        f"**{len(met)} of {len(rows)} targets reached** (value in the band, or its 95 % interval overlapping it); "
+        f"missed: {', '.join(r.target.label for r in missed) or 'none'}.",
+        "",
+        "| target | simulated [95 % CI] | n | band | status | source |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for r in rows:
+        sim = "not measured" if r.value is None else f"{r.value:.3g} [{r.low:.3g}, {r.high:.3g}]"
+        lines.append(f"| {r.target.label} | {sim} | {r.n} | {r.target.low:g}-{r.target.high:g} | {r.status} | "
+                     f"{r.target.source} |")
+    lines += [
+        "",
+        "![calibration figure](figure.png)",
+        "",
+        "## Provenance",
+        "",
+        f"- cart-abm {prov['cart_abm_version']}, commit `{prov['git_commit']}`; command `{prov['command']}`",
+        f"- cohort seed {prov['seed']} (calibration used another cohort); date (UTC) {prov['date_utc']}; "
+        f"wall time {prov['wall_s']:.0f} s with {prov['workers']} worker(s)",
+        f"- machine: {prov['machine']['cpu']}, {prov['machine']['cpu_count']} CPUs; Python "
+        f"{prov['machine']['python']}, NumPy {prov['machine']['numpy']}, Numba {prov['machine']['numba']}, "
+        f"Mesa {prov['machine']['mesa']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.smoke:
+        args.n, args.days, args.grid, args.relapse_n, args.relapse_days, args.relapse_grid = 3, 1.0, 32, 2, 1.0, 32
+        args.out = args.out or Path(tempfile.mkdtemp(prefix="cart-abm-calibration-report-"))
+    out = args.out or Path("experiments/results") / NAME
+    for name, value, low in (("--n", args.n, 1), ("--relapse-n", args.relapse_n, 0), ("--workers", args.workers, 1)):
+        if value < low:
+            print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
+            return 2
+    t0 = time.perf_counter()
+    try:
+        base = Params.default()
+        if args.grid is not None:
+            base = base.replace({"grid.size": args.grid})
+        rows_main = run_cohort(out, "main", args.n, args.seed, base, args.days, args)
+        rows_follow = []
+        if args.relapse_n:
+            follow = base.replace({"grid.size": args.relapse_grid})
+            rows_follow = run_cohort(out, "follow_up", args.relapse_n, args.seed + 1, follow, args.relapse_days, args)
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    horizon = f"{args.days:g} d, {base['grid.size']}^2"
+    table = [estimate(t, rows_main, horizon) for t in TARGETS]
+    table.append(relapse_row(rows_follow, f"{args.relapse_days:g} d, {args.relapse_grid}^2"))
+    prov = {
+        "experiment": NAME, "cart_abm_version": abm.__version__, "git_commit": git_commit(),
+        "command": " ".join(["python -m experiments.calibration_report", *(sys.argv[1:] if argv is None else argv)]),
+        "n": args.n, "days": args.days, "grid": base["grid.size"], "relapse_n": args.relapse_n,
+        "relapse_days": args.relapse_days, "relapse_grid": args.relapse_grid, "seed": args.seed,
+        "workers": args.workers, "calibrated": read_calibrated(), "smoke": args.smoke,
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "wall_s": time.perf_counter() - t0,
+        "machine": machine(),
+    }
+    write_text(out / "table.csv", table_csv(table))
+    write_text(out / "patients.csv", _patients_csv(rows_main))
+    write_text(out / "relapse_patients.csv", _patients_csv(rows_follow))
+    write_figure(out / "figure.png", figure(table))
+    write_text(out / "provenance.json", json.dumps(prov, indent=2, allow_nan=False) + "\n")
+    write_text(out / "README.md", readme(table, prov))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _patients_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

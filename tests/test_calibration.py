@@ -1,0 +1,120 @@
+"""Calibration: target bands and loss, the calibrated defaults, the optimiser and the report (smoke)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import tomllib
+
+import pytest
+
+from abm import calibration as C
+from abm import params as P
+from abm.errors import ParamError
+
+
+def patient(cr=True, mrd_neg=True, crs=2, icans=0, onset=3.0, peak_day=12.0, toci=1):
+    return {"cr_day28": cr, "mrd_negative_day28": mrd_neg, "crs_max_grade": crs, "icans_max_grade": icans,
+            "crs_onset_day": onset if crs else None, "cart_peak_day": peak_day, "tocilizumab_doses": toci}
+
+
+def cohort_in_every_band() -> list[dict]:
+    """100 patients whose rates sit inside every band (CR 85, CRS any 70, >= 3 30, ICANS 30 / 10, toci 38 % of CRS)."""
+    rows = []
+    for i in range(100):
+        crs = 0 if i < 30 else (3 if i < 60 else 1)
+        rows.append(patient(cr=i < 85, mrd_neg=i < 85, crs=crs, icans=3 if i >= 90 else (1 if i >= 70 else 0),
+                            toci=1 if 30 <= i < 30 + 27 else 0))
+    return rows
+
+
+def test_a_cohort_inside_every_band_has_zero_loss():
+    measured = C.measure(cohort_in_every_band())
+    assert {k: m["miss"] for k, m in measured.items()} == {t.key: 0.0 for t in C.TARGETS}
+    assert C.loss(cohort_in_every_band()) == 0.0
+
+
+def test_loss_grows_with_the_distance_outside_a_band():
+    base = cohort_in_every_band()
+    severe = [dict(r, crs_max_grade=3) if r["crs_max_grade"] else r for r in base]  # 70 % severe CRS
+    worse = [dict(r, crs_max_grade=3) for r in base]  # 100 % CRS, all severe
+    assert 0 < C.loss(severe) < C.loss(worse)
+    t = C.TARGET_BY_KEY["crs_grade3plus_rate"]
+    assert C.measure(severe)["crs_grade3plus_rate"]["miss"] == pytest.approx((0.70 - t.high) / t.scale)
+
+
+def test_missing_measurement_counts_as_a_large_miss():
+    rows = [patient(cr=False, mrd_neg=False)] * 10  # no responders: MRD among CR is undefined
+    assert C.measure(rows)["mrd_negative_among_cr"] == {"value": None, "n": 0, "miss": 3.0}
+
+
+def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
+    for prior in C.PRIORS:
+        spec = P.BY_KEY[prior.key]
+        assert spec.low <= prior.low < prior.high <= spec.high, prior.key
+        assert prior.source
+    for target in C.TARGETS:
+        assert target.low <= target.high and target.scale > 0 and target.source
+
+
+def test_calibrated_values_are_the_defaults_and_name_their_origin():
+    calibrated = C.read_calibrated()
+    for key, value in calibrated.items():
+        assert P.Params.default()[key] == pytest.approx(value)
+        assert "calibrated" in P.BY_KEY[key].source
+        prior = C.PRIOR_BY_KEY[key]
+        assert prior.low <= value <= prior.high, f"{key} = {value} left its calibration range"
+
+
+def test_calibration_file_with_an_unknown_key_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "calibrated.toml"
+    bad.write_text('[values]\n"cart.no_such_key" = 1.0\n')
+    monkeypatch.setattr(C, "CALIBRATED_TOML", bad)
+    monkeypatch.setattr(C, "read_calibrated", lambda path=bad: dict(tomllib.loads(bad.read_text())["values"]))
+    with pytest.raises(ParamError, match="cart.no_such_key"):
+        P._calibrated(P.SCHEMA)
+
+
+def test_calibrate_smoke_writes_a_calibration_file_and_resumes(tmp_path):
+    from experiments import calibrate
+
+    out = tmp_path / "study"
+    assert calibrate.main(["--smoke", "--out", str(out)]) == 0
+    written = tomllib.loads((out / "calibrated.toml").read_text())
+    assert set(written["values"]) == {p.key for p in C.PRIORS}
+    assert written["calibration"]["trials"] == 2
+    for key, value in written["values"].items():
+        assert C.PRIOR_BY_KEY[key].low <= value <= C.PRIOR_BY_KEY[key].high
+    assert written["ranges"]["niche.kill_protection"]["source"] == C.PRIOR_BY_KEY["niche.kill_protection"].source
+    assert calibrate.main(["--smoke", "--out", str(out), "--trials", "3"]) == 0  # resumes: one more trial
+    assert tomllib.loads((out / "calibrated.toml").read_text())["calibration"]["trials"] == 3
+    assert calibrate.main(["--smoke", "--out", str(out), "--n", "5"]) == 2  # other settings: refused
+
+
+def test_calibration_report_smoke(tmp_path, capsys):
+    from experiments import calibration_report
+
+    assert calibration_report.main(["--smoke", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "table.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["target"] for r in table] == [t.key for t in C.TARGETS] + ["relapse_among_cr"]
+    assert all(r["status"] in ("within band", "interval reaches band", "miss", "not measured") for r in table)
+    text = (tmp_path / "README.md").read_text()
+    assert "| CR/CRi at day 28 |" in text and (tmp_path / "figure.png").stat().st_size > 10_000
+    # a second run reads the finished patients back instead of simulating them
+    before = (tmp_path / "main" / "patients.partial.jsonl").read_text()
+    assert calibration_report.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "main" / "patients.partial.jsonl").read_text() == before
+
+
+def test_bootstrap_median_interval_is_seeded_and_brackets_the_median():
+    from experiments.calibration_report import bootstrap_median
+
+    values = [float(x) for x in range(1, 22)]
+    low, high = bootstrap_median(values)
+    assert (low, high) == bootstrap_median(values)
+    assert low < 11.0 < high
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
