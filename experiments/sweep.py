@@ -650,8 +650,9 @@ def make_figure(result: SweepResult):
         runs = [r for r in result.runs(c) if name in r["series"]]
         if not runs:
             continue
-        day = np.asarray(runs[0]["series"]["day"])
-        ys = np.array([np.asarray(r["series"][name], dtype=float) for r in runs])
+        length = min(len(r["series"][name]) for r in runs)  # a run stopped early is drawn as far as it went
+        day = np.asarray(runs[0]["series"]["day"][:length])
+        ys = np.array([np.asarray(r["series"][name][:length], dtype=float) for r in runs])
         for y in ys:
             ax.plot(day, y, color=colors[c.label], alpha=0.2, lw=0.7)
         ax.plot(day, ys.mean(axis=0), color=colors[c.label], lw=1.8, label=c.label)
