@@ -51,7 +51,7 @@ class RuleTables:
 
     kind_rates: np.ndarray  # int64[N_KIND_RATES, N_KINDS], thresholds
     antigen_rates: np.ndarray  # int64[N_ANTIGEN_RATES, N_LEVELS], thresholds
-    cd19_noise: np.ndarray  # int64[256], level change of a blast daughter
+    cd19_noise: np.ndarray  # int64[256], level change of a blast daughter (CD19, and CD22 with its own draw)
     rates: np.ndarray  # int64[N_RATES], R_TARGET_MODE included
     field_rates: np.ndarray  # int64[N_FIELDS, N_FIELD_RATES]
     coarsen: int
