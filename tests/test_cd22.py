@@ -378,3 +378,16 @@ def test_reference_keeps_both_antigens_through_division_and_export():
     model.step()
     out = model.to_state()
     assert sorted(int(v) for v in out.traits[out.cell == R.BLAST, R.ANTIGEN]) == [R.pack(100, 150), R.pack(102, 152)]
+
+
+def test_checkpoint_from_before_the_target_column_resumes():
+    """A checkpoint written before ``blasts_target_neg`` existed resumes; the column is empty for its rows."""
+    params = Params.default().replace({**SMALL, "time.days": 0.25})
+    model = MarrowModel(params, seed=3, backend="cpu", threads=1).run()
+    saved = model.checkpoint()
+    rows = len(saved["meta"]["model_vars"]["day"])
+    del saved["meta"]["model_vars"]["blasts_target_neg"]
+    resumed = MarrowModel.from_checkpoint(params.replace({"time.days": 0.5}), saved["arrays"], saved["meta"],
+                                          backend="cpu")
+    df = resumed.run().datacollector.get_model_vars_dataframe()
+    assert df["blasts_target_neg"].iloc[:rows].isna().all() and df["blasts_target_neg"].iloc[rows:].notna().all()
