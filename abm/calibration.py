@@ -68,6 +68,10 @@ PRIORS: tuple[Prior, ...] = (
     Prior("serum.myeloid_amplification", 1.0, 20.0, True,
           "Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739: monocyte/macrophage IL-6 dominates "
           "severe CRS (several-fold over the T-cell source)"),
+    Prior("blast.cd19_loss_per_division", 1e-6, 1e-3, True,
+          "assumption: CD19-negative escape makes ~1/3 of relapses (Orlando 2018 Nat Med 24:1504) months after "
+          "infusion, yet responders are MRD-negative at day 28 (Maude 2018): the per-division rate is unknown "
+          "and is searched over three decades up to the uncalibrated default"),
     Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
           "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
           "7:1404; Teachey 2016)"),

@@ -314,6 +314,8 @@ def proportion_interval(values: Iterable[Any]) -> Estimate:
     k = sum(x)
     lo, hi = wilson_interval(k, n)
     p = k / n
+    # the bounds of 0/n and n/n come out as +-1e-17 in floating point: clamp them to [0, 1]
+    lo, hi = (0.0 if b < 1e-12 else 1.0 if b > 1.0 - 1e-12 else b for b in (lo, hi))
     return Estimate(p, lo, hi, math.sqrt(p * (1 - p) / n), n, "wilson")
 
 

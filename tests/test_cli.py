@@ -125,3 +125,35 @@ def test_animate_and_view_bad_input_exit_2(tmp_path, capsys):
     assert main(["animate", str(tmp_path / "missing")]) == 2
     assert main(["view", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+# -- cart-abm experiment -------------------------------------------------------------------------------------------
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def test_experiment_runs_the_named_experiment_smoke(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "tb"
+    assert main(["experiment", "tumor_burden", "--smoke", "--quiet", "--workers", "1", "--out", str(out)]) == 0
+    assert (out / "README.md").is_file() and (out / "results.csv").is_file()
+
+
+def test_experiment_unknown_name_exits_2_listing_the_experiments(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["experiment", "no_such_study", "--smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_study" in err and "dose_response" in err and "crs_management" in err
+
+
+def test_experiment_bad_option_exits_2_from_the_experiment(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    assert main(["experiment", "fractionation", "--smoke", "--n", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--n = 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_experiment_outside_a_checkout_exits_2_saying_where_to_run(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "abm.cli", "experiment", "dose_response", "--smoke"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "not importable" in proc.stderr and "root of a cart-abm checkout" in proc.stderr
+    assert not list(tmp_path.iterdir())

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from abm.errors import ParamError  # noqa: E402
-from experiments import common, window_convergence  # noqa: E402  (experiments/ lives at the repository root)
+from experiments import common, predictor, sweep, window_convergence  # noqa: E402  (experiments/ is at the root)
 
 OUTPUTS = ("results.csv", "timeseries.csv", "convergence.csv", "figure.png", "provenance.json", "README.md")
 # columns that legitimately differ between two identical runs
@@ -216,3 +217,196 @@ def test_dose_response_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, a
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: ") and args[0] in err
     assert not (tmp_path / "x").exists()
+
+
+# -- the sweep experiments (experiments/sweep.py) ------------------------------------------------------------------
+SWEEP_REQUIRED = {"condition", "replicate", "seed", "grid.size", "window_sites", "crs_max_grade",
+                  "cart_peak_blood_per_ul", "wall_s", "version"}
+SWEEP_HEADINGS = ("## Question", "## Setup", "## Result", "## Finding", "## Figure", "## Files", "## Provenance")
+# experiment -> (overridden parameter columns every row has, outcome keys of its long table)
+SWEEPS = {
+    "fractionation": (("schedule.days", "schedule.fractions"),
+                      {"severe_crs", "icans_any", "cr_day28", "cart_peak_blood_per_ul", "crs_before_last_dose"}),
+    "car_design": (("product.affinity_kd_nM", "product.costimulation"),
+                   {"cr_day28", "severe_crs", "cart_peak_blood_per_ul", "exhausted_fraction_final",
+                    "cart_persistence_day", "blood_cart_final_per_ul"}),
+    "tumor_burden": (("patient.marrow_blast_fraction",),
+                     {"cr_day28", "mrd_day28", "mrd_negative_day28", "severe_crs", "icans_any",
+                      "cart_peak_blood_per_ul"}),
+    "niche_protection": (("niche.kill_protection",), {"mrd_day28", "blasts_day28", "cr_day28", "relapse"}),
+    "crs_management": (("therapy.tocilizumab_grade", "therapy.steroids_grade", "patient.weight_kg",
+                        "product.dose_per_kg"),
+                       {"crs_max_grade", "icans_max_grade", "cr_day28", "cart_peak_blood_per_ul", "cart_auc_28"}),
+}
+
+
+def run_sweep_smoke(name: str, folder: Path, *extra: str) -> tuple:
+    import importlib
+
+    module = importlib.import_module(f"experiments.{name}")
+    status = common.cli(module.main, ["--smoke", "--quiet", "--workers", "1", "--out", str(folder), *extra])
+    assert status == 0
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_sweep_experiment_smoke_writes_every_output(tmp_path, name):
+    module = run_sweep_smoke(name, tmp_path)
+    spec = module.SWEEP
+    for file in ("results.csv", "timeseries.csv", f"{name}.csv", "figure.png", "provenance.json", "README.md"):
+        assert (tmp_path / file).is_file(), file
+    assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    args = common.parse_args(sweep.build_parser(spec), ["--smoke"], smoke_n=spec.smoke_n, smoke_days=spec.smoke_days)
+    conditions = spec.conditions(args)
+    rows = read_csv(tmp_path / "results.csv")
+    assert len(rows) == len(conditions) * spec.smoke_n  # one row per run
+    parameters, outcomes = SWEEPS[name]
+    assert SWEEP_REQUIRED | set(parameters) <= rows[0].keys()
+    assert [r["condition"] for r in rows] == [c.label for c in conditions for _ in range(spec.smoke_n)]
+    assert [int(r["seed"]) for r in rows] == list(range(spec.smoke_n)) * len(conditions)  # paired seeds
+    assert {int(r["grid.size"]) for r in rows} == {spec.smoke_grid}
+    table = read_csv(tmp_path / f"{name}.csv")
+    keys = {o.key for o in spec.outcomes}
+    assert {r["outcome"] for r in table} == keys and outcomes <= keys
+    assert len(table) == len(spec.outcomes) * len(conditions)
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    for heading in SWEEP_HEADINGS:
+        assert heading in readme, heading
+    assert "Smoke run" in readme and "Wilson" in readme and spec.question in readme
+    prov = json.loads((tmp_path / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["smoke"] and prov["runs"] == len(rows) and [c["label"] for c in prov["conditions"]] == [
+        c.label for c in conditions]
+
+
+def test_crs_management_smoke_pairs_patients_and_writes_predictor(tmp_path):
+    from experiments import crs_management
+
+    run_sweep_smoke("crs_management", tmp_path)
+    rows = read_csv(tmp_path / "results.csv")
+    n = crs_management.SWEEP.smoke_n
+    by_policy = [rows[i * n:(i + 1) * n] for i in range(len(crs_management.POLICIES))]
+    for arm in by_policy[1:]:  # the same virtual patient (profile and seed) under every policy
+        assert [(r["seed"], r["patient.weight_kg"], r["product.dose_per_kg"]) for r in arm] == [
+            (r["seed"], r["patient.weight_kg"], r["product.dose_per_kg"]) for r in by_policy[0]]
+    assert len({r["patient.weight_kg"] for r in by_policy[0]}) > 1  # patients vary
+    predictor_rows = read_csv(tmp_path / "predictor.csv")
+    assert [r["split"] for r in predictor_rows] == ["train"] * (n // 2) + ["test"] * (n - n // 2)
+    assert "log10_serum_il6_pg_ml_day1" in predictor_rows[0]
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "## CRS predictor" in readme and "ROC AUC" in readme
+    prov = json.loads((tmp_path / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["predictor"]["n_train"] == n // 2 and prov["predictor"]["feature_days"] == [1.0]
+
+
+@pytest.mark.parametrize(("name", "args"), [("car_design", ("--kds", "0.33")), ("car_design", ("--kds", "0.33,5000")),
+                                            ("tumor_burden", ("--burdens", "a,b")),
+                                            ("niche_protection", ("--levels", "0,1.5")),
+                                            ("fractionation", ("--n", "0"))])
+def test_sweep_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, name, args):
+    import importlib
+
+    module = importlib.import_module(f"experiments.{name}")
+    status = common.cli(module.main, ["--smoke", "--quiet", *args, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and args[0] in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_sweep_jobs_pair_seeds_and_patients_and_validate_parameters():
+    spec = sweep.Sweep(name="demo", title="Demo", description="demo", question="?",
+                       conditions=lambda args: [sweep.Condition("a", {"niche.kill_protection": 0.1}, {"x": 0.1}),
+                                                sweep.Condition("b", {"niche.kill_protection": 0.9}, {"x": 0.9})],
+                       outcomes=(sweep.CR,), setup=lambda r: [], finding=lambda r: [],
+                       patient=lambda args, r: {"patient.weight_kg": 20.0 + r, "niche.kill_protection": 0.5})
+    args = common.parse_args(sweep.build_parser(spec), ["--n", "3", "--seed", "2"])
+    jobs = sweep.jobs_for(spec, args, spec.conditions(args))
+    assert [(j.condition, j.seed) for j in jobs] == [(c, 2000 + r) for c in "ab" for r in range(3)]
+    # the condition's value wins over the patient's; the patient is the same in every condition
+    assert [j.overrides["niche.kill_protection"] for j in jobs] == [0.1] * 3 + [0.9] * 3
+    assert [j.overrides["patient.weight_kg"] for j in jobs] == [20.0, 21.0, 22.0] * 2
+    bad = sweep.Condition("c", {"niche.kill_protection": 2.0}, {})
+    with pytest.raises(ParamError, match="niche.kill_protection"):
+        sweep.jobs_for(spec, args, [bad])
+    with pytest.raises(ParamError, match="distinct labels"):
+        sweep.jobs_for(spec, args, [bad, bad])
+
+
+def test_sweep_parse_values_uses_the_declared_range():
+    assert sweep.parse_values(None, "--kds", (1.0, 2.0), key="product.affinity_kd_nM") == (1.0, 2.0)
+    assert sweep.parse_values("3,0.5", "--kds", (), key="product.affinity_kd_nM") == (0.5, 3.0)
+    for text in ("1", "1,1", "0.001,1", "1,nan", "x,1"):
+        with pytest.raises(ParamError, match="--kds"):
+            sweep.parse_values(text, "--kds", (), key="product.affinity_kd_nM")
+
+
+def test_sweep_trend_words_and_relative_ties():
+    assert sweep.trend([1.0, 2.0, 3.0], "with dose") == "rose with dose"
+    assert sweep.trend([3.0, 3.0, 1.0]) == "fell (never rising)"
+    assert sweep.trend([28.7, 28.70001]) == "did not change"
+    assert sweep.trend([1.0, 3.0, 2.0]) == "did not move monotonically"
+    assert sweep.trend([math.nan, 1.0, 1.0]) == "did not change"
+
+
+def test_sweep_series_value_reads_the_nearest_observation_or_none():
+    run = {"series": {"day": [0.0, 0.25, 0.5, 0.75, 1.0], "blasts": [5, 4, 3, 2, 1]}}
+    assert sweep.series_value(run, "blasts", 0.5) == 3.0
+    assert sweep.series_value(run, "blasts", 0.55) == 3.0
+    assert sweep.series_value(run, "blasts", 28.0) is None
+    assert sweep.series_value(run, "cart", 0.5) is None
+    assert sweep.series_final(run, "blasts") == 1.0
+
+
+# -- the predictor (experiments/predictor.py) ------------------------------------------------------------------------
+def test_roc_auc_separable_reversed_ties_and_known_case():
+    labels = [0, 0, 0, 1, 1]
+    assert predictor.roc_auc([0.1, 0.2, 0.3, 0.8, 0.9], labels) == 1.0
+    assert predictor.roc_auc([0.9, 0.8, 0.7, 0.2, 0.1], labels) == 0.0
+    assert predictor.roc_auc([0.5, 0.5, 0.5, 0.5, 0.5], labels) == 0.5
+    # hand count: positives 0.35 and 0.8 against negatives 0.1 and 0.4: 3 of 4 pairs ordered -> 0.75
+    assert predictor.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    # a tie between a positive and a negative counts one half: (1 + 0.5) / 2
+    assert predictor.roc_auc([0.2, 0.5, 0.5], [0, 0, 1]) == 0.75
+    assert math.isnan(predictor.roc_auc([0.1, 0.2], [1, 1]))
+
+
+def test_roc_curve_runs_from_origin_to_one_and_its_area_is_the_auc():
+    scores, labels = [0.1, 0.4, 0.35, 0.8, 0.6, 0.2], [0, 0, 1, 1, 1, 0]
+    fpr, tpr = predictor.roc_curve(scores, labels)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(predictor.roc_auc(scores, labels))
+
+
+def test_logistic_binary_feature_recovers_the_group_rates():
+    # unpenalised maximum likelihood with one 0/1 feature reproduces each group's event rate: 1/4 and 3/4
+    x = np.array([[0.0]] * 4 + [[1.0]] * 4)
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    model = predictor.fit_logistic(x, y, penalty=0.0)
+    assert model.probability([[0.0], [1.0]]) == pytest.approx([0.25, 0.75], abs=1e-9)
+
+
+def test_logistic_uninformative_feature_gives_the_base_rate_and_zero_weight():
+    model = predictor.fit_logistic(np.full((5, 1), 3.0), [0, 1, 1, 1, 1], penalty=0.0)
+    assert model.intercept == pytest.approx(math.log(4.0)) and model.coef[0] == 0.0
+    assert model.probability([[3.0]]) == pytest.approx([0.8])
+
+
+def test_logistic_separable_data_stays_finite_with_a_penalty_and_ranks_perfectly():
+    x = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, 0.0], [3.0, 1.0], [4.0, 0.2], [5.0, 0.9]])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    model = predictor.fit_logistic(x, y, penalty=1.0)
+    assert np.all(np.isfinite(model.coef)) and model.coef[0] > 0
+    assert predictor.roc_auc(model.probability(x), y) == 1.0
+    # without the penalty the weights of separable data run away (the likelihood has no maximum)
+    assert predictor.fit_logistic(x, y, penalty=0.0).coef[0] > 5 * model.coef[0]
+    with pytest.raises(ValueError, match="both classes"):
+        predictor.fit_logistic(x, np.zeros(6), penalty=1.0)
+
+
+def test_logistic_matches_a_known_model_on_simulated_data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 2))
+    truth = 1.0 / (1.0 + np.exp(-(-0.5 + 1.5 * x[:, 0] - 1.0 * x[:, 1])))
+    y = (rng.random(4000) < truth).astype(int)
+    model = predictor.fit_logistic(x, y, penalty=0.0)
+    assert model.probability(x) == pytest.approx(truth, abs=0.05)
