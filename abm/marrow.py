@@ -17,7 +17,13 @@ Cells
     probability ``patient.bcell_fraction``, else other hematopoietic cells.
     Blast CD19 density is log-normal around ``patient.cd19_median_molecules``
     (spread ``patient.cd19_sd_log10``); a fraction
-    ``patient.cd19_negative_fraction`` of blasts is CD19-negative. With
+    ``patient.cd19_negative_fraction`` of blasts is CD19-negative. When CD22
+    is tracked (:func:`abm.rates.cd22_tracked`: the product targets CD22, or
+    ``patient.cd22_tracking = "always"``) blasts also carry CD22, log-normal
+    around ``patient.cd22_median_molecules`` (spread ``patient.cd22_sd_log10``,
+    independent of CD19) with a CD22-negative fraction
+    ``patient.cd22_negative_fraction``, and B cells carry
+    ``bcell.cd22_molecules``; otherwise no cell carries CD22. With
     ``lymphodepletion.enabled``, only ``lymphodepletion.normal_cell_survival``
     of the normal (non-blast) cells are left at infusion (fludarabine and
     cyclophosphamide spare no lineage; blasts are assumed chemo-refractory in
@@ -27,6 +33,9 @@ Cells
 Simplification: the geometry is statistical (no imaging data), in one cell
 layer, with closed edges. The window is built on the host from a NumPy
 generator seeded by the run seed, once, so it is the same for every backend.
+The CD22 levels come from a second, independent generator
+(:func:`cd22_generator`) and never from the first, so everything else in the
+window, CD19 included, is the same whether or not CD22 is tracked.
 """
 
 from __future__ import annotations
@@ -34,11 +43,12 @@ from __future__ import annotations
 import numpy as np
 
 from abm.params import Params
-from abm.rates import molecules_to_level
+from abm.rates import cd22_tracked, molecules_to_level, pack_levels
 from kernels import LatticeState
 from kernels import rules as R
 
 CORRELATION_SITES = 12.0
+CD22_STREAM = 0xCD22  # spawn key of the CD22 generator (cd22_generator)
 
 
 def smooth_field(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
@@ -85,8 +95,28 @@ def moore_adjacent(mask: np.ndarray) -> np.ndarray:
     return near
 
 
-def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
-    """The initial lattice state of a patient's marrow window."""
+def cd22_generator(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator for the initial CD22 levels, derived from ``rng``'s seed without drawing from it.
+
+    Its seed sequence is ``rng``'s with :data:`CD22_STREAM` appended to the
+    spawn key, so it depends only on the seed ``rng`` was created from (not on
+    how much of ``rng`` has been used) and ``rng`` itself is left untouched.
+    """
+    seq = rng.bit_generator.seed_seq
+    if not isinstance(seq, np.random.SeedSequence):
+        raise ValueError("build_window: rng has no seed sequence to derive the CD22 stream from; pass cd22_rng")
+    return np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, CD22_STREAM)))
+
+
+def build_window(
+    params: Params, rng: np.random.Generator, cd22_rng: np.random.Generator | None = None
+) -> LatticeState:
+    """The initial lattice state of a patient's marrow window.
+
+    ``rng`` draws everything but the CD22 levels; those come from
+    ``cd22_rng`` (default :func:`cd22_generator` of ``rng``), and only when
+    CD22 is tracked.
+    """
     n = params.grid.size
     tissue = build_tissue(params, rng)
     cell = np.zeros((n, n), dtype=np.uint8)
@@ -115,8 +145,17 @@ def build_window(params: Params, rng: np.random.Generator) -> LatticeState:
     blast_level = molecules_to_level(10.0**log_density)
     negative = rng.random((n, n)) < p.cd19_negative_fraction
     blast_level[negative] = 0
-    traits[..., R.CD19] = np.where(blast, blast_level, 0)
-    traits[..., R.CD19][bcell] = int(molecules_to_level(params.bcell.cd19_molecules))
+    cd19 = np.where(blast, blast_level, 0)
+    cd19[bcell] = int(molecules_to_level(params.bcell.cd19_molecules))
+    cd22 = np.zeros((n, n), dtype=np.int64)
+    if cd22_tracked(params):
+        g = cd22_generator(rng) if cd22_rng is None else cd22_rng
+        log_density = np.log10(p.cd22_median_molecules) + p.cd22_sd_log10 * g.standard_normal((n, n))
+        blast_level = molecules_to_level(10.0**log_density)
+        blast_level[g.random((n, n)) < p.cd22_negative_fraction] = 0
+        cd22 = np.where(blast, blast_level, 0)
+        cd22[bcell] = int(molecules_to_level(params.bcell.cd22_molecules))
+    traits[..., R.ANTIGEN] = pack_levels(cd19, cd22)
     m = -(-n // params.grid.coarsen)
     return LatticeState(
         cell=cell,

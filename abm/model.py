@@ -12,6 +12,14 @@ agent objects (see :mod:`abm.reference` for the plain-Mesa version of the core
 rules). Everything random is keyed by ``seed``: the initial window comes from
 ``model.rng`` (Mesa's NumPy generator seeded with ``rng=seed``), every later
 decision from the counter-based generator in :mod:`kernels.rng`.
+
+Antigens: the lattice's ``ANTIGEN`` trait holds a CD19 and a CD22 level
+(:mod:`kernels.rules`). The observables count blasts negative for CD19
+(``blasts_cd19neg``), for the product's target (``blasts_target_neg``: no
+CD19 for a CD19 CAR, no CD22 for a CD22 CAR, neither for a dual CAR) and,
+when CD22 is tracked (:func:`abm.rates.cd22_tracked`), for CD22
+(``blasts_cd22neg``). The body's antigen load (``WindowReadout.cd19_cells``)
+counts the cells carrying the product's target.
 """
 
 from __future__ import annotations
@@ -27,7 +35,16 @@ import kernels
 from abm.errors import SimulationError
 from abm.marrow import build_window
 from abm.params import Params
-from abm.rates import MINUTES_PER_DAY, build_tables, level_to_molecules
+from abm.rates import (
+    MINUTES_PER_DAY,
+    build_tables,
+    cd19_levels,
+    cd22_levels,
+    cd22_tracked,
+    level_to_molecules,
+    target_levels,
+    target_mode,
+)
 from abm.systemic import Body, WindowReadout
 from kernels import rules as R
 from kernels.diffusion import MAX_QUANTA, QUANTUM
@@ -102,6 +119,8 @@ class MarrowModel(mesa.Model):
             raise ValueError(f"time.days / time.dt_min gives {self.total_steps} steps; at most 2**28 are allowed")
         self.steps_per_observation = max(1, int(round(params.time.observe_every_h * 60.0 / self.dt_min)))
         self.tables = build_tables(params, self.seed)
+        self.target_mode = target_mode(params)
+        self.cd22_tracked = cd22_tracked(params)
         restoring = state is not None
         if state is None:
             state = build_window(params, self.rng)
@@ -122,7 +141,7 @@ class MarrowModel(mesa.Model):
                 raise ValueError(f"snapshot_every_min = {snapshot_every_min}: expected at least time.dt_min")
             self.snapshot_every = max(1, int(round(snapshot_every_min / self.dt_min)))
         self.snapshots: list[dict[str, Any]] = []
-        self.observables = OBSERVABLES + tuple(self.body.observe())
+        self.observables = OBSERVABLES + (CD22_OBSERVABLES if self.cd22_tracked else ()) + tuple(self.body.observe())
         self.datacollector = mesa.DataCollector(
             model_reporters={name: _reporter(name) for name in self.observables}
         )
@@ -174,7 +193,8 @@ class MarrowModel(mesa.Model):
         """What the body learns from the window (see :class:`abm.systemic.WindowReadout`)."""
         s = self.state
         counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
-        positive = (s.traits[..., R.CD19] > 0) & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
+        carries_target = target_levels(s.traits[..., R.ANTIGEN], self.target_mode) > 0
+        positive = carries_target & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
         cart = s.cell == R.CART
         ev = s.events
         return WindowReadout(
@@ -230,10 +250,12 @@ class MarrowModel(mesa.Model):
                 f"{self.day:g}): secretion is too high for the decay; lower il6/cxcl12 secretion or raise decay"
             )
         ev = s.events
+        antigen = s.traits[..., R.ANTIGEN]
         self._observed = {
             "day": self.day,
             "blasts": int(counts[R.BLAST]),
-            "blasts_cd19neg": int(np.count_nonzero(blasts & (s.traits[..., R.CD19] == 0))),
+            "blasts_cd19neg": int(np.count_nonzero(blasts & (cd19_levels(antigen) == 0))),
+            "blasts_target_neg": int(np.count_nonzero(blasts & (target_levels(antigen, self.target_mode) == 0))),
             "bcells": int(counts[R.BCELL]),
             "normal": int(counts[R.NORMAL]),
             "cart": int(counts[R.CART]),
@@ -250,6 +272,8 @@ class MarrowModel(mesa.Model):
             "cart_born": int(ev[R.EV_BORN + R.CART]),
             "bcells_made": int(ev[R.EV_BCELL_MADE]),
         }
+        if self.cd22_tracked:
+            self._observed["blasts_cd22neg"] = int(np.count_nonzero(blasts & (cd22_levels(antigen) == 0)))
         self.datacollector.collect(self)
 
     def observation(self) -> dict[str, float]:
@@ -273,7 +297,7 @@ class MarrowModel(mesa.Model):
         v[s.cell == R.STROMA] = VIEW_CODES["stroma"]
         v[s.cell == R.NORMAL] = VIEW_CODES["normal"]
         v[s.cell == R.BCELL] = VIEW_CODES["bcell"]
-        cd19 = s.traits[..., R.CD19]
+        cd19 = cd19_levels(s.traits[..., R.ANTIGEN])
         v[(s.cell == R.BLAST) & (cd19 > 0)] = VIEW_CODES["blast_cd19pos"]
         v[(s.cell == R.BLAST) & (cd19 == 0)] = VIEW_CODES["blast_cd19neg"]
         cart = s.cell == R.CART
@@ -287,7 +311,12 @@ class MarrowModel(mesa.Model):
     def blast_cd19_molecules(self) -> np.ndarray:
         """CD19 molecules per cell of every blast in the window."""
         s = self.state
-        return level_to_molecules(s.traits[..., R.CD19][s.cell == R.BLAST])
+        return level_to_molecules(cd19_levels(s.traits[..., R.ANTIGEN][s.cell == R.BLAST]))
+
+    def blast_cd22_molecules(self) -> np.ndarray:
+        """CD22 molecules per cell of every blast in the window (all 0 when CD22 is not tracked)."""
+        s = self.state
+        return level_to_molecules(cd22_levels(s.traits[..., R.ANTIGEN][s.cell == R.BLAST]))
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -342,6 +371,10 @@ class MarrowModel(mesa.Model):
         model._observed = dict(meta["observed"])
         for name, values in meta["model_vars"].items():
             model.datacollector.model_vars[name] = list(values)
+        rows = len(meta["model_vars"].get("day", []))
+        for name in model.observables:
+            if name not in meta["model_vars"]:  # a column added after the checkpoint was written
+                model.datacollector.model_vars[name] = [None] * rows
         if "snapshot_day" in arrays:
             model.snapshots = [
                 {"day": float(d), "view": v, "il6": f}
@@ -384,6 +417,7 @@ OBSERVABLES = (
     "day",
     "blasts",
     "blasts_cd19neg",
+    "blasts_target_neg",
     "bcells",
     "normal",
     "cart",
@@ -399,6 +433,9 @@ OBSERVABLES = (
     "cart_born",
     "bcells_made",
 )
+
+
+CD22_OBSERVABLES = ("blasts_cd22neg",)  # recorded only when CD22 is tracked (abm.rates.cd22_tracked)
 
 
 def _reporter(name: str):

@@ -31,8 +31,18 @@ Clinical outcomes over the whole run (:func:`clinical_outcomes`)
       has blast fraction >= 5 % again, false when it never does, and
       ``null`` when CR was never reached (refractory disease: relapse is not
       defined). ``relapse_day`` is that observation's day;
-      ``relapse_antigen_negative`` is true when CD19-negative blasts are
-      the majority (> 50 %) of blasts at relapse. ``cr_day`` is the day of CR.
+      ``relapse_antigen_negative`` is true when blasts negative for the
+      product's target are the majority (> 50 %) of blasts at relapse:
+      CD19-negative for a CD19 CAR (the default, as before CD22 was
+      modelled), CD22-negative for a CD22 CAR, negative for both for a dual
+      CD19/CD22 CAR (time-series column ``blasts_target_neg``; a frame
+      without it falls back on ``blasts_cd19neg``). ``cr_day`` is the day of
+      CR.
+    * escape by antigen, only in runs that track CD22 (the time series has
+      ``blasts_cd22neg``, see :func:`abm.rates.cd22_tracked`):
+      ``relapse_cd19_negative`` and ``relapse_cd22_negative``, the same
+      majority rule per antigen (``null`` without a relapse). Runs without
+      CD22 keep exactly the summary keys they had before CD22 existed.
 
 An outcome whose columns the time series lacks is ``null`` and listed in
 ``not_modelled``: never a made-up value. Day-28 keys are ``null`` for runs
@@ -63,7 +73,7 @@ CART_DETECTION_PER_UL = 1.0
 # above one cell in a window (thousands of B cells), so small-number noise does not decide it
 # (assumption)
 B_CELL_APLASIA_FRACTION = 0.1
-# antigen-negative relapse: CD19-negative blasts are the majority at relapse
+# antigen-negative relapse: blasts negative for the product's target are the majority at relapse
 ANTIGEN_NEGATIVE_MAJORITY = 0.5
 
 NOT_MODELLED: tuple[str, ...] = ()  # every summary key is modelled; see not_modelled in summarize()
@@ -162,25 +172,53 @@ def _aplasia_days(days: np.ndarray, bcells: np.ndarray) -> float | None:
     return float(np.sum(np.diff(days)[below]))
 
 
-def _relapse(df: pd.DataFrame, with_antigen: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"cr_day": None, "relapse": None, "relapse_day": None, "relapse_antigen_negative": None}
+def _remission_and_relapse(df: pd.DataFrame) -> tuple[int | None, int | None]:
+    """Rows of the first CR (after day 0) and of the first relapse after it; ``None`` where there is none."""
     days = df["day"].to_numpy(dtype=float)
     frac = df["blast_fraction"].to_numpy(dtype=float)
     remission = np.flatnonzero((days > 0) & (frac < CR_THRESHOLD))
     if remission.size == 0:
-        return out
+        return None, None
     cr = int(remission[0])
-    out["cr_day"] = float(days[cr])
     back = np.flatnonzero(frac[cr:] >= CR_THRESHOLD)
-    out["relapse"] = bool(back.size)
-    if back.size:
-        at = cr + int(back[0])
+    return cr, (cr + int(back[0]) if back.size else None)
+
+
+def _relapse(df: pd.DataFrame, with_antigen: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"cr_day": None, "relapse": None, "relapse_day": None, "relapse_antigen_negative": None}
+    cr, at = _remission_and_relapse(df)
+    if cr is None:
+        return out
+    days = df["day"].to_numpy(dtype=float)
+    out["cr_day"] = float(days[cr])
+    out["relapse"] = at is not None
+    if at is not None:
         out["relapse_day"] = float(days[at])
         if with_antigen:
-            blasts = float(df["blasts"].iloc[at])
-            negative = float(df["blasts_cd19neg"].iloc[at])
-            out["relapse_antigen_negative"] = bool(blasts > 0 and negative / blasts > ANTIGEN_NEGATIVE_MAJORITY)
+            column = "blasts_target_neg" if "blasts_target_neg" in df.columns else "blasts_cd19neg"
+            out["relapse_antigen_negative"] = _negative_majority(df, at, column)
     return out
+
+
+def _negative_majority(df: pd.DataFrame, at: int, column: str) -> bool:
+    """True when the blasts counted in ``column`` are more than half of all blasts at row ``at``."""
+    blasts = float(df["blasts"].iloc[at])
+    negative = float(df[column].iloc[at])
+    return bool(blasts > 0 and negative / blasts > ANTIGEN_NEGATIVE_MAJORITY)
+
+
+def antigen_relapse(df: pd.DataFrame) -> dict[str, bool | None]:
+    """``relapse_cd19_negative`` and ``relapse_cd22_negative`` of a run that tracks CD22 (module docstring).
+
+    Both are ``None`` when the run did not relapse (or never reached CR).
+    """
+    _, at = _remission_and_relapse(df)
+    if at is None:
+        return {"relapse_cd19_negative": None, "relapse_cd22_negative": None}
+    return {
+        "relapse_cd19_negative": _negative_majority(df, at, "blasts_cd19neg"),
+        "relapse_cd22_negative": _negative_majority(df, at, "blasts_cd22neg"),
+    }
 
 
 def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]:
@@ -220,6 +258,8 @@ def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]
         "window_share_of_marrow": model.body.window_share,
         "wall_s": None if wall_s is None else round(wall_s, 3),
     }
+    if "blasts_cd22neg" in df.columns:
+        summary.update(antigen_relapse(df))
     for key, value in summary.items():
         if isinstance(value, float) and not math.isfinite(value):
             summary[key] = None

@@ -154,6 +154,23 @@ SCHEMA: tuple[Param, ...] = (
     Param("patient.cd19_sd_log10", float, 0.3, "log10 molecules", 0.0, 1.5,
           description="Spread of CD19 density between blasts (log-normal).",
           source="assumption: flow cytometry CD19 intensity spans ~1 decade within a sample"),
+    Param("patient.cd22_median_molecules", float, 3500.0, "molecules/cell", 10.0, 100000.0,
+          description="Median CD22 density on CD22+ blasts (used when CD22 is tracked, see patient.cd22_tracking).",
+          source="Haso 2013 Blood 121:1165 (111 B-ALL samples, all CD22+, median 3,500 sites/cell); "
+                 "Fry 2018 Nat Med 24:20 (CD22 usually retained after CD19 loss)"),
+    Param("patient.cd22_sd_log10", float, 0.3, "log10 molecules", 0.0, 1.5,
+          description="Spread of CD22 density between blasts (log-normal, independent of CD19).",
+          source="assumption: as for CD19 (patient.cd19_sd_log10); CD22 site density varies widely between "
+                 "patients (Haso 2013 Blood 121:1165)"),
+    Param("patient.cd22_negative_fraction", float, 0.0, "-", 0.0, 1.0,
+          description="Fraction of blasts that are CD22-negative before infusion (drawn independently of CD19).",
+          source="Haso 2013 Blood 121:1165 (all 111 B-ALL samples CD22-positive)"),
+    Param("patient.cd22_tracking", str, "target", "-", choices=("target", "always"),
+          description="When cells carry CD22 levels: 'target' only if product.target includes CD22 (a CD19-only "
+                      "run then stores no CD22 and equals, bit for bit, a run from before CD22 was modelled); "
+                      "'always' also under a CD19 CAR, to follow the CD22 status of escaping blasts (the CD19 "
+                      "dynamics are unchanged: CD22 draws have their own streams).",
+          source="choice: keeps CD19-only runs and their regression records unchanged"),
     Param("patient.bcell_fraction", float, 0.1, "-", 0.0, 0.5,
           description="Normal B cells among non-blast nucleated marrow cells.",
           source="assumption: B-lineage cells are ~5-20 % of pediatric marrow cells"),
@@ -171,7 +188,8 @@ SCHEMA: tuple[Param, ...] = (
           description="Apoptosis hazard of a blast.",
           source="Br J Haematol 1997;98:999 (apoptosis ~4 %/d)"),
     Param("blast.cd19_inheritance_sd", float, 1.0, "antigen levels", 0.0, 20.0,
-          description="SD of the CD19 level change from mother to daughter (one level = 3.7 %).",
+          description="SD of the CD19 level change from mother to daughter (one level = 3.7 %); CD22 levels "
+                      "drift with the same SD, independently.",
           source="assumption: antigen density is heritable with small drift"),
     Param("bcell.division_rate_per_day", float, 0.05, "1/d", 0.0, 2.0,
           description="Division hazard of a normal B cell with a free neighbour.",
@@ -179,6 +197,10 @@ SCHEMA: tuple[Param, ...] = (
     Param("bcell.cd19_molecules", float, 15000.0, "molecules/cell", 10.0, 100000.0,
           description="CD19 density on normal B cells.",
           source="assumption: normal B cells carry ~1-2e4 CD19 molecules (quantitative flow cytometry)"),
+    Param("bcell.cd22_molecules", float, 10000.0, "molecules/cell", 10.0, 100000.0,
+          description="CD22 density on normal B cells (used when CD22 is tracked, see patient.cd22_tracking).",
+          source="assumption: mature B cells carry CD22 at ~1e4 molecules, above most B-ALL blasts (CD22 rises with "
+                 "B-cell maturation; quantified on normal B cells by Jasper 2011 Cytometry B 80:83)"),
     Param("bcell.death_rate_per_day", float, 0.05, "1/d", 0.0, 2.0,
           description="Death hazard of a normal B cell.",
           source="assumption: balanced with division at steady state"),
@@ -198,6 +220,13 @@ SCHEMA: tuple[Param, ...] = (
     Param("product.costimulation", str, "4-1BB", "-", choices=("4-1BB", "CD28"),
           description="Costimulatory domain (its effects on expansion and persistence come with the biology issue).",
           source="SCIENCE.md"),
+    Param("product.target", str, "CD19", "-", choices=("CD19", "CD22", "CD19/CD22"),
+          description="Antigen(s) the CAR recognises: CD19, CD22, or both (a tandem/bispecific OR-gate CAR: a "
+                      "cell carrying either antigen is a target; it responds to the denser of the two). The same "
+                      "antigen-density response (cart.antigen_threshold_molecules, product.affinity_kd_nM) is "
+                      "used for either antigen.",
+          source="tisagenlecleucel targets CD19 (Maude 2018 NEJM 378:439); CD22 CAR: Fry 2018 Nat Med 24:20; "
+                 "dual CD19/CD22 CARs: Fergusson 2023 Front Immunol 14:1178403 (meta-analysis)"),
     Param("schedule.days", list, [0.0], "d", 0.0, 730.0,
           description="Days of the infusions.",
           source="single infusion (ELIANA); fractionated and split schedules are options"),
@@ -280,6 +309,10 @@ SCHEMA: tuple[Param, ...] = (
     Param("blast.cd19_loss_per_division", float, 0.001, "1/division", 0.0, 0.1,
           description="Probability that a CD19+ blast daughter loses CD19 (splicing, mutation: antigen escape).",
           source="assumption: CD19-negative relapse in ~1/3 of relapses (Orlando 2018 Nat Med 24:1504)"),
+    Param("blast.cd22_loss_per_division", float, 0.0005, "1/division", 0.0, 0.1,
+          description="Probability that a CD22+ blast daughter loses CD22 (independently of CD19).",
+          source="assumption: half the CD19 rate; relapse after CD22 CAR is mostly CD22-dim rather than CD22-"
+                 "negative (Fry 2018 Nat Med 24:20), which selection of low-density blasts gives without loss"),
     Param("niche.kill_protection", float, 0.5, "-", 0.0, 1.0,
           description="Fractional reduction of attach and kill hazards for targets next to a stromal niche cell.",
           source="assumption: stromal contact (CXCL12/VLA-4) protects leukemia from T-cell killing"),

@@ -2,8 +2,14 @@
 
 This is the one place where rates become per-step probabilities
 (``p = 1 - exp(-rate * dt)``, STYLE 4) and probabilities become integer
-thresholds (:func:`kernels.rng.threshold`), and where CD19 densities become
+thresholds (:func:`kernels.rng.threshold`), and where antigen densities become
 antigen levels.
+
+CD19 and CD22 levels share one trait slot (``ANTIGEN``: CD19 in the low byte,
+CD22 in the high byte; see :mod:`kernels.rules`). The array helpers here
+(:func:`cd19_levels`, :func:`cd22_levels`, :func:`pack_levels`,
+:func:`target_levels`) are the host-side, vectorised twins of the kernels'
+scalar ``cd19_level``, ``cd22_level``, ``pack`` and ``target_level``.
 """
 
 from __future__ import annotations
@@ -31,15 +37,68 @@ def per_step_probability(rate: float, dt: float) -> float:
     return -math.expm1(-rate * dt)
 
 
+TARGET_MODES = {"CD19": R.TARGET_CD19, "CD22": R.TARGET_CD22, "CD19/CD22": R.TARGET_BOTH}
+
+
+def target_mode(params: Params) -> int:
+    """The kernels' target choice (``rates[R_TARGET_MODE]``) for ``product.target``."""
+    return TARGET_MODES[params.product.target]
+
+
+def cd22_tracked(params: Params) -> bool:
+    """True if cells carry CD22 levels in this run (``patient.cd22_tracking``).
+
+    With the default ``"target"`` only when the product targets CD22; a
+    CD19-only run then holds no CD22 at all and is identical, bit for bit, to
+    a run of the model before CD22 existed.
+    """
+    return params.patient.cd22_tracking == "always" or target_mode(params) != R.TARGET_CD19
+
+
+def cd19_levels(antigen: np.ndarray) -> np.ndarray:
+    """CD19 levels (int64, 0..255) of ``ANTIGEN`` trait values: the low byte."""
+    return np.asarray(antigen, dtype=np.int64) & R.LEVEL_MASK
+
+
+def cd22_levels(antigen: np.ndarray) -> np.ndarray:
+    """CD22 levels (int64, 0..255) of ``ANTIGEN`` trait values: the high byte."""
+    return (np.asarray(antigen, dtype=np.int64) >> R.CD22_SHIFT) & R.LEVEL_MASK
+
+
+def pack_levels(cd19: np.ndarray | int, cd22: np.ndarray | int) -> np.ndarray:
+    """``ANTIGEN`` trait values (uint16) of CD19 and CD22 levels, each in 0..255."""
+    cd19 = np.asarray(cd19, dtype=np.int64)
+    cd22 = np.asarray(cd22, dtype=np.int64)
+    for name, level in (("cd19", cd19), ("cd22", cd22)):
+        if level.size and (level.min() < 0 or level.max() >= R.N_LEVELS):
+            raise ValueError(f"{name} levels must lie in [0, {R.N_LEVELS}), got {level.min()}..{level.max()}")
+    return ((cd22 << R.CD22_SHIFT) | cd19).astype(np.uint16)
+
+
+def target_levels(antigen: np.ndarray, mode: int) -> np.ndarray:
+    """The level a CAR with target choice ``mode`` sees on cells with these ``ANTIGEN`` values.
+
+    Array form of :func:`kernels.rules.target_level`: CD19, CD22, or the
+    higher of the two for a dual (OR-gate) CAR.
+    """
+    if mode == R.TARGET_CD19:
+        return cd19_levels(antigen)
+    if mode == R.TARGET_CD22:
+        return cd22_levels(antigen)
+    if mode == R.TARGET_BOTH:
+        return np.maximum(cd19_levels(antigen), cd22_levels(antigen))
+    raise ValueError(f"target mode {mode!r}: expected one of {sorted(TARGET_MODES.values())}")
+
+
 def level_to_molecules(level: np.ndarray | int) -> np.ndarray:
-    """CD19 molecules per cell of an antigen level (level 0 -> 0)."""
+    """Antigen molecules per cell of an antigen level (level 0 -> 0), for CD19 and CD22 alike."""
     level = np.asarray(level, dtype=np.float64)
     molecules = 10.0 ** (LOG10_MIN_MOLECULES + LOG10_SPAN * (level - 1.0) / (R.N_LEVELS - 2))
     return np.where(level > 0, molecules, 0.0)
 
 
 def molecules_to_level(molecules: np.ndarray | float) -> np.ndarray:
-    """Nearest antigen level (1..255) of a positive CD19 density; 0 for zero."""
+    """Nearest antigen level (1..255) of a positive antigen density; 0 for zero."""
     molecules = np.asarray(molecules, dtype=np.float64)
     with np.errstate(divide="ignore"):
         raw = 1.0 + (np.log10(molecules) - LOG10_MIN_MOLECULES) * (R.N_LEVELS - 2) / LOG10_SPAN
@@ -102,7 +161,8 @@ def cd19_noise_table(sd_levels: float) -> np.ndarray:
     """256 level changes whose empirical distribution is N(0, sd) rounded to integers.
 
     Entry ``k`` is the rounded normal quantile at ``(k + 0.5) / 256``; a blast
-    daughter adds ``table[draw >> 24]`` to its mother's level.
+    daughter adds ``table[draw >> 24]`` to its mother's level (CD19, and with
+    an independent draw CD22).
     """
     from statistics import NormalDist
 
@@ -207,6 +267,9 @@ def build_tables(
     rates[R.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
     rates[R.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
     rates[R.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
+    rates[R.R_TARGET_MODE] = target_mode(params)
+    rates[R.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)
+    rates[R.R_BCELL_CD22_LEVEL] = int(molecules_to_level(params.bcell.cd22_molecules)) if cd22_tracked(params) else 0
 
     table, _ = field_rates(params, dt)
     return RuleTables(

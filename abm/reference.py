@@ -5,10 +5,12 @@ and the baseline of ``python -m benchmarks``. It keeps the *core rules* only:
 
 * CAR-T cells (:class:`CarTCell`): natural death, the activation timer,
   kill or detach while engaged, proliferation while activated, engagement of a
-  CD19+ neighbour, migration to one of the 8 neighbours including the swap with
+  neighbour carrying the CAR's target antigen (CD19, CD22 or either, as the
+  tables' ``R_TARGET_MODE`` says), migration to one of the 8 neighbours including the swap with
   a marrow cell;
 * blasts, normal B cells and other marrow cells (:class:`TissueCell`): death,
-  and division into a free neighbour (a blast daughter's CD19 level drifts);
+  and division into a free neighbour (a blast daughter's CD19 level drifts, and
+  its CD22 level if it has one);
 * stromal cells (:class:`StromalCell`) occupy a site and do nothing.
 
 Left out on purpose: cytokine / chemokine fields, chemotaxis, and the blood
@@ -68,7 +70,7 @@ def core_tables(params: Params, seed: int) -> RuleTables:
 
     Off: secretion, diffusion sub-steps and decay of every field; chemotaxis
     (``R_CHEMO``); the CAR-T life cycle beyond killing and dividing
-    (activation-induced death, exhaustion, memory conversion); CD19 loss; B
+    (activation-induced death, exhaustion, memory conversion); CD19 and CD22 loss; B
     lymphopoiesis; niche protection (the niche rows equal the open ones).
     Unchanged: death, division, attach, kill, detach, migrate, swap,
     proliferation. Use these tables on the kernel side when comparing with
@@ -83,6 +85,7 @@ def core_tables(params: Params, seed: int) -> RuleTables:
     tables.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX
     tables.rates[R.R_MEMORY] = 0
     tables.rates[R.R_LOSS] = 0
+    tables.rates[R.R_LOSS_CD22] = 0
     tables.kind_rates[R.KR_CONVERT, :] = 0
     tables.antigen_rates[R.AR_ATTACH_NICHE] = tables.antigen_rates[R.AR_ATTACH]
     tables.antigen_rates[R.AR_KILL_NICHE] = tables.antigen_rates[R.AR_KILL]
@@ -131,6 +134,17 @@ def place_cart(state: LatticeState, sites: Iterable[tuple[int, int]]) -> None:
         state.traits[i, j, R.ACTED] = R.UNVISITED
 
 
+def target_level(antigen: int, mode: int) -> int:
+    """The level a CAR with target choice ``mode`` sees on ``antigen``: :func:`kernels.rules.target_level` in Python."""
+    cd19 = antigen & R.LEVEL_MASK
+    if mode == R.TARGET_CD19:
+        return cd19
+    cd22 = antigen >> R.CD22_SHIFT
+    if mode == R.TARGET_CD22:
+        return cd22
+    return max(cd19, cd22)
+
+
 def _occupant(site) -> MarrowCell | None:
     """Return the agent at a Mesa grid cell, or ``None`` when it is empty."""
     agents = site.agents
@@ -150,20 +164,28 @@ class MarrowCell(CellAgent):
     model : ReferenceModel
     site : mesa.discrete_space.Cell
         The grid cell it occupies (capacity one).
-    cd19 : int
-        CD19 antigen level 0..255 (0 = antigen-negative; see :mod:`kernels.rules`).
+    antigen : int
+        The kernels' ``ANTIGEN`` trait: CD19 level (low byte) and CD22 level
+        (high byte), each 0..255 (0 = antigen-negative; see :mod:`kernels.rules`).
+
+    Attributes
+    ----------
+    level : int
+        The antigen level the CAR sees (:func:`target_level` for the model's
+        target choice), fixed for the cell's life.
     """
 
     kind = R.EMPTY
 
-    def __init__(self, model: ReferenceModel, site, cd19: int = 0):
+    def __init__(self, model: ReferenceModel, site, antigen: int = 0):
         super().__init__(model)
-        self.cd19 = int(cd19)
+        self.antigen = int(antigen)
+        self.level = target_level(self.antigen, model.target_mode)
         self.cell = site
 
     def is_target(self) -> bool:
-        """Tell whether a CAR-T cell can engage this cell (a CD19+ blast or B cell)."""
-        return self.kind in TARGET_KINDS and self.cd19 > 0
+        """Tell whether a CAR-T cell can engage this cell (a blast or B cell carrying the CAR's target)."""
+        return self.kind in TARGET_KINDS and self.level > 0
 
     def free_neighbour(self):
         """Choose a free Moore neighbour (grid cell) uniformly; ``None`` if none is free."""
@@ -190,8 +212,9 @@ class TissueCell(MarrowCell):
 
     Mirrors :func:`kernels.rules.act_tissue_cell`: death with probability
     ``p_die[kind]`` first, else division with probability ``p_divide[kind]``
-    if a neighbour is free. A CD19+ blast daughter's level changes by a draw
-    from the ``cd19_noise`` table, clipped to ``1..255``.
+    if a neighbour is free. A CD19+ blast daughter's CD19 level changes by a
+    draw from the ``cd19_noise`` table, clipped to ``1..255``; then a CD22+
+    blast daughter's CD22 level by a second draw (none without CD22).
     """
 
     def step(self) -> None:
@@ -208,10 +231,15 @@ class TissueCell(MarrowCell):
         site = self.free_neighbour()
         if site is None:
             return
-        level = self.cd19
-        if kind == R.BLAST and level > 0:
-            level = min(max(level + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
-        type(self)(model, site, cd19=level)
+        antigen = self.antigen
+        if kind == R.BLAST:
+            cd19, cd22 = antigen & R.LEVEL_MASK, antigen >> R.CD22_SHIFT
+            if cd19 > 0:
+                cd19 = min(max(cd19 + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
+            if cd22 > 0:
+                cd22 = min(max(cd22 + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
+            antigen = cd19 | cd22 << R.CD22_SHIFT
+        type(self)(model, site, antigen=antigen)
         model.record(R.EV_BORN + kind)
 
 
@@ -252,7 +280,7 @@ class CarTCell(MarrowCell):
 
     def __init__(self, model: ReferenceModel, site, *, state: int = R.RESTING, stim: int = 0, kills: int = 0,
                  divs: int = 0, timer: int = 0):
-        super().__init__(model, site, cd19=0)
+        super().__init__(model, site, antigen=0)
         self.state = state
         self.target: tuple[int, int] | None = None
         self.stim = stim
@@ -284,7 +312,7 @@ class CarTCell(MarrowCell):
         if self.target is not None:
             victim = _occupant(self.cell.connections[self.target])
             if victim is not None and victim.is_target():
-                if rand() < model.p_kill[victim.cd19]:
+                if rand() < model.p_kill[victim.level]:
                     victim.die(R.EV_KILLED + victim.kind)
                     self.target = None
                     self.kills = min(self.kills + 1, R.TRAIT_MAX)
@@ -302,7 +330,7 @@ class CarTCell(MarrowCell):
                 CarTCell(model, site, state=self.state, stim=self.stim, kills=0, divs=self.divs, timer=self.timer)
                 model.record(R.EV_BORN + R.CART)
                 return
-        # 5. engage a CD19+ neighbour
+        # 5. engage a neighbour carrying the target antigen
         targets = []
         for offset, site in self.cell.connections.items():
             other = _occupant(site)
@@ -310,7 +338,7 @@ class CarTCell(MarrowCell):
                 targets.append((offset, other))
         if targets:
             offset, other = self.random.choice(targets)
-            if rand() < model.p_attach[other.cd19]:
+            if rand() < model.p_attach[other.level]:
                 self.target = offset
                 self.stim = min(self.stim + 1, R.TRAIT_MAX)
                 self.activate()
@@ -349,7 +377,7 @@ class ReferenceModel(mesa.Model):
     state : LatticeState, optional
         Initial lattice to convert into agents (not modified). Default:
         :func:`abm.marrow.build_window` with ``np.random.default_rng(seed)``.
-        Traits other than CD19 and the CAR-T ones (``STATE``, ``TARGET``,
+        Traits other than ANTIGEN and the CAR-T ones (``STATE``, ``TARGET``,
         ``STIM``, ``KILLS``, ``DIVS``, ``TIMER``) are ignored.
     tables : RuleTables, optional
         Rule tables whose thresholds give the probabilities. Default:
@@ -415,6 +443,7 @@ class ReferenceModel(mesa.Model):
         self.p_attach = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_ATTACH]]
         self.p_kill = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_KILL]]
         self.cd19_noise = [int(v) for v in tables.cd19_noise]
+        self.target_mode = int(tables.rates[R.R_TARGET_MODE])
         rates = tables.rates
         self.p_move = int(rates[R.R_MOVE]) / TWO32
         self.p_swap = int(rates[R.R_SWAP]) / TWO32
@@ -442,7 +471,7 @@ class ReferenceModel(mesa.Model):
                 if t[R.TARGET]:
                     agent.target = OFFSETS[int(t[R.TARGET]) - 1]
             elif kind in AGENT_CLASSES:
-                AGENT_CLASSES[kind](self, site, cd19=int(t[R.CD19]))
+                AGENT_CLASSES[kind](self, site, antigen=int(t[R.ANTIGEN]))
             else:
                 raise ValueError(f"state: unknown cell kind {kind} at ({i}, {j})")
 
@@ -496,7 +525,7 @@ class ReferenceModel(mesa.Model):
         for agent in self.agents:
             i, j = agent.cell.coordinate
             cell[i, j] = agent.kind
-            traits[i, j, R.CD19] = agent.cd19
+            traits[i, j, R.ANTIGEN] = agent.antigen
             traits[i, j, R.ACTED] = R.UNVISITED
             if agent.kind == R.CART:
                 traits[i, j, R.STATE] = agent.state

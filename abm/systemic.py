@@ -22,6 +22,9 @@ Coupling with the window (per step of ``dt`` days)
       [cells], with ``window_share = window_capacity / (marrow_cells_per_kg *
       weight)``. CD19+ cells outside the marrow (lymph-node and splenic B
       cells, extramedullary disease) are not counted (simplification).
+      "CD19+" reads "carrying the product's target" throughout: for a CD22
+      or a dual CD19/CD22 CAR ``cd19_cells`` counts the cells the CAR
+      recognises (``product.target``; the names predate CD22).
     * out: the window's CAR-T entry quota (the expected entries this step,
       times ``2**32``, as the kernels expect them): the window is a sample of
       the marrow, so its CAR-T count is fed towards its share of the body's
@@ -179,7 +182,7 @@ N_STATE = 6
 class WindowReadout:
     """What the window tells the body, refreshed about hourly (piecewise constant in between)."""
 
-    cd19_cells: int  # CD19+ blasts + CD19+ normal B cells in the window
+    cd19_cells: int  # blasts + normal B cells in the window carrying the product's target (CD19+ for a CD19 CAR)
     blasts: int  # all blasts (CD19+ and CD19-)
     nucleated: int  # blasts + B cells + other hematopoietic cells in the window
     cart: int  # CAR-T cells in the window

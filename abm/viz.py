@@ -64,6 +64,10 @@ PALETTE: dict[str, str] = {
     "cart_exhausted": "#555555",  # dark grey: spent
 }
 
+#: Line colour of CD22-negative blasts in time courses (Okabe-Ito reddish purple; no view code: the frames
+#: colour blasts by CD19, the low byte of the ANTIGEN trait).
+CD22_NEGATIVE_COLOR = "#cc79a7"
+
 #: Legend text of each view code.
 LABELS: dict[str, str] = {
     "empty": "empty site",
@@ -270,11 +274,12 @@ def _floored(fraction: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(zero, BLAST_FRACTION_FLOOR, values), zero
 
 
-def _cd19neg_fraction(df: pd.DataFrame) -> np.ndarray | None:
-    if "blasts_cd19neg" not in df.columns or "blasts" not in df.columns:
+def _negative_fraction(df: pd.DataFrame, column: str = "blasts_cd19neg") -> np.ndarray | None:
+    """Marrow fraction of the blasts counted in ``column`` (antigen-negative blasts), or None without it."""
+    if column not in df.columns or "blasts" not in df.columns:
         return None
     blasts = df["blasts"].to_numpy(float)
-    share = np.divide(df["blasts_cd19neg"].to_numpy(float), blasts, out=np.zeros_like(blasts), where=blasts > 0)
+    share = np.divide(df[column].to_numpy(float), blasts, out=np.zeros_like(blasts), where=blasts > 0)
     return df["blast_fraction"].to_numpy(float) * share
 
 
@@ -320,7 +325,8 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
         ``cart_active``, ``il6_mean_pg_ml``, ``il6_max_pg_ml`` and
         ``bcells``; optional: ``blood_cart_per_ul`` [cells/uL] (a twin axis
         of panel b), ``blasts`` with ``blasts_cd19neg`` (adds a CD19-negative
-        blast line) and ``crs_grade`` (integer grade 0-4 per row).
+        blast line) and ``blasts_cd22neg`` (a CD22-negative one, in runs that
+        track CD22), and ``crs_grade`` (integer grade 0-4 per row).
     path : str or pathlib.Path
         Output PNG.
     title : str, optional
@@ -365,10 +371,14 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
             ms=4,
             label=f"no blasts (drawn at {100 * BLAST_FRACTION_FLOOR:g} %)",
         )
-    neg = _cd19neg_fraction(df)
+    neg = _negative_fraction(df, "blasts_cd19neg")
     if neg is not None and np.any(neg > 0):
         neg_f, _ = _floored(neg)
         ax_b.plot(days, 100 * neg_f, color=PALETTE["blast_cd19neg"], lw=1.4, ls="--", label="CD19\u2212 blasts")
+    neg = _negative_fraction(df, "blasts_cd22neg")
+    if neg is not None and np.any(neg > 0):
+        neg_f, _ = _floored(neg)
+        ax_b.plot(days, 100 * neg_f, color=CD22_NEGATIVE_COLOR, lw=1.4, ls=":", label="CD22\u2212 blasts")
     ax_b.axhline(100 * CR_THRESHOLD, color="0.25", lw=0.9, ls="--")
     ax_b.axhline(100 * MRD_THRESHOLD, color="0.25", lw=0.9, ls=":")
     ax_b.set_yscale("log")

@@ -34,7 +34,7 @@ class LatticeState:
 
     cell: np.ndarray  # uint8[n, n]
     tissue: np.ndarray  # uint8[n, n]
-    traits: np.ndarray  # uint16[n, n, N_TRAITS]
+    traits: np.ndarray  # uint16[n, n, N_TRAITS]; ANTIGEN packs the CD19 and CD22 levels
     fields: np.ndarray  # int64[N_FIELDS, m, m]
     events: np.ndarray  # int64[N_EVENTS]
 
@@ -51,8 +51,8 @@ class RuleTables:
 
     kind_rates: np.ndarray  # int64[N_KIND_RATES, N_KINDS], thresholds
     antigen_rates: np.ndarray  # int64[N_ANTIGEN_RATES, N_LEVELS], thresholds
-    cd19_noise: np.ndarray  # int64[256], level change of a blast daughter
-    rates: np.ndarray  # int64[N_RATES]
+    cd19_noise: np.ndarray  # int64[256], level change of a blast daughter (CD19, and CD22 with its own draw)
+    rates: np.ndarray  # int64[N_RATES], R_TARGET_MODE included
     field_rates: np.ndarray  # int64[N_FIELDS, N_FIELD_RATES]
     coarsen: int
     chemokine_field: int
@@ -112,6 +112,13 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
         raise ValueError("tables.kind_rates: thresholds must be >= 0 and die + divide at most 2**32 per kind")
     if np.any(tables.antigen_rates < 0) or np.any(tables.antigen_rates > 1 << 32):
         raise ValueError("tables.antigen_rates: thresholds must lie in [0, 2**32]")
+    mode = int(tables.rates[rules.R_TARGET_MODE])
+    if mode not in (rules.TARGET_CD19, rules.TARGET_CD22, rules.TARGET_BOTH):
+        raise ValueError(f"tables.rates[R_TARGET_MODE]: {mode} is not TARGET_CD19, TARGET_CD22 or TARGET_BOTH (0-2)")
+    for slot in ("R_BCELL_LEVEL", "R_BCELL_CD22_LEVEL"):
+        level = int(tables.rates[getattr(rules, slot)])
+        if not 0 <= level < rules.N_LEVELS:
+            raise ValueError(f"tables.rates[{slot}]: antigen level {level} not in [0, {rules.N_LEVELS})")
     if not 0 <= tables.chemokine_field < rules.N_FIELDS:
         raise ValueError(f"tables.chemokine_field: {tables.chemokine_field} not in [0, {rules.N_FIELDS})")
     if tables.coarsen < 1:

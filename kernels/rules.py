@@ -15,7 +15,7 @@ State layout
     never do.
 ``traits[i, j, :]`` (uint16)
     Per-cell attributes stored at the cell's site, moved and copied with it:
-    ``CD19`` (antigen level, see below), ``STATE`` (CAR-T state), ``TARGET``
+    ``ANTIGEN`` (CD19 and CD22 levels, packed, see below), ``STATE`` (CAR-T state), ``TARGET``
     (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
     engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
     (steps of activation left), ``ACTED`` (:func:`stamp` of the last step the
@@ -25,11 +25,20 @@ State layout
     :mod:`kernels.diffusion`).
 
 Antigen levels
-    CD19 density is stored as a level ``0..255``; 0 is antigen-negative and
-    level ``L >= 1`` stands for ``10 ** (1 + 4 * (L - 1) / 254)`` molecules per
-    cell (10 to 100,000, log-spaced, about 3.7 % apart). Kill and attachment
-    probabilities are looked up per level from tables computed once on the host,
-    so no backend evaluates a transcendental function.
+    An antigen density is stored as a level ``0..255``; 0 is antigen-negative
+    and level ``L >= 1`` stands for ``10 ** (1 + 4 * (L - 1) / 254)`` molecules
+    per cell (10 to 100,000, log-spaced, about 3.7 % apart). Kill and
+    attachment probabilities are looked up per level from tables computed once
+    on the host, so no backend evaluates a transcendental function.
+
+    Two antigens share the one uint16 ``ANTIGEN`` slot (a third trait slot
+    would cost 2 bytes a site): the low byte is the CD19 level, the high byte
+    the CD22 level on the same scale (:func:`cd19_level`, :func:`cd22_level`,
+    :func:`pack`). A cell without CD22 has a high byte of 0, so its ``ANTIGEN``
+    value is its CD19 level, as the ``CD19`` slot held before CD22 existed.
+    The CAR's target choice is ``rates[R_TARGET_MODE]``
+    (:data:`TARGET_CD19`, :data:`TARGET_CD22`, :data:`TARGET_BOTH`); every
+    rule reads a target's antigen through :func:`target_level`.
 
 Determinism and conflicts
 -------------------------
@@ -91,7 +100,7 @@ OCCUPIABLE = NICHE
 TISSUE_NAMES = ("marrow", "perivascular", "niche", "bone", "sinusoid")
 
 # Trait slots.
-CD19 = 0
+ANTIGEN = 0  # CD19 level (low byte) and CD22 level (high byte); see pack()
 STATE = 1
 TARGET = 2
 STIM = 3
@@ -101,7 +110,7 @@ TIMER = 6
 ACTED = 7
 PHENO = 8
 N_TRAITS = 9
-TRAIT_NAMES = ("cd19", "state", "target", "stim", "kills", "divs", "timer", "acted", "pheno")
+TRAIT_NAMES = ("antigen", "state", "target", "stim", "kills", "divs", "timer", "acted", "pheno")
 TRAIT_MAX = 0xFFFF
 UNVISITED = 0  # ACTED of a cell that has not acted yet; stamp() is never 0
 
@@ -112,8 +121,16 @@ EXHAUSTED = 2
 EFFECTOR = 0
 MEMORY = 1
 
-# Antigen levels.
+# Antigen levels (one byte per antigen in the ANTIGEN slot).
 N_LEVELS = 256
+LEVEL_MASK = 0xFF
+CD22_SHIFT = 8
+
+# CAR target choice (rates[R_TARGET_MODE]).
+TARGET_CD19 = 0
+TARGET_CD22 = 1
+TARGET_BOTH = 2  # tandem / bispecific OR-gate CAR: either antigen makes a target
+TARGET_NAMES = ("CD19", "CD22", "CD19/CD22")
 
 # Events: codes are offsets + kind.
 EV_NONE = 0
@@ -147,6 +164,8 @@ P_AICD = 18
 P_EXHAUST = 19
 P_LOSS = 20
 P_PHENO = 21
+P_LOSS_CD22 = 22  # CD22 loss at a CD22+ blast's division
+P_NOISE_CD22 = 23  # CD22 level change at a CD22+ blast's division
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -177,7 +196,10 @@ R_MEMORY = 11  # per-step conversion of a resting effector into a memory cell
 R_MEMORY_DIE = 12  # per-step death of a memory cell
 R_LOSS = 13  # CD19 loss per CD19+ blast division
 R_BCELL_LEVEL = 14  # integer: CD19 level of a new B cell
-N_RATES = 15
+R_TARGET_MODE = 15  # integer: TARGET_CD19, TARGET_CD22 or TARGET_BOTH
+R_LOSS_CD22 = 16  # CD22 loss per CD22+ blast division
+R_BCELL_CD22_LEVEL = 17  # integer: CD22 level of a new B cell
+N_RATES = 18
 
 # Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
 F_IL6 = 0
@@ -213,10 +235,54 @@ def is_free(cell, tissue, i, j):
 
 
 @jit
-def is_target(cell, traits, i, j):
-    """True if the cell at ``(i, j)`` carries CD19 (a blast or normal B cell)."""
+def cd19_level(v):
+    """CD19 level (0..255) of an ``ANTIGEN`` value: its low byte."""
+    return np.int64(v) & LEVEL_MASK
+
+
+@jit
+def cd22_level(v):
+    """CD22 level (0..255) of an ``ANTIGEN`` value: its high byte."""
+    return (np.int64(v) >> CD22_SHIFT) & LEVEL_MASK
+
+
+@jit
+def pack(l19, l22):
+    """The ``ANTIGEN`` value of a cell with CD19 level ``l19`` and CD22 level ``l22`` (each 0..255)."""
+    return (np.int64(l22) << CD22_SHIFT) | np.int64(l19)
+
+
+@jit
+def target_level(v, mode):
+    """Antigen level that a CAR with target choice ``mode`` sees on a cell whose ``ANTIGEN`` value is ``v``.
+
+    ``TARGET_CD19``: the CD19 level; ``TARGET_CD22``: the CD22 level;
+    ``TARGET_BOTH`` (a tandem or bispecific OR-gate CAR): the higher of the
+    two. Simplification: an OR-gate CAR is triggered by either antigen, and
+    here it responds as if to the denser one alone; the two antigens do not
+    add up, and the same density response (``antigen_rates``, one table) is
+    assumed for both binders.
+    """
+    l19 = cd19_level(v)
+    if mode == TARGET_CD19:
+        return l19
+    l22 = cd22_level(v)
+    if mode == TARGET_CD22:
+        return l22
+    return max(l19, l22)
+
+
+@jit
+def is_target(cell, traits, i, j, mode):
+    """True if the cell at ``(i, j)`` is a blast or B cell carrying the CAR's target (see :func:`target_level`)."""
     k = cell[i, j]
-    return (k == BLAST or k == BCELL) and traits[i, j, CD19] > 0
+    return (k == BLAST or k == BCELL) and target_level(traits[i, j, ANTIGEN], mode) > 0
+
+
+@jit
+def inherit_level(level, noise, u):
+    """Daughter's antigen level: ``level`` plus ``noise[u >> 24]`` (``u`` a 32-bit draw), kept in ``1..255``."""
+    return min(max(level + noise[u >> 24], 1), N_LEVELS - 1)
 
 
 @jit
@@ -310,11 +376,16 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
     most 1: death if ``u < die``; else an attempt to divide if
     ``u < die + divide`` (it happens if a neighbour is free); else, for
     another hematopoietic cell, becoming a normal B cell (CD19 level
-    ``rates[R_BCELL_LEVEL]``) if ``u < die + divide + convert``.
+    ``rates[R_BCELL_LEVEL]``, CD22 level ``rates[R_BCELL_CD22_LEVEL]``) if
+    ``u < die + divide + convert``.
     A blast daughter inherits CD19 with a level change drawn from
     ``cd19_noise`` (256 entries, indexed by 8 random bits), and loses it
     altogether with probability ``rates[R_LOSS]`` (antigen escape); an
-    antigen-negative parent has antigen-negative daughters.
+    antigen-negative parent has antigen-negative daughters. CD22 is inherited
+    the same way and independently: its own draws (``P_LOSS_CD22``,
+    ``P_NOISE_CD22``), made only for a CD22+ parent, the same noise table, and
+    loss ``rates[R_LOSS_CD22]``; so a blast without CD22 draws and decides
+    exactly what it did before CD22 existed.
     """
     n = cell.shape[0]
     site = i * n + j
@@ -328,7 +399,7 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
     if u >= divide:
         if u < divide + kind_rates[KR_CONVERT, kind]:
             cell[i, j] = BCELL
-            traits[i, j, CD19] = rates[R_BCELL_LEVEL]
+            traits[i, j, ANTIGEN] = pack(rates[R_BCELL_LEVEL], rates[R_BCELL_CD22_LEVEL])
             return EV_BCELL_MADE
         return EV_NONE
     d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
@@ -337,13 +408,21 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
     di, dj = neighbour(i, j, d)
     copy_cell(cell, traits, i, j, di, dj)
     traits[di, dj, ACTED] = stamp(step)
-    level = np.int64(traits[i, j, CD19])
-    if kind == BLAST and level > 0:
-        if below(key, step, site, P_LOSS, rates[R_LOSS]):
-            traits[di, dj, CD19] = 0
-        else:
-            level += cd19_noise[draw(key, step, site, P_NOISE) >> 24]
-            traits[di, dj, CD19] = min(max(level, 1), N_LEVELS - 1)
+    if kind == BLAST:
+        v = traits[i, j, ANTIGEN]
+        l19 = cd19_level(v)
+        l22 = cd22_level(v)
+        if l19 > 0:
+            if below(key, step, site, P_LOSS, rates[R_LOSS]):
+                l19 = 0
+            else:
+                l19 = inherit_level(l19, cd19_noise, draw(key, step, site, P_NOISE))
+        if l22 > 0:
+            if below(key, step, site, P_LOSS_CD22, rates[R_LOSS_CD22]):
+                l22 = 0
+            else:
+                l22 = inherit_level(l22, cd19_noise, draw(key, step, site, P_NOISE_CD22))
+        traits[di, dj, ANTIGEN] = pack(l19, l22)
     return EV_BORN + kind
 
 
@@ -388,6 +467,10 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     1. death with probability ``kind_rates[KR_DIE, CART]`` (effector or
        exhausted) or ``rates[R_MEMORY_DIE]`` (memory);
     2. the activation timer runs down (ACTIVE -> RESTING when it reaches 0);
+    The ``level`` of a target is its :func:`target_level` for the CAR's
+    target choice ``rates[R_TARGET_MODE]``; a blast or B cell whose level is
+    0 is not a target.
+
     3. if engaged: kill the target with probability
        ``antigen_rates[AR_KILL, level]`` (``AR_KILL_NICHE`` for a target on a
        niche site): the target's site empties, the cell counts a kill and stays
@@ -400,7 +483,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
        load is shared by the daughters; without it a lineage could never
        out-divide its own stimulation), the daughter starts with no kills;
     5. a RESTING effector becomes a memory cell with probability ``rates[R_MEMORY]``;
-    6. a cell that is not exhausted and has CD19+ neighbours picks one at
+    6. a cell that is not exhausted and has target neighbours picks one at
        random and engages it with probability ``antigen_rates[AR_ATTACH, level]``
        (``AR_ATTACH_NICHE`` on a niche site); see :func:`engage` for
        stimulation, activation-induced death and exhaustion;
@@ -412,6 +495,7 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     """
     n = cell.shape[0]
     site = i * n + j
+    mode = rates[R_TARGET_MODE]
     memory = traits[i, j, PHENO] == MEMORY
     die = rates[R_MEMORY_DIE] if memory else kind_rates[KR_DIE, CART]
     if below(key, step, site, P_DIE, die):
@@ -427,8 +511,8 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     engaged = np.int64(traits[i, j, TARGET])
     if engaged > 0:
         ti, tj = neighbour(i, j, engaged - 1)
-        if is_target(cell, traits, ti, tj):
-            kill = antigen_rates[antigen_row(tissue, ti, tj, AR_KILL), traits[ti, tj, CD19]]
+        if is_target(cell, traits, ti, tj, mode):
+            kill = antigen_rates[antigen_row(tissue, ti, tj, AR_KILL), target_level(traits[ti, tj, ANTIGEN], mode)]
             if below(key, step, site, P_KILL, kill):
                 victim = cell[ti, tj]
                 clear(cell, traits, ti, tj)
@@ -462,15 +546,16 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
         targets = 0
         for d in range(8):
             ni, nj = neighbour(i, j, d)
-            if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
+            if inside(n, ni, nj) and is_target(cell, traits, ni, nj, mode):
                 targets += 1
         if targets > 0:
             m = pick(key, step, site, P_TARGET, targets)
             for d in range(8):
                 ni, nj = neighbour(i, j, d)
-                if inside(n, ni, nj) and is_target(cell, traits, ni, nj):
+                if inside(n, ni, nj) and is_target(cell, traits, ni, nj, mode):
                     if m == 0:
-                        attach = antigen_rates[antigen_row(tissue, ni, nj, AR_ATTACH), traits[ni, nj, CD19]]
+                        level = target_level(traits[ni, nj, ANTIGEN], mode)
+                        attach = antigen_rates[antigen_row(tissue, ni, nj, AR_ATTACH), level]
                         if below(key, step, site, P_ATTACH, attach):
                             e = engage(traits, i, j, d, rates, key, step, site)
                             if e == EV_DIED + CART:

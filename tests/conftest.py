@@ -38,10 +38,11 @@ def empty_state(n: int, coarsen: int = 4) -> LatticeState:
     )
 
 
-def place(state: LatticeState, i: int, j: int, kind: int, cd19: int = 0) -> None:
+def place(state: LatticeState, i: int, j: int, kind: int, cd19: int = 0, cd22: int = 0) -> None:
+    """Put a fresh cell of ``kind`` at ``(i, j)`` with CD19 and CD22 levels ``cd19`` and ``cd22`` (0..255)."""
     state.cell[i, j] = kind
     state.traits[i, j, :] = 0
-    state.traits[i, j, R.CD19] = cd19
+    state.traits[i, j, R.ANTIGEN] = R.pack(cd19, cd22)
     state.traits[i, j, R.ACTED] = R.UNVISITED
 
 

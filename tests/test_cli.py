@@ -50,7 +50,7 @@ def test_params_toml_reproduces_the_run_parameters(run_dir):
 def test_final_state_holds_the_lattice(run_dir):
     with np.load(run_dir / "final_state.npz") as f:
         assert f["cell"].shape == (24, 24) and f["traits"].shape[:2] == (24, 24)
-        assert f["trait_names"][0] == "cd19"
+        assert f["trait_names"][0] == "antigen"
 
 
 def test_console_script_runs(tmp_path):

@@ -2,13 +2,15 @@
 
 The determinism contract on hardware: the ``cuda`` backend gives the ``cpu``
 backend's state bit for bit, on the small test window, on a window whose side
-is not a multiple of the block edge, and on the default 400 x 400 window of the
-full model. ``benchmarks/gpu_check.sh`` runs this file on a GPU machine.
+is not a multiple of the block edge, on the default 400 x 400 window of the
+full model, and with a dual CD19/CD22 CAR (the packed antigen trait).
+``benchmarks/gpu_check.sh`` runs this file on a GPU machine.
 """
 
 import numpy as np
 import pytest
 from conftest import SMALL
+from equivalence_run import CASES
 
 from abm.model import MarrowModel
 from abm.params import Params
@@ -27,7 +29,8 @@ def final_state(backend: str, overrides: dict) -> tuple[dict, object]:
     {**SMALL, "time.days": 0.5},
     {**SMALL, "grid.size": 203, "time.days": 0.5},
     {"time.days": 1.0},
-], ids=["small", "odd-203", "default-400"])
+    {**SMALL, **CASES["dual"], "time.days": 0.5},
+], ids=["small", "odd-203", "default-400", "dual-target"])
 def test_real_gpu_matches_cpu(overrides):
     gpu, gpu_obs = final_state("cuda", overrides)
     cpu, cpu_obs = final_state("cpu", overrides)

@@ -112,7 +112,7 @@ def test_cd19_loss_makes_negative_daughters():
     out = run(s, t, 1)
     blasts = out.cell == R.BLAST
     assert blasts.sum() == 2
-    assert sorted(out.traits[blasts, R.CD19].tolist()) == [0, 150]
+    assert sorted(out.traits[blasts, R.ANTIGEN].tolist()) == [0, 150]
 
 
 def test_b_lymphopoiesis_turns_normal_cells_into_b_cells_with_bookkeeping():
@@ -122,7 +122,7 @@ def test_b_lymphopoiesis_turns_normal_cells_into_b_cells_with_bookkeeping():
     t = quiet_tables(R_BCELL_LEVEL=180)
     t.kind_rates[R.KR_CONVERT, R.NORMAL] = ALWAYS
     out = run(s, t, 1)
-    assert np.all(out.cell[3] == R.BCELL) and np.all(out.traits[3, :, R.CD19] == 180)
+    assert np.all(out.cell[3] == R.BCELL) and np.all(out.traits[3, :, R.ANTIGEN] == 180)
     assert out.events[R.EV_BCELL_MADE] == 10
 
 

@@ -56,9 +56,9 @@ def test_window_matches_patient_profile():
     nucleated = np.isin(s.cell, (R.BLAST, R.BCELL, R.NORMAL)).sum()
     blasts = s.cell == R.BLAST
     assert abs(blasts.sum() / nucleated - 0.4) < 0.03
-    negative = (s.traits[..., R.CD19] == 0) & blasts
+    negative = (s.traits[..., R.ANTIGEN] == 0) & blasts
     assert abs(negative.sum() / blasts.sum() - 0.1) < 0.03
-    assert np.all(s.traits[s.cell == R.BCELL, R.CD19] > 0)
+    assert np.all(s.traits[s.cell == R.BCELL, R.ANTIGEN] > 0)
     assert (s.tissue == R.PERIVASCULAR).sum() > 0 and n > 0
 
 

@@ -103,7 +103,7 @@ def test_reference_from_window_round_trips_cells_and_counts():
     window = build_window(p, np.random.default_rng(3))
     assert np.array_equal(state.cell, window.cell)
     assert np.array_equal(state.tissue, window.tissue)
-    assert np.array_equal(state.traits[..., R.CD19], window.traits[..., R.CD19])
+    assert np.array_equal(state.traits[..., R.ANTIGEN], window.traits[..., R.ANTIGEN])
     assert model.counts().tolist() == counts_of(window).tolist()
     assert model.counts().dtype == np.int64 and model.counts().shape == (R.N_KINDS,)
 
@@ -147,7 +147,7 @@ def test_core_tables_switch_off_everything_but_the_core_rules():
     full, core = build_tables(p, 1), core_tables(p, 1)
     assert core.rates[R.R_CHEMO] == 0 and not np.any(core.field_rates[:, R.FR_SUBSTEPS])
     assert not np.any(core.field_rates[:, [R.FR_SECRETE_ACTIVE_CART, R.FR_SECRETE_STROMA]])
-    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS}
+    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS, R.R_LOSS_CD22}
     keep = [r for r in range(R.N_RATES) if r not in off]
     assert np.array_equal(core.rates[keep], full.rates[keep])
     assert core.rates[R.R_EXHAUST_STIM] == R.TRAIT_MAX and core.rates[R.R_AICD] == 0
@@ -300,7 +300,7 @@ def observe(state: LatticeState) -> list[float]:
     return [
         *counts_of(state)[[R.BLAST, R.BCELL, R.CART]],
         ev[R.EV_BORN + R.BLAST], ev[R.EV_DIED + R.BLAST], ev[R.EV_KILLED + R.BLAST], ev[R.EV_BORN + R.CART],
-        traits[..., R.STIM][cell == R.CART].sum(), traits[..., R.CD19][blasts].mean() if blasts.any() else 0.0,
+        traits[..., R.STIM][cell == R.CART].sum(), traits[..., R.ANTIGEN][blasts].mean() if blasts.any() else 0.0,
     ]
 
 

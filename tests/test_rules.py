@@ -78,7 +78,7 @@ def test_blast_division_fills_free_neighbours_and_balances_counts():
     blasts = np.count_nonzero(out.cell == R.BLAST)
     assert blasts == 1 + out.events[R.EV_BORN + R.BLAST]
     assert blasts > 40  # the lattice fills up
-    assert np.all(out.traits[out.cell == R.BLAST, R.CD19] > 0)  # positive parents have positive daughters
+    assert np.all(out.traits[out.cell == R.BLAST, R.ANTIGEN] > 0)  # positive parents have positive daughters
 
 
 def test_cart_proliferates_only_when_active_and_within_division_limit():
@@ -148,7 +148,7 @@ def test_death_rule_matches_per_step_probability_statistically():
     p = 0.05
     s = empty_state(50)
     s.cell[:] = R.BLAST
-    s.traits[..., R.CD19] = 100
+    s.traits[..., R.ANTIGEN] = 100
     s.traits[..., R.ACTED] = R.UNVISITED
     t = quiet_tables()
     t.kind_rates[R.KR_DIE, R.BLAST] = threshold(p)
