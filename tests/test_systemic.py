@@ -99,7 +99,7 @@ def test_blood_settles_at_blood_fraction_of_the_pool():
 def test_entry_quota_feeds_the_window_towards_its_share_of_marrow_car_t():
     from dataclasses import replace
 
-    body = make_body()
+    body = make_body(**{"body.marrow_share": 0.2})
     r = readout(body, 0.0)
     body.advance(0.0, 1.0, r)  # infuse, and let a day of distribution to tissue pass
     dt = 2.0 / 1440.0
@@ -266,7 +266,9 @@ def test_steroids_lower_controls_and_icans():
 
 
 def test_steroids_stop_after_duration_once_grades_fall():
-    rows = run_toy_killing(make_body(), 30.0)
+    # the uncalibrated, more inflammatory IL-6 settings, so that the toy patient reaches the steroid grade
+    rows = run_toy_killing(make_body(**{"serum.il6_production_pg_ml_per_day": 80.0,
+                                        "serum.myeloid_amplification": 9.0}), 30.0)
     assert any(r["steroids_on"] for r in rows)
     assert rows[-1]["steroids_on"] == 0
 
