@@ -14,4 +14,4 @@ part of the installed distribution: run it from a checkout. The dependency arrow
 
 # every experiment runnable as ``python -m experiments.<name>`` and ``cart-abm experiment <name>``
 EXPERIMENTS = ("window_convergence", "dose_response", "sensitivity", "fractionation", "car_design", "tumor_burden",
-               "niche_protection", "crs_management", "calibrate", "calibration_report")
+               "niche_protection", "crs_management", "antigen_escape", "calibrate", "calibration_report")

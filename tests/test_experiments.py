@@ -234,6 +234,8 @@ SWEEPS = {
                      {"cr_day28", "mrd_day28", "mrd_negative_day28", "severe_crs", "icans_any",
                       "cart_peak_blood_per_ul"}),
     "niche_protection": (("niche.kill_protection",), {"mrd_day28", "blasts_day28", "cr_day28", "relapse"}),
+    "antigen_escape": (("patient.cd19_negative_fraction", "blast.cd19_loss_per_division", "product.target"),
+                       {"cr_day28", "relapse", "relapse_day", "relapse_antigen_negative", "mrd_day28"}),
     "crs_management": (("therapy.tocilizumab_grade", "therapy.steroids_grade", "patient.weight_kg",
                         "product.dose_per_kg"),
                        {"crs_max_grade", "icans_max_grade", "cr_day28", "cart_peak_blood_per_ul", "cart_auc_28"}),
@@ -410,3 +412,18 @@ def test_logistic_matches_a_known_model_on_simulated_data():
     y = (rng.random(4000) < truth).astype(int)
     model = predictor.fit_logistic(x, y, penalty=0.0)
     assert model.probability(x) == pytest.approx(truth, abs=0.05)
+
+
+def test_antigen_escape_tracks_target_negative_blasts_and_ends_with_a_dual_car(tmp_path):
+    module = run_sweep_smoke("antigen_escape", tmp_path)
+    rows = read_csv(tmp_path / "results.csv")
+    assert {r["product.target"] for r in rows} == {"CD19", "CD22", "CD19/CD22"}
+    assert rows[-1]["product.target"] == "CD19/CD22"
+    series = read_csv(tmp_path / "timeseries.csv")
+    assert {"blasts_cd19neg", "blasts_target_neg"} <= series[0].keys()
+    # 1 % CD19-negative blasts at infusion: a CD19 CAR sees them as target-negative, a dual CAR does not
+    first = {r["condition"]: r for r in series if float(r["day"]) == 0.0 and r["replicate"] == "0"}
+    labels = [c.label for c in module.SWEEP.conditions(common.parse_args(sweep.build_parser(module.SWEEP),
+                                                                           ["--smoke"]))]
+    assert float(first[labels[0]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
+    assert float(first[labels[-1]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
