@@ -233,6 +233,11 @@ SCHEMA: tuple[Param, ...] = (
     Param("schedule.fractions", list, [1.0], "-", 0.0, 1.0,
           description="Fraction of the dose given on each day of schedule.days; must sum to 1.",
           source="e.g. 10/30/60 % over three days (SCIENCE.md)"),
+    Param("schedule.hold_crs_grade", int, 0, "CRS grade", 0, 4,
+          description="Hold (skip) a later fraction of the schedule when CRS is at this ASTCT grade or above on its "
+                      "day; 0 = never hold. The first fraction is always given.",
+          source="Frey 2020 J Clin Oncol 38:415 (fractionated 10/30/60 % CTL019 in adult ALL: the second and third "
+                 "fractions were held in patients with early CRS)"),
     # CAR-T cells ----------------------------------------------------------
     Param("cart.speed_um_per_min", float, 3.0, "um/min", 0.1, 20.0,
           description="Mean migration speed; a step moves one site with p = speed * dt / site.",

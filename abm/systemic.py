@@ -44,7 +44,9 @@ Coupling with the window (per step of ``dt`` days)
 CAR-T pools [cells]
     Effectors ``E`` and memory cells ``M``, each split between blood (``_b``)
     and tissue (``_t``; marrow, lymphoid organs). Infusions (``schedule.days``,
-    ``schedule.fractions`` of ``product.dose_per_kg * weight``) go into blood,
+    ``schedule.fractions`` of ``product.dose_per_kg * weight``; a later fraction
+    is held, i.e. not given, when CRS is at ``schedule.hold_crs_grade`` or above
+    on its day) go into blood,
     ``cart.memory_fraction`` of them as memory cells. With stimulation
     ``s = A / (A + K_A)`` (``body.antigen_half_saturation_cells``) and
     activation ``a = s * f_act``::
@@ -266,6 +268,7 @@ class Body:
         self.n_portals = int(n_portals)
         self.dose_cells = p.product.dose_per_kg * weight
         self.schedule = list(zip(p.schedule.days, p.schedule.fractions, strict=True))
+        self.hold_grade = p.schedule.hold_crs_grade
         self.memory_fraction = p.cart.memory_fraction
         self.blood_ul = p.traffic.blood_volume_ml_per_kg * weight * UL_PER_ML
         self.k_home = p.body.marrow_homing_rate_per_day
@@ -313,6 +316,7 @@ class Body:
         self.t_day = 0.0
         self.infused = 0.0
         self.given = 0
+        self.held = 0  # fractions withheld for CRS (schedule.hold_crs_grade)
         self.antigen = 0.0
         self.toci_doses = 0
         self.toci_last: float | None = None
@@ -332,6 +336,10 @@ class Body:
         if readout.cd19_cells < 0:
             raise SimulationError(f"window readout has {readout.cd19_cells} CD19+ cells at day {t_day:g}")
         while self.given < len(self.schedule) and self.schedule[self.given][0] <= t_day + 1e-12:
+            if self.given > 0 and self.hold_grade > 0 and self.crs_grade >= self.hold_grade:
+                self.held += 1  # schedule.hold_crs_grade: this fraction is not given (Frey 2020)
+                self.given += 1
+                continue
             dose = self.dose_cells * self.schedule[self.given][1]
             self.y[EB] += dose * (1.0 - self.memory_fraction)
             self.y[MB] += dose * self.memory_fraction
@@ -463,6 +471,7 @@ class Body:
             "t_day": self.t_day,
             "infused": self.infused,
             "given": self.given,
+            "held": self.held,
             "antigen": self.antigen,
             "toci_doses": self.toci_doses,
             "toci_last": self.toci_last,
@@ -478,6 +487,7 @@ class Body:
         self.t_day = float(state["t_day"])
         self.infused = float(state["infused"])
         self.given = int(state["given"])
+        self.held = int(state.get("held", 0))  # checkpoints from before schedule.hold_crs_grade have none
         self.antigen = float(state["antigen"])
         self.toci_doses = int(state["toci_doses"])
         self.toci_last = None if state["toci_last"] is None else float(state["toci_last"])

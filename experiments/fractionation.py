@@ -2,11 +2,12 @@
 
 Runs the default patient and product (the default dose in all) under three
 infusion schedules (``schedule.days`` / ``schedule.fractions``), ``n`` seeds
-each, the same seeds in every schedule (paired), for 28 days, and reports
-severe CRS, the CRS maximum grade and onset, ICANS, CR and MRD at day 28 and
-the blood CAR-T peak and its day, and whether CRS had begun before the last
-fraction was due (where a hold-on-CRS rule would act; the model gives every
-scheduled fraction, it has no such rule).
+each, the same seeds in every schedule (paired), for 28 days. The split
+schedules hold (skip) a later fraction when CRS has begun by its day
+(``schedule.hold_crs_grade`` = 1, as in Frey 2020's fractionated dosing).
+Reports severe CRS, the CRS maximum grade and onset, ICANS, CR and MRD at day
+28, the blood CAR-T peak and its day, and the fraction of the planned dose that
+was given.
 
 Run ``python -m experiments.fractionation`` (full study; see ``--help``), or
 ``--smoke`` for a seconds-long check of the machinery.
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-
-import numpy as np
 
 from abm.params import BY_KEY
 from experiments import common, sweep
@@ -36,26 +35,28 @@ QUESTION = (
 )
 
 
-def crs_before_last_dose(run: sweep.Run) -> bool | None:
-    """Whether CRS (grade >= 1) was recorded before the last fraction was due (None for a single infusion)."""
-    last = max(run["overrides"]["schedule.days"])
-    s = run["series"]
-    if last <= 0 or "crs_grade" not in s:
+HOLD_GRADE = 1
+
+
+def dose_given(run: sweep.Run) -> float | None:
+    """Fraction of the planned dose (``product.dose_per_kg`` x weight) infused by the end of the run."""
+    infused = sweep.series_final(run, "cart_infused_cells")
+    if infused is None:
         return None
-    before = np.asarray(s["day"]) < last
-    return bool(np.any(np.asarray(s["crs_grade"])[before] >= 1))
+    planned = BY_KEY["product.dose_per_kg"].default * BY_KEY["patient.weight_kg"].default
+    return float(infused) / planned
 
 
 OUTCOMES = (
     sweep.SEVERE_CRS, sweep.CRS_GRADE, sweep.CRS_ONSET,
-    sweep.Outcome("crs_before_last_dose", "CRS (grade >= 1) before the last fraction was due",
-                  crs_before_last_dose, proportion=True),
+    sweep.Outcome("dose_given", "fraction of the planned dose given (later fractions held on CRS)", dose_given),
     sweep.ICANS_ANY, sweep.ICANS_SEVERE, sweep.CR, sweep.MRD, sweep.BLOOD_PEAK, sweep.PEAK_DAY,
 )
 
 
 def conditions(args) -> list[sweep.Condition]:
-    return [sweep.Condition(label, {"schedule.days": days, "schedule.fractions": fractions},
+    return [sweep.Condition(label, {"schedule.days": days, "schedule.fractions": fractions,
+                                    "schedule.hold_crs_grade": HOLD_GRADE if len(days) > 1 else 0},
                             {"schedule": label, "schedule_days": ";".join(f"{d:g}" for d in days),
                              "schedule_fractions": ";".join(f"{x:g}" for x in fractions)}, x=i)
             for i, (label, days, fractions) in enumerate(SCHEDULES)]
@@ -67,9 +68,9 @@ def setup(result: sweep.SweepResult) -> list[str]:
         "cells/kg in all, whatever the schedule) under each infusion schedule of the table below "
         "(`schedule.days`, `schedule.fractions` of the dose); the split on days 0 and 9 is the clinic's "
         "day-1/day-10 split, counted from the first infusion.",
-        "Doses held on early CRS are not modelled: `abm.params` has no hold rule and `abm.systemic` gives every "
-        "scheduled fraction. The outcome `crs_before_last_dose` counts the runs in which CRS had already begun "
-        "when the last fraction was due, i.e. where a hold rule would have acted.",
+        f"In the split schedules a later fraction is held (not given) when CRS has reached grade {HOLD_GRADE} by its "
+        "day (`schedule.hold_crs_grade`; Frey 2020 J Clin Oncol 38:415); `dose_given` is the fraction of the "
+        "planned dose that was infused.",
     ]
 
 
@@ -84,18 +85,15 @@ def finding(result: sweep.SweepResult) -> list[str]:
     if result["cr_day28", single].n:
         cr = ", ".join(f"{sweep.count(result['cr_day28', c])} ({c.label})" for c in result.conditions)
         lines.append(f"CR at day 28: {cr}.")
-    held = ", ".join(f"{sweep.count(result['crs_before_last_dose', c])} ({c.label})" for c in split)
-    acted = any(result["crs_before_last_dose", c].mean > 0 for c in split)
-    lines.append(f"CRS had begun before the last fraction was due in {held} runs: "
-                 + ("a hold-on-CRS rule (not modelled here) would have held fractions in those runs."
-                    if acted else "a hold-on-CRS rule would not have acted in these runs."))
+    given = ", ".join(f"{f(result['dose_given', c].mean)} ({c.label})" for c in split)
+    lines.append(f"Mean fraction of the planned dose given (later fractions held on CRS): {given}.")
     return lines
 
 
 SWEEP = sweep.Sweep(
     name=NAME, title="Fractionation", description=__doc__, question=QUESTION, conditions=conditions,
     outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="schedule", default_n=DEFAULT_N,
-    series=(*common.DEFAULT_SERIES, "crs_grade", "icans_grade", "serum_il6_pg_ml"),
+    series=(*common.DEFAULT_SERIES, "crs_grade", "icans_grade", "serum_il6_pg_ml", "cart_infused_cells"),
 )
 
 

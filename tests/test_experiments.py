@@ -226,7 +226,7 @@ SWEEP_HEADINGS = ("## Question", "## Setup", "## Result", "## Finding", "## Figu
 # experiment -> (overridden parameter columns every row has, outcome keys of its long table)
 SWEEPS = {
     "fractionation": (("schedule.days", "schedule.fractions"),
-                      {"severe_crs", "icans_any", "cr_day28", "cart_peak_blood_per_ul", "crs_before_last_dose"}),
+                      {"severe_crs", "icans_any", "cr_day28", "cart_peak_blood_per_ul", "dose_given"}),
     "car_design": (("product.affinity_kd_nM", "product.costimulation"),
                    {"cr_day28", "severe_crs", "cart_peak_blood_per_ul", "exhausted_fraction_final",
                     "cart_persistence_day", "blood_cart_final_per_ul"}),

@@ -324,3 +324,33 @@ def test_out_of_range_body_params_rejected(key, value):
 def test_window_without_marrow_rejected():
     with pytest.raises(SimulationError, match="window_capacity"):
         Body(Params(), 0, 0)
+
+
+# -- dose hold on CRS ----------------------------------------------------------------------------
+def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
+    split = {"schedule.days": [0.0, 4.0, 8.0], "schedule.fractions": [0.1, 0.3, 0.6],
+             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+    given = make_body(**split)
+    held = make_body(**split, **{"schedule.hold_crs_grade": 1})
+    dose = 3e6 * 30.0
+    assert run_constant(given, ELIANA_CD19, 10.0)[-1]["cart_infused_cells"] == pytest.approx(dose)
+    rows = run_constant(held, ELIANA_CD19, 10.0)
+    grade_at = {round(r["t"], 6): r["crs_grade"] for r in rows}  # grade when the step starting then begins
+    assert grade_at[4.0] == 0 and grade_at[8.0] >= 1  # CRS starts between the second and third fractions
+    expected = 0.1 + sum(f for day, f in ((4.0, 0.3), (8.0, 0.6)) if grade_at[day] < 1)
+    assert rows[-1]["cart_infused_cells"] == pytest.approx(expected * dose)
+    assert held.held == sum(1 for day in (4.0, 8.0) if grade_at[day] >= 1)
+
+
+def test_held_fractions_survive_a_checkpoint():
+    split = {"schedule.days": [0.0, 4.0], "schedule.fractions": [0.5, 0.5], "schedule.hold_crs_grade": 1,
+             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+    body = make_body(**split)
+    run_constant(body, ELIANA_CD19, 5.0)
+    copy = make_body(**split)
+    copy.restore(json.loads(json.dumps(body.state())))
+    assert copy.held == body.held == 1
+    state = body.state()
+    del state["held"]  # a checkpoint written before the hold existed
+    copy.restore(state)
+    assert copy.held == 0
