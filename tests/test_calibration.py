@@ -59,6 +59,7 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
 
 def test_calibrated_values_are_the_defaults_and_name_their_origin():
     calibrated = C.read_calibrated()
+    assert set(calibrated) == {p.key for p in C.PRIORS}  # the committed calibration fits every prior
     for key, value in calibrated.items():
         assert P.Params.default()[key] == pytest.approx(value)
         assert "calibrated" in P.BY_KEY[key].source
