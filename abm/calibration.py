@@ -111,6 +111,7 @@ class Target:
     measure: Callable[[Sequence[dict[str, Any]]], tuple[float | None, int]]
     proportion: bool = True
     weight: float = 1.0
+    column: str = ""  # the patient-row key a median target summarises (its bootstrap interval resamples it)
 
     def miss(self, value: float | None) -> float:
         """Band-scaled distance outside the band (0 inside; a missing value counts as 3 scales)."""
@@ -155,10 +156,10 @@ TARGETS: tuple[Target, ...] = (
            lambda rows: _rate(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),
     Target("crs_onset_median_day", "CRS onset, median day", 2.0, 4.0, 1.0,
            "pooled ELIANA/ENSIGN: median day 3 (range 1-22)",
-           lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5),
+           lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5, column="crs_onset_day"),
     Target("cart_peak_median_day", "blood CAR-T peak (Tmax), median day", 9.0, 14.0, 2.0,
            "Stein 2019 (Tmax ~9-14 d); Mueller 2017 Blood",
-           lambda rows: _median(rows, "cart_peak_day"), proportion=False, weight=0.5),
+           lambda rows: _median(rows, "cart_peak_day"), proportion=False, weight=0.5, column="cart_peak_day"),
 )
 TARGET_BY_KEY = {t.key: t for t in TARGETS}
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 import abm
 from abm.calibration import TARGETS, Target, read_calibrated
@@ -126,8 +127,7 @@ def estimate(target: Target, rows: list[dict[str, Any]], horizon: str) -> Row:
     if target.proportion:
         _, low, high = wilson(round(value * n), n)
         return Row(target, value, low, high, n, horizon)
-    key = "crs_onset_day" if target.key == "crs_onset_median_day" else "cart_peak_day"
-    low, high = bootstrap_median([r[key] for r in rows if r.get(key) is not None])
+    low, high = bootstrap_median([r[target.column] for r in rows if r.get(target.column) is not None])
     return Row(target, value, low, high, n, horizon)
 
 
@@ -268,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _patients_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
+    return pd.DataFrame(rows).to_csv(index=False) if rows else ""  # as `cart-abm trial` writes patients.csv
 
 
 if __name__ == "__main__":
