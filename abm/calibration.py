@@ -65,6 +65,9 @@ PRIORS: tuple[Prior, ...] = (
     Prior("serum.il6_production_pg_ml_per_day", 10.0, 300.0, True,
           "assumption: 1e9 stimulated effectors give fever-range serum IL-6 (tens of pg/mL; Teachey 2016 "
           "Cancer Discov 6:664), within a factor ~5 either way"),
+    Prior("serum.il6_production_sd_log10", 0.0, 0.7, False,
+          "assumption: the host cytokine response varies between patients beyond burden and expansion "
+          "(Teachey 2016: peak IL-6 spans >2 logs); up to a factor 5 (1 SD) either way"),
     Prior("serum.myeloid_amplification", 1.0, 20.0, True,
           "Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739: monocyte/macrophage IL-6 dominates "
           "severe CRS (several-fold over the T-cell source)"),
@@ -75,6 +78,9 @@ PRIORS: tuple[Prior, ...] = (
     Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
           "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
           "7:1404; Teachey 2016)"),
+    Prior("icans.ice_hill", 1.0, 6.0, False,
+          "assumption: ICANS follows endothelial activation / blood-brain-barrier disruption, a threshold-like "
+          "event (Gust 2017): from a graded (1) to a switch-like (6) ICE response"),
 )
 PRIOR_BY_KEY = {p.key: p for p in PRIORS}
 

@@ -16,12 +16,17 @@ Virtual patients
                                                  (ELIANA: mean ~68 %, median 74 %, range 5-99 %)
     ``patient.cd19_median_molecules``            log-normal, median 1e4, SD 0.3 log10, in [1e3, 1e5]
                                                  (Majzner 2020: B-ALL CD19 spans ~1e3-1e4.5)
-    ``patient.cd19_negative_fraction``           0 for 80 % of patients, else log-uniform in [1e-4, 1e-2]
-                                                 (assumption: pre-existing CD19-negative subclones in some)
+    ``patient.cd19_negative_fraction``           0 for 80 % of patients, else log-uniform in [1e-6, 1e-4]
+                                                 (assumption: pre-existing CD19-negative subclones in some
+                                                 (Orlando 2018 Nat Med 24:1504), mostly below flow MRD at
+                                                 day 28 after their ~6-fold growth, as every ELIANA
+                                                 responder was MRD-negative (Maude 2018))
     ``cart.proliferation_rate_per_day``          default x log-normal factor, SD 0.2 (T-cell fitness;
                                                  assumption: product expansion capacity varies)
     ``product.dose_per_kg``                      <= 50 kg: log-normal median 3e6/kg in [0.2e6, 5e6];
                                                  > 50 kg: 0.1-2.5e8 cells total, median 1e8 (label)
+    ``serum.il6_production_pg_ml_per_day``       default x 10**(``serum.il6_production_sd_log10`` x N(0, 1))
+                                                 (host cytokine response; calibrated spread)
     ==========================================  ==========================================================
 
 Executors
@@ -63,6 +68,7 @@ PROFILE_KEYS = (
     "patient.cd19_negative_fraction",
     "cart.proliferation_rate_per_day",
     "product.dose_per_kg",
+    "serum.il6_production_pg_ml_per_day",
 )
 OUTCOME_KEYS = (
     "cr_day28",
@@ -109,13 +115,14 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     k = mean * (1 - mean) / sd**2 - 1
     blasts = float(np.clip(rng.beta(mean * k, (1 - mean) * k), 0.05, 0.97))
     cd19 = float(np.clip(10 ** (4.0 + 0.3 * rng.standard_normal()), 1e3, 1e5))
-    negative = 0.0 if rng.random() < 0.8 else float(10 ** rng.uniform(-4.0, -2.0))
+    negative = 0.0 if rng.random() < 0.8 else float(10 ** rng.uniform(-6.0, -4.0))
     fitness = float(np.exp(0.2 * rng.standard_normal()))
     if weight <= 50.0:
         dose = float(np.clip(3e6 * 1.6 ** rng.standard_normal(), 0.2e6, 5e6))
     else:
         dose = float(np.clip(1e8 * 1.6 ** rng.standard_normal(), 0.1e8, 2.5e8)) / weight
-    return {
+    cytokine_z = rng.standard_normal()
+    profile = {
         "patient.weight_kg": round(weight, 3),
         "patient.marrow_blast_fraction": round(blasts, 5),
         "patient.cd19_median_molecules": round(cd19, 1),
@@ -123,6 +130,12 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
         "cart.proliferation_rate_per_day": round(base["cart.proliferation_rate_per_day"] * fitness, 5),
         "product.dose_per_kg": round(dose, 1),
     }
+    spread = base["serum.il6_production_sd_log10"]
+    if spread > 0:  # without a spread every patient keeps the base value exactly
+        il6 = base["serum.il6_production_pg_ml_per_day"] * 10 ** (spread * cytokine_z)
+        high = BY_KEY["serum.il6_production_pg_ml_per_day"].high
+        profile["serum.il6_production_pg_ml_per_day"] = min(float(f"{il6:.5g}"), high)
+    return profile
 
 
 def sample_cohort(n: int, cohort_seed: int, base: Params, fixed: dict[str, Any] | None = None,
@@ -196,6 +209,20 @@ def run_ensemble(
 
 
 def _run_dask(jobs: list[Job], base_dict: dict[str, Any], address: str, collect) -> None:
+    calls = [(f"cart-abm-patient-{job.index}-{job.seed}", run_patient, (job, base_dict)) for job in jobs]
+    run_on_dask(address, calls, lambda _, row: collect(row))
+
+
+def run_on_dask(address: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
+                collect: Callable[[int, Any], None]) -> None:
+    """Run ``fn(*args)`` for each ``(key, fn, args)`` on the Dask scheduler at ``address``.
+
+    ``collect(i, result)`` is called in this process as call ``i`` finishes
+    (in completion order; callers order the results). ``fn`` must be importable
+    on the workers (a function of the installed ``abm`` package). A task whose
+    worker dies is rescheduled by Dask on another worker (the scheduler's
+    ``allowed-failures``); an error raised by ``fn`` is raised here.
+    """
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
@@ -206,12 +233,44 @@ def _run_dask(jobs: list[Job], base_dict: dict[str, Any], address: str, collect)
     except OSError as exc:
         raise ParamError(f"--scheduler {address!r}: cannot reach a Dask scheduler ({exc})") from None
     try:
-        futures = [client.submit(run_patient, job, base_dict, key=f"cart-abm-patient-{job.index}-{job.seed}",
-                                 pure=False) for job in jobs]
-        for future in dask_completed(futures):
-            collect(future.result())
+        futures = {client.submit(fn, *args, key=key, pure=False): i for i, (key, fn, args) in enumerate(calls)}
+        for future in dask_completed(list(futures)):
+            collect(futures[future], future.result())
     finally:
         client.close()
+
+
+def run_condition(params_overrides: dict[str, Any], seed: int, days: float, backend: str = "cpu",
+                  series: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the default patient with ``params_overrides`` for ``days`` and return its outcomes.
+
+    Returns the :func:`abm.outcomes.summarize` dict (``wall_s`` is the
+    simulation time of this run; ``cpu_s`` its CPU time, which other load on
+    the machine does not inflate) plus ``overrides`` (a copy of
+    ``params_overrides``), ``window_sites`` (sites of the window that can hold
+    a cell) and ``series`` (``{"day": [...], name: [...]}`` for each observable
+    in ``series`` that the run records). One Numba thread on ``cpu``; picklable
+    arguments, so it runs in worker processes and on Dask workers (the
+    experiment scripts' unit of work, see ``experiments/common.py``).
+    """
+    import time
+
+    from abm.model import MarrowModel
+    from abm.outcomes import summarize
+
+    params = Params.default().replace({**params_overrides, "time.days": float(days)})
+    started, cpu = time.perf_counter(), time.process_time()
+    model = MarrowModel(params, seed=int(seed), backend=backend, threads=1 if backend == "cpu" else None)
+    model.run()
+    wall = time.perf_counter() - started
+    out = summarize(model, wall_s=wall)
+    out["cpu_s"] = round(time.process_time() - cpu, 3)
+    p = model.params
+    out["window_sites"] = int(round(model.body.window_share * p.patient.marrow_cells_per_kg * p.patient.weight_kg))
+    out["overrides"] = dict(params_overrides)
+    df = model.datacollector.get_model_vars_dataframe()
+    out["series"] = {name: df[name].astype(float).tolist() for name in ("day", *series) if name in df.columns}
+    return out
 
 
 # -- trial folders ---------------------------------------------------------------------------------

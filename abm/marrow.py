@@ -7,7 +7,12 @@ Geometry
     a thin band around the median of a second, independent field (curvilinear
     vessels) inside the non-bone space, sized to ``grid.sinusoid_fraction``.
     Marrow sites Moore-adjacent to a sinusoid are ``PERIVASCULAR``: CAR-T cells
-    enter and leave the window there. Other marrow sites Moore-adjacent to a
+    enter and leave the window there. Marrow pockets that bone closes off from
+    every perivascular site (cells move between Moore neighbours) are filled
+    with bone: in one layer the thresholded field leaves such pockets, which
+    in three dimensions would be connected to the rest of the marrow; kept,
+    they held blasts no CAR-T cell could ever reach (issue 4: day-28 MRD).
+    Other marrow sites Moore-adjacent to a
     stromal niche cell are ``NICHE``: CD19+ cells there are protected
     (``niche.kill_protection``).
 Cells
@@ -41,6 +46,7 @@ window, CD19 included, is the same whether or not CD22 is tracked.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from abm.params import Params
 from abm.rates import cd22_tracked, molecules_to_level, pack_levels
@@ -80,7 +86,16 @@ def build_tissue(params: Params, rng: np.random.Generator) -> np.ndarray:
             cut = np.quantile(field[open_sites], target / open_sites.sum())
             tissue[open_sites & (field <= cut)] = R.SINUSOID
     tissue[moore_adjacent(tissue == R.SINUSOID) & (tissue == R.MARROW)] = R.PERIVASCULAR
+    if (tissue == R.PERIVASCULAR).any():
+        tissue[closed_pockets(tissue)] = R.BONE
     return tissue
+
+
+def closed_pockets(tissue: np.ndarray) -> np.ndarray:
+    """Marrow sites with no Moore path through marrow to a perivascular site (unreachable by CAR-T)."""
+    labels, _ = ndimage.label((tissue == R.MARROW) | (tissue == R.PERIVASCULAR), structure=np.ones((3, 3), bool))
+    reachable = np.unique(labels[tissue == R.PERIVASCULAR])
+    return (labels > 0) & ~np.isin(labels, reachable)
 
 
 def moore_adjacent(mask: np.ndarray) -> np.ndarray:

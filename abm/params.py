@@ -204,12 +204,16 @@ SCHEMA: tuple[Param, ...] = (
     Param("bcell.death_rate_per_day", float, 0.05, "1/d", 0.0, 2.0,
           description="Death hazard of a normal B cell.",
           source="assumption: balanced with division at steady state"),
-    Param("normal.division_rate_per_day", float, 0.1, "1/d", 0.0, 2.0,
-          description="Division hazard of another hematopoietic cell with a free neighbour.",
-          source="assumption: myeloid marrow turnover of days"),
+    Param("normal.division_rate_per_day", float, 0.3, "1/d", 0.0, 2.0,
+          description="Division hazard of another hematopoietic cell with a free neighbour (only cells with "
+                      "space divide, so the packed marrow is at steady state while an emptied one regrows at "
+                      "up to division - death).",
+          source="assumption: progenitors regenerate an emptied marrow within weeks (neutrophil recovery ~2-4 "
+                 "weeks after Flu/Cy and CAR-T; Fried 2019 Bone Marrow Transplant 54:1643); at the former "
+                 "0.1/d (= death) the marrow never regrew and day-28 MRD was read in a ~3 %-cellular window"),
     Param("normal.death_rate_per_day", float, 0.1, "1/d", 0.0, 2.0,
           description="Death (or egress) hazard of another hematopoietic cell.",
-          source="assumption: balanced with division at steady state"),
+          source="assumption: myeloid marrow turnover of days"),
     # product and schedule -------------------------------------------------
     Param("product.dose_per_kg", float, 3e6, "cells/kg", 1e4, 5e8,
           description="CAR-T cells infused per kg body weight (whole schedule).",
@@ -402,6 +406,12 @@ SCHEMA: tuple[Param, ...] = (
                       "amplification.",
           source="assumption: ~1e9 stimulated effectors (day ~3 of a typical expansion) give fever (~30 pg/mL "
                  "excess) with the default amplification; calibrate (issue 4)"),
+    Param("serum.il6_production_sd_log10", float, 0.0, "log10", 0.0, 1.5,
+          description="Patient-to-patient spread of serum.il6_production_pg_ml_per_day in virtual cohorts "
+                      "(abm.cohort.sample_patient: log-normal around it); a single run does not use it.",
+          source="assumption: the host cytokine response (monocyte/macrophage IL-6, IL-1) varies between "
+                 "patients beyond tumour burden and expansion (Teachey 2016 Cancer Discov 6:664: peak IL-6 "
+                 "spans >2 logs; Giavridis 2018 Nat Med 24:731); calibrated (issue 4)"),
     Param("serum.myeloid_amplification", float, 9.0, "-", 0.0, 100.0,
           description="Maximal extra IL-6 production of the myeloid response, as a multiple of the "
                       "T-cell-driven production (self-reinforcing, saturating in serum IL-6).",
@@ -436,8 +446,14 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: ICANS typically starts days after CRS (Neelapu 2018 Nat Rev Clin Oncol 15:47)"),
     Param("icans.ice_half_il6_pg_ml", float, 1500.0, "pg/mL", 1.0, 1e6,
           description="Effect-compartment level C at which the ICE-score surrogate is 5 of 10: "
-                      "ICE = round(10 / (1 + (C / K)^2)).",
+                      "ICE = round(10 / (1 + (C / K)^n)) (n = icans.ice_hill).",
           source="assumption: to be calibrated (issue 4)"),
+    Param("icans.ice_hill", float, 2.0, "-", 1.0, 8.0,
+          description="Steepness n of the ICE-score surrogate ICE = round(10 / (1 + (C / K)^n)): the larger, "
+                      "the more ICANS behaves as a threshold (few mild cases, most cases severe).",
+          source="assumption: neurotoxicity follows endothelial activation and blood-brain-barrier disruption, "
+                 "a threshold-like event (Gust 2017 Cancer Discov 7:1404); 2 was the fixed shape before "
+                 "calibration; calibrated (issue 4)"),
     Param("icans.unarousable_il6_pg_ml", float, 6000.0, "pg/mL", 1.0, 1e6,
           description="Effect-compartment level from which the patient is unarousable (ICE 0, ASTCT ICANS "
                       "grade 4); must exceed icans.ice_half_il6_pg_ml.",

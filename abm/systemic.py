@@ -132,8 +132,8 @@ ICANS surrogate (ASTCT ICE score)
     with ``h = therapy.steroid_icans_factor`` on steroids (else 1). It is
     driven by serum IL-6, *not* by the blocked signal: tocilizumab does not
     prevent ICANS (poor CNS penetration) and the serum rise it causes even
-    feeds it. ICE score = ``round(10 / (1 + (C / K_ICE)^2))``
-    (``icans.ice_half_il6_pg_ml``); grade 0 for ICE 10, 1 for 7-9, 2 for 3-6,
+    feeds it. ICE score = ``round(10 / (1 + (C / K_ICE)^n))``
+    (``icans.ice_half_il6_pg_ml``, ``n = icans.ice_hill``); grade 0 for ICE 10, 1 for 7-9, 2 for 3-6,
     3 for 0-2, 4 when ``C >= icans.unarousable_il6_pg_ml`` (unarousable:
     ICE 0). Seizures, motor weakness and cerebral oedema (other ASTCT ICANS
     domains) are not modelled. Thresholds are assumptions (issue 4).
@@ -236,11 +236,11 @@ def astct_crs_grade(temperature: float, severity: int, masked: bool) -> int:
     return 1 if fever else 0
 
 
-def icans_surrogate(effect: float, ice_half: float, unarousable: float) -> tuple[int, int]:
+def icans_surrogate(effect: float, ice_half: float, unarousable: float, hill: float = 2.0) -> tuple[int, int]:
     """ICE score (0-10) and ASTCT ICANS grade (0-4) for an effect-compartment level [pg/mL]."""
     if effect >= unarousable:
         return 0, 4
-    ice = int(math.floor(10.0 / (1.0 + (effect / ice_half) ** 2) + 0.5))
+    ice = int(math.floor(10.0 / (1.0 + (effect / ice_half) ** hill) + 0.5))
     return ice, 0 if ice == 10 else 1 if ice >= 7 else 2 if ice >= 3 else 3
 
 
@@ -294,6 +294,7 @@ class Body:
                                p.crs.grade4_il6_pg_ml)
         self.tau = p.icans.delay_days
         self.k_ice = p.icans.ice_half_il6_pg_ml
+        self.ice_hill = p.icans.ice_hill
         self.unarousable = p.icans.unarousable_il6_pg_ml
         t = p.therapy
         self.toci_grade = t.tocilizumab_grade
@@ -395,7 +396,7 @@ class Body:
         self.temperature, self.severity = crs_surrogates(self.signal, self.crs_thresholds)
         masked = self.toci_doses > 0 or self.steroids_given
         self.crs_grade = astct_crs_grade(self.temperature, self.severity, masked)
-        self.ice, self.icans_grade = icans_surrogate(self.y[NEURO], self.k_ice, self.unarousable)
+        self.ice, self.icans_grade = icans_surrogate(self.y[NEURO], self.k_ice, self.unarousable, self.ice_hill)
 
     def _treat(self) -> None:
         t = self.t_day

@@ -21,8 +21,8 @@ Command line (:func:`make_parser`)
     ``--workers`` (local processes), ``--days``, ``--out`` (default
     ``experiments/results/<name>/``; with ``--smoke`` a folder in the system
     temporary directory, so a smoke run never overwrites committed results)
-    and ``--scheduler ADDRESS``, which is refused with exit status 2: Dask
-    execution comes with the trial issue and is not faked here.
+    and ``--scheduler ADDRESS`` (run on an existing Dask cluster instead of
+    local processes; an unreachable scheduler is exit status 2).
 
 Seeds
     Replicate ``r`` (0-based) of *every* condition runs with seed
@@ -35,9 +35,11 @@ Execution and determinism
     one Numba thread: with ``--workers 1`` in this process, otherwise in a
     :class:`concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start
     method (one thread per process, so processes never oversubscribe the
-    cores). A run depends only on its parameters and seed (the model's
-    determinism contract), and results are returned in job order, so they do
-    not depend on ``--workers``.
+    cores); with ``--scheduler`` on the cluster's workers, as
+    :func:`abm.cohort.run_condition` tasks. A run depends only on its
+    parameters and seed (the model's determinism contract), and results are
+    returned in job order, so they do not depend on ``--workers`` or the
+    executor.
 
 Outputs (:func:`write_results`)
     ``results.csv`` (one row per run: condition, replicate, seed, the
@@ -78,6 +80,7 @@ from typing import Any
 import numpy as np
 
 import abm
+from abm import cohort
 from abm.cohort import wilson
 from abm.errors import ParamError
 from abm.io import atomic_write
@@ -113,7 +116,8 @@ def make_parser(name: str, description: str, *, n: int, days: float, workers: in
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default experiments/results/{name}/)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                        help="Dask scheduler address (not available yet: comes with the trial issue)")
+                        help="run on an existing Dask cluster (scheduler address, e.g. tcp://host:8786) "
+                             "instead of local processes; results are the same")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(default_n=n, default_days=days)
     return parser
@@ -123,11 +127,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
                smoke_days: float = 2.0) -> argparse.Namespace:
     """Parse and validate; fill ``n``, ``days`` and ``out`` defaults (smoke or full). Raises :class:`ParamError`."""
     args = parser.parse_args(argv)
-    if args.scheduler is not None:
-        raise ParamError(
-            f"--scheduler = {args.scheduler!r}: not available yet: Dask execution comes with the trial issue; "
-            "use --workers K for local processes"
-        )
     if args.n is None:
         args.n = smoke_n if args.smoke else args.default_n
     if args.days is None:
@@ -187,46 +186,27 @@ class Job:
 
 def run_condition(params_overrides: Mapping[str, Any], seed: int, days: float, backend: str = "cpu",
                   series: Sequence[str] = DEFAULT_SERIES) -> dict[str, Any]:
-    """Run the default patient with ``params_overrides`` for ``days`` and return its outcomes.
-
-    Returns the :func:`abm.outcomes.summarize` dict (``wall_s`` is the
-    simulation time of this run; ``cpu_s`` its CPU time, which other load on
-    the machine does not inflate) plus ``overrides`` (a copy of
-    ``params_overrides``), ``window_sites`` (sites of the window that can hold
-    a cell) and ``series`` (``{"day": [...], name: [...]}`` for each observable
-    in ``series`` that the run records). One Numba thread on ``cpu``; picklable
-    arguments, so it runs in worker processes.
-    """
-    from abm.model import MarrowModel
-    from abm.outcomes import summarize
-    from abm.params import Params
-
-    params = Params.default().replace({**params_overrides, "time.days": float(days)})
-    started, cpu = time.perf_counter(), time.process_time()
-    model = MarrowModel(params, seed=int(seed), backend=backend, threads=1 if backend == "cpu" else None)
-    model.run()
-    wall = time.perf_counter() - started
-    out = summarize(model, wall_s=wall)
-    out["cpu_s"] = round(time.process_time() - cpu, 3)
-    p = model.params
-    out["window_sites"] = int(round(model.body.window_share * p.patient.marrow_cells_per_kg * p.patient.weight_kg))
-    out["overrides"] = dict(params_overrides)
-    df = model.datacollector.get_model_vars_dataframe()
-    out["series"] = {name: df[name].astype(float).tolist() for name in ("day", *series) if name in df.columns}
-    return out
+    """One run of the default patient with ``params_overrides``: :func:`abm.cohort.run_condition`."""
+    return cohort.run_condition(dict(params_overrides), seed, days, backend, tuple(series))
 
 
-def _run_job(job: Job) -> dict[str, Any]:
-    result = run_condition(job.overrides, job.seed, job.days, job.backend, job.series)
+def _label(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     return {"condition": job.condition, "replicate": job.replicate, **result}
 
 
-def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True) -> tuple[list[dict[str, Any]], float]:
-    """Run every job; return ``(results in job order, wall seconds)``, independent of ``workers``.
+def _run_job(job: Job) -> dict[str, Any]:
+    return _label(job, run_condition(job.overrides, job.seed, job.days, job.backend, job.series))
 
-    ``workers == 1`` runs in this process; more use that many ``spawn``
-    processes, starting the costliest jobs (:attr:`Job.cost`) first. The
-    first failure cancels what has not started and is raised.
+
+def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
+            scheduler: str | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Run every job; return ``(results in job order, wall seconds)``, independent of the executor.
+
+    ``scheduler`` (a Dask scheduler address) runs the jobs on that cluster's
+    workers (which need cart-abm installed); otherwise ``workers == 1`` runs
+    in this process and more use that many ``spawn`` processes, starting the
+    costliest jobs (:attr:`Job.cost`) first. The first failure cancels what
+    has not started and is raised.
     """
     from tqdm.auto import tqdm
 
@@ -234,7 +214,16 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True) -> tup
     results: list[dict[str, Any] | None] = [None] * len(jobs)
     started = time.perf_counter()
     with tqdm(total=len(jobs), unit="run", desc="runs", disable=not progress, file=sys.stderr) as bar:
-        if workers <= 1 or len(jobs) <= 1:
+        if scheduler:
+            calls = [(f"cart-abm-{job.condition}-{job.replicate}-{job.seed}", cohort.run_condition,
+                      (dict(job.overrides), job.seed, job.days, job.backend, tuple(job.series))) for job in jobs]
+
+            def collect(i: int, result: dict[str, Any]) -> None:
+                results[i] = _label(jobs[i], result)
+                bar.update(1)
+
+            cohort.run_on_dask(scheduler, calls, collect)
+        elif workers <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
                 results[i] = _run_job(job)
                 bar.update(1)

@@ -382,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = jobs_for(bounds, X, seed, args.days, args.grid_size)
     print(f"{NAME}: {len(jobs)} runs (k = {len(bounds)}, r = {args.n}, grid {args.grid_size}, {args.days:g} days) "
           f"on {args.workers} worker(s) -> {args.out}", file=sys.stderr)
-    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet)
+    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler)
     outs = outcomes_for(args.days)
     an = analyse(bounds, X, results, outs, args.levels, args.seed)
     ranking = overall_ranking(bounds, an)

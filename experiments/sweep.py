@@ -303,7 +303,7 @@ def run(spec: Sweep, argv: Sequence[str] | None = None) -> int:
     jobs = jobs_for(spec, args, conditions)
     print(f"{spec.name}: {len(jobs)} runs ({len(conditions)} conditions x {args.n} seeds, {args.days:g} days) on "
           f"{args.workers} worker(s) -> {args.out}", file=sys.stderr)
-    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet)
+    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler)
     result = SweepResult(spec, args, conditions, results, wall, estimates(spec.outcomes, conditions, results))
     if spec.analyse is not None:
         result.analysis = spec.analyse(result)

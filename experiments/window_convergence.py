@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = jobs_for(sizes, args.n, args.seed, args.days)
     print(f"{NAME}: {len(jobs)} runs (sides {', '.join(map(str, sizes))} x {args.n} seeds, {args.days:g} days) "
           f"on {args.workers} worker(s) -> {args.out}", file=sys.stderr)
-    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet)
+    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler)
     est = estimates(results, sizes)
     comp = comparisons(est, sizes[0], sizes[1:])
     cost = {s: float(np.mean([r["cpu_s"] for r in results if r["grid_size"] == s])) for s in sizes}
