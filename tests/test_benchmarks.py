@@ -6,6 +6,7 @@ Speed is never asserted here; ``--smoke`` sizes are far too small to measure any
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import subprocess
@@ -201,3 +202,17 @@ def test_gpu_smoke_runs_cuda_rows_under_the_simulator(tmp_path):
     assert {"cuda-16-full", "cuda-24-full", "limit-cuda-16"} <= cases
     assert doc["machine"]["cuda_simulated"] is True
     assert any(c["kind"] == "cuda_vs_cpu" for c in doc["comparisons"])
+
+
+def test_memwatch_samples_the_command_and_its_children(tmp_path):
+    from benchmarks import memwatch
+
+    child = "import subprocess, sys, time; subprocess.run([sys.executable, '-c', 'x = bytearray(40_000_000); " \
+            "import time; time.sleep(1.0)']); sys.exit(3)"
+    out = tmp_path / "mem.csv"
+    assert memwatch.main(["--out", str(out), "--every", "0.1", "--", sys.executable, "-c", child]) == 3
+    with out.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 5
+    assert max(int(r["processes"]) for r in rows) >= 2  # the grandchild is counted
+    assert max(float(r["rss_total_mib"]) for r in rows) >= 38.0  # its 40 MB buffer is resident
