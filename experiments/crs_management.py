@@ -3,7 +3,10 @@
 Runs ``n`` virtual patients of the ELIANA-like cohort (:func:`abm.cohort.sample_patient`:
 weight, blast fraction, CD19 density, CD19-negative fraction, CAR-T fitness
 and dose vary) under three policies, each patient with the same profile and
-seed under every policy (paired), for 28 days:
+seed under every policy (paired), for 28 days, in a 200 x 200 window (the
+calibration window; ``--grid`` changes it): CRS and ICANS come from the body
+compartment, which sees the window only through its CD19+ count, and 120
+patient-runs at the default 400 x 400 window would take ~1.5 h on 2 cores:
 
 - grade-triggered (the defaults: tocilizumab at CRS grade 2, corticosteroids
   at CRS or ICANS grade 3);
@@ -37,6 +40,7 @@ from experiments import common, predictor, sweep
 
 NAME = "crs_management"
 DEFAULT_N = 40
+GRID = 200  # window side of the full-size study (see the module docstring)
 TOCI, STEROIDS = "therapy.tocilizumab_grade", "therapy.steroids_grade"
 POLICIES = (  # label, tocilizumab grade, steroids grade (0 = never)
     ("grade-triggered", BY_KEY[TOCI].default, BY_KEY[STEROIDS].default),
@@ -212,7 +216,7 @@ def finding(result: sweep.SweepResult) -> list[str]:
 SWEEP = sweep.Sweep(
     name=NAME, title="CRS management", description=__doc__, question=QUESTION, conditions=conditions,
     outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="policy", default_n=DEFAULT_N,
-    smoke_n=6, patient=patient, analyse=analyse,
+    smoke_n=6, grid=GRID, patient=patient, analyse=analyse,
     series=(*common.DEFAULT_SERIES, "serum_il6_pg_ml", "crs_grade", "icans_grade", "tocilizumab_doses",
             "steroids_on"),
     provenance=lambda result: {"policies": [{"label": label, TOCI: toci, STEROIDS: steroids}

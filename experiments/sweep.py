@@ -24,7 +24,8 @@ particular to it, in a :class:`Sweep`:
 2. the jobs: every condition x replicate; replicate ``r`` of *every* condition
    runs with seed ``seed_for(base, r)`` (paired design) and, when the sweep
    draws patients, with the same patient; ``--smoke`` adds ``grid.size`` =
-   :attr:`Sweep.smoke_grid` to every run;
+   :attr:`Sweep.smoke_grid` to every run, a full run :attr:`Sweep.grid`
+   (when set) and ``--grid`` overrides both;
 3. per outcome and condition a proportion with its Wilson 95 % interval or a
    mean with its Student-t 95 % interval (:func:`estimates`);
 4. the outputs of :func:`experiments.common.write_results`: ``results.csv``,
@@ -195,6 +196,7 @@ class Sweep:
     smoke_n: int = 2
     smoke_days: float = 1.0
     smoke_grid: int = 32
+    grid: int | None = None  # window side of full-size runs (None: the default grid.size); --grid overrides
     series: tuple[str, ...] = common.DEFAULT_SERIES
     time_course: tuple[str, str] = ("blood_cart_per_ul", "blood CAR-T [cells/uL]")  # observable, panel title
     options: Callable[[argparse.ArgumentParser], None] | None = None
@@ -256,6 +258,9 @@ def parse_values(text: str | None, option: str, default: Sequence[float], *, key
 def build_parser(spec: Sweep) -> argparse.ArgumentParser:
     parser = common.make_parser(spec.name, spec.description, n=spec.default_n, days=spec.days,
                                 workers=spec.workers)
+    default = f"{spec.grid}" if spec.grid else f"the default grid.size, {BY_KEY['grid.size'].default}"
+    parser.add_argument("--grid", type=int, default=None,
+                        help=f"window side of every run (default {default}; --smoke: {spec.smoke_grid})")
     if spec.options is not None:
         spec.options(parser)
     return parser
@@ -273,8 +278,9 @@ def jobs_for(spec: Sweep, args: argparse.Namespace, conditions: Sequence[Conditi
             overrides = dict(c.overrides)
             for key, value in (spec.patient(args, r) if spec.patient is not None else {}).items():
                 overrides.setdefault(key, value)
-            if args.smoke:
-                overrides["grid.size"] = spec.smoke_grid
+            grid = args.grid or (spec.smoke_grid if args.smoke else spec.grid)
+            if grid:
+                overrides["grid.size"] = grid
             base.replace({**overrides, "time.days": float(args.days)})  # bad values exit 2 before any run
             jobs.append(common.Job(c.label, overrides, r, common.seed_for(args.seed, r), args.days,
                                    series=spec.series))

@@ -331,6 +331,20 @@ def test_sweep_jobs_pair_seeds_and_patients_and_validate_parameters():
         sweep.jobs_for(spec, args, [bad])
     with pytest.raises(ParamError, match="distinct labels"):
         sweep.jobs_for(spec, args, [bad, bad])
+    assert all("grid.size" not in j.overrides for j in jobs)  # no grid set: the default window
+
+
+def test_sweep_window_is_the_spec_grid_unless_smoke_or_grid_option():
+    spec = sweep.Sweep(name="demo", title="Demo", description="demo", question="?",
+                       conditions=lambda args: [sweep.Condition("a", {}, {})], outcomes=(sweep.CR,),
+                       setup=lambda r: [], finding=lambda r: [], grid=200, smoke_grid=24)
+    parser = sweep.build_parser(spec)
+    for argv, side in (([], 200), (["--smoke"], 24), (["--grid", "96"], 96), (["--smoke", "--grid", "40"], 40)):
+        args = common.parse_args(parser, argv)
+        assert {j.overrides["grid.size"] for j in sweep.jobs_for(spec, args, spec.conditions(args))} == {side}
+    with pytest.raises(ParamError, match="grid.size"):
+        args = common.parse_args(parser, ["--grid", "3"])
+        sweep.jobs_for(spec, args, spec.conditions(args))
 
 
 def test_sweep_parse_values_uses_the_declared_range():
