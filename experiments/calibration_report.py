@@ -205,6 +205,10 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         sim = "not measured" if r.value is None else f"{r.value:.3g} [{r.low:.3g}, {r.high:.3g}]"
         lines.append(f"| {r.target.label} | {sim} | {r.n} | {r.target.low:g}-{r.target.high:g} | {r.status} | "
                      f"{r.target.source} |")
+    if prov.get("cart_peak_blood_per_ul"):
+        q = prov["cart_peak_blood_per_ul"]
+        lines += ["", f"Not a target: the blood CAR-T peak (Cmax) had a median of {q[1]:,.0f} cells/uL (quartiles "
+                  f"{q[0]:,.0f}-{q[2]:,.0f}) in the main cohort."]
     lines += [
         "",
         "![calibration figure](figure.png)",
@@ -256,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers, "calibrated": read_calibrated(), "smoke": args.smoke,
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "wall_s": time.perf_counter() - t0,
         "machine": machine(),
+        "cart_peak_blood_per_ul": _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main]),
     }
     write_text(out / "table.csv", table_csv(table))
     write_text(out / "patients.csv", _patients_csv(rows_main))
@@ -265,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     write_text(out / "README.md", readme(table, prov))
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _quartiles(values: list[float | None]) -> list[float] | None:
+    x = [float(v) for v in values if v is not None]
+    return [float(q) for q in np.percentile(x, [25, 50, 75])] if x else None
 
 
 def _patients_csv(rows: list[dict[str, Any]]) -> str:
