@@ -59,12 +59,17 @@ PRIORS: tuple[Prior, ...] = (
     Prior("niche.kill_protection", 0.0, 0.8, False,
           "assumption: stromal contact (CXCL12/VLA-4) protects blasts, but not completely (MRD-negative "
           "remissions are the rule in ELIANA)"),
+    Prior("body.antigen_half_saturation_cells", 1e9, 1e12, True,
+          "assumption: body CD19+ load at half-maximal CAR-T stimulation; expansion tracks tumour burden "
+          "(Mueller 2017 Blood 130:2317; Stein 2019), so K_A lies within the range of clinical loads "
+          "(~3e9 at 1 % to ~3e11 at 100 % of a child's marrow)"),
     Prior("body.marrow_share", 0.1, 0.3, False,
           "Westermann & Pabst 1992 (marrow ~10 % of lymphocytes); assumption: CAR-T home to leukemic marrow "
           "up to 3x that"),
-    Prior("serum.il6_production_pg_ml_per_day", 10.0, 300.0, True,
+    Prior("serum.il6_production_pg_ml_per_day", 1.0, 300.0, True,
           "assumption: 1e9 stimulated effectors give fever-range serum IL-6 (tens of pg/mL; Teachey 2016 "
-          "Cancer Discov 6:664), within a factor ~5 either way"),
+          "Cancer Discov 6:664), within a factor ~5 above and ~50 below (the first calibration hit the former "
+          "floor of 10 with every virtual patient febrile)"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.7, False,
           "assumption: the host cytokine response varies between patients beyond burden and expansion "
           "(Teachey 2016: peak IL-6 spans >2 logs); up to a factor 5 (1 SD) either way"),
@@ -118,6 +123,7 @@ class Target:
     proportion: bool = True
     weight: float = 1.0
     column: str = ""  # the patient-row key a median target summarises (its bootstrap interval resamples it)
+    unit: str = "fraction of patients"  # of the value (the report draws one panel per unit)
 
     def miss(self, value: float | None) -> float:
         """Band-scaled distance outside the band (0 inside; a missing value counts as 3 scales)."""
@@ -162,10 +168,18 @@ TARGETS: tuple[Target, ...] = (
            lambda rows: _rate(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),
     Target("crs_onset_median_day", "CRS onset, median day", 2.0, 4.0, 1.0,
            "pooled ELIANA/ENSIGN: median day 3 (range 1-22)",
-           lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5, column="crs_onset_day"),
+           lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5, column="crs_onset_day",
+           unit="day"),
     Target("cart_peak_median_day", "blood CAR-T peak (Tmax), median day", 9.0, 14.0, 2.0,
            "Stein 2019 (Tmax ~9-14 d); Mueller 2017 Blood",
-           lambda rows: _median(rows, "cart_peak_day"), proportion=False, weight=0.5, column="cart_peak_day"),
+           lambda rows: _median(rows, "cart_peak_day"), proportion=False, weight=0.5, column="cart_peak_day",
+           unit="day"),
+    Target("cart_cmax_median", "blood CAR-T peak (Cmax), median cells/uL", 100.0, 1000.0, 1000.0,
+           "derived: Mueller 2017 Blood 130:2317 median Cmax ~3.5e4 transgene copies/ug DNA in pediatric ALL "
+           "responders, i.e. ~10-25 % of blood leukocytes (1-2 copies per cell, ~1.5e5 cells per ug DNA) at "
+           "~1-3e3 leukocytes/uL after lymphodepletion",
+           lambda rows: _median(rows, "cart_peak_blood_per_ul"), proportion=False, column="cart_peak_blood_per_ul",
+           unit="cells/uL"),
 )
 TARGET_BY_KEY = {t.key: t for t in TARGETS}
 

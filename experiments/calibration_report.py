@@ -156,11 +156,12 @@ def _num(x: float | None) -> str:
 
 
 def figure(rows: list[Row]):
-    """Two panels (rates; days): the target band as a grey bar, the simulated value with its 95 % interval."""
-    _, fig, axes = panel_grid(2, 2)
-    fig.set_size_inches(12, 5.5)
-    for ax, proportion in zip(axes, (True, False), strict=True):
-        subset = [r for r in rows if r.target.proportion == proportion]
+    """One panel per unit (rates; days; cells/uL): the target band as a grey bar, the value with its 95 % interval."""
+    units = list(dict.fromkeys(r.target.unit for r in rows))
+    _, fig, axes = panel_grid(len(units), len(units))
+    fig.set_size_inches(6 * len(units), 5.5)
+    for ax, unit in zip(axes, units, strict=False):
+        subset = [r for r in rows if r.target.unit == unit]
         for y, r in enumerate(subset):
             ax.barh(y, r.target.high - r.target.low, left=r.target.low, height=0.5, color="0.8",
                     label="target band" if y == 0 else None)
@@ -170,9 +171,11 @@ def figure(rows: list[Row]):
                             capsize=3, label=None)
         ax.set_yticks(range(len(subset)), [r.target.label for r in subset], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("fraction of patients" if proportion else "day")
-        if proportion:
+        ax.set_xlabel(unit)
+        if unit == "fraction of patients":
             ax.set_xlim(0, 1)
+        if unit == "cells/uL":
+            ax.set_xscale("log")
         ax.grid(axis="x", alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle("Calibration targets (grey) and the virtual cohort (dot: value, bar: 95 % interval; "
@@ -207,8 +210,8 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
                      f"{r.target.source} |")
     if prov.get("cart_peak_blood_per_ul"):
         q = prov["cart_peak_blood_per_ul"]
-        lines += ["", f"Not a target: the blood CAR-T peak (Cmax) had a median of {q[1]:,.0f} cells/uL (quartiles "
-                  f"{q[0]:,.0f}-{q[2]:,.0f}) in the main cohort."]
+        lines += ["", f"Blood CAR-T peak (Cmax) quartiles in the main cohort: {q[0]:,.0f}, {q[1]:,.0f}, "
+                  f"{q[2]:,.0f} cells/uL."]
     lines += [
         "",
         "![calibration figure](figure.png)",

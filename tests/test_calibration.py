@@ -13,9 +13,10 @@ from abm import params as P
 from abm.errors import ParamError
 
 
-def patient(cr=True, mrd_neg=True, crs=2, icans=0, onset=3.0, peak_day=12.0, toci=1):
+def patient(cr=True, mrd_neg=True, crs=2, icans=0, onset=3.0, peak_day=12.0, toci=1, cmax=400.0):
     return {"cr_day28": cr, "mrd_negative_day28": mrd_neg, "crs_max_grade": crs, "icans_max_grade": icans,
-            "crs_onset_day": onset if crs else None, "cart_peak_day": peak_day, "tocilizumab_doses": toci}
+            "crs_onset_day": onset if crs else None, "cart_peak_day": peak_day, "tocilizumab_doses": toci,
+            "cart_peak_blood_per_ul": cmax}
 
 
 def cohort_in_every_band() -> list[dict]:
