@@ -104,6 +104,7 @@ def run_cohort(folder: Path, name: str, n: int, seed: int, base: Params, days: f
     jobs = sample_cohort(n, seed, base, days=days)
     done = read_partial(sub)
     todo = [job for job in jobs if job.index not in done]
+    args.simulated = getattr(args, "simulated", 0) + len(todo)
     if todo:
         run_ensemble(todo, base, workers=args.workers, scheduler=args.scheduler, progress=True,
                      on_result=appender(sub))
@@ -167,7 +168,8 @@ def figure(rows: list[Row]):
                     label="target band" if y == 0 else None)
             if r.value is not None:
                 color = "#009E73" if r.status != "miss" else "#D55E00"
-                ax.errorbar(r.value, y, xerr=[[r.value - r.low], [r.high - r.value]], fmt="o", color=color,
+                xerr = [[max(r.value - r.low, 0.0)], [max(r.high - r.value, 0.0)]]  # rounding can cross the value
+                ax.errorbar(r.value, y, xerr=xerr, fmt="o", color=color,
                             capsize=3, label=None)
         ax.set_yticks(range(len(subset)), [r.target.label for r in subset], fontsize=8)
         ax.invert_yaxis()
@@ -220,7 +222,8 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         "",
         f"- cart-abm {prov['cart_abm_version']}, commit `{prov['git_commit']}`; command `{prov['command']}`",
         f"- cohort seed {prov['seed']} (calibration used another cohort); date (UTC) {prov['date_utc']}; "
-        f"wall time {prov['wall_s']:.0f} s with {prov['workers']} worker(s)",
+        f"wall time {prov['wall_s']:.0f} s with {prov['workers']} worker(s) for the {prov['simulated']} patients "
+        f"this invocation simulated (the others were finished by an earlier, interrupted invocation and read back)",
         f"- machine: {prov['machine']['cpu']}, {prov['machine']['cpu_count']} CPUs; Python "
         f"{prov['machine']['python']}, NumPy {prov['machine']['numpy']}, Numba {prov['machine']['numba']}, "
         f"Mesa {prov['machine']['mesa']}",
@@ -262,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "relapse_days": args.relapse_days, "relapse_grid": args.relapse_grid, "seed": args.seed,
         "workers": args.workers, "calibrated": read_calibrated(), "smoke": args.smoke,
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "wall_s": time.perf_counter() - t0,
+        "simulated": args.simulated,
         "machine": machine(),
         "cart_peak_blood_per_ul": _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main]),
     }
