@@ -13,9 +13,11 @@ Definitions (window-level, pediatric B-ALL conventions)
 
 Clinical outcomes over the whole run (:func:`clinical_outcomes`)
     * CRS and ICANS: ``crs_max_grade``, ``icans_max_grade`` (ASTCT 0-4, the
-      surrogates of :mod:`abm.systemic`) and ``crs_onset_day``,
-      ``icans_onset_day`` (first observation with grade >= 1; ``null`` if
-      never);
+      surrogates of :mod:`abm.systemic`: the highest grade at any lattice step,
+      read from the body's running maxima ``crs_grade_max``/``icans_grade_max``
+      when the frame has them, so a grade held for less than an observation
+      interval counts) and ``crs_onset_day``, ``icans_onset_day`` (first
+      observation by which grade >= 1 was reached; ``null`` if never);
     * blood CAR-T kinetics from the body compartment: ``cart_peak_blood_per_ul``
       and ``cart_peak_day`` (Cmax, Tmax); ``cart_auc_28`` (trapezoidal area
       under blood cells/uL over days 0-28, ``null`` for runs shorter than 28
@@ -127,9 +129,9 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
     missing = set(unavailable_outcomes(df))
     days = df["day"].to_numpy(dtype=float)
     if "crs_max_grade" not in missing:
-        out["crs_max_grade"], out["crs_onset_day"] = _grade_outcomes(days, df["crs_grade"])
+        out["crs_max_grade"], out["crs_onset_day"] = _grade_outcomes(days, _grades(df, "crs"))
     if "icans_max_grade" not in missing:
-        out["icans_max_grade"], out["icans_onset_day"] = _grade_outcomes(days, df["icans_grade"])
+        out["icans_max_grade"], out["icans_onset_day"] = _grade_outcomes(days, _grades(df, "icans"))
     if "cart_peak_blood_per_ul" not in missing:
         out.update(_kinetics(days, df["blood_cart_per_ul"].to_numpy(dtype=float)))
     if "b_cell_aplasia_days" not in missing:
@@ -141,6 +143,12 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
     if "steroids_given" not in missing:
         out["steroids_given"] = bool((df["steroids_on"] > 0).any())
     return out
+
+
+def _grades(df: pd.DataFrame, name: str) -> pd.Series:
+    """The running maximum grade when the frame has it (every step), else the observed grade."""
+    column = f"{name}_grade_max"
+    return df[column] if column in df.columns else df[f"{name}_grade"]
 
 
 def _grade_outcomes(days: np.ndarray, grade: pd.Series) -> tuple[int, float | None]:

@@ -323,6 +323,8 @@ class Body:
         self.toci_last: float | None = None
         self.steroids_until: float | None = None
         self.steroids_given = False
+        self.crs_peak = 0  # highest CRS grade at any step so far (observations are hours apart)
+        self.icans_peak = 0
         self._grade()
 
     # -- time stepping -----------------------------------------------------------
@@ -397,6 +399,8 @@ class Body:
         masked = self.toci_doses > 0 or self.steroids_given
         self.crs_grade = astct_crs_grade(self.temperature, self.severity, masked)
         self.ice, self.icans_grade = icans_surrogate(self.y[NEURO], self.k_ice, self.unarousable, self.ice_hill)
+        self.crs_peak = max(self.crs_peak, self.crs_grade)
+        self.icans_peak = max(self.icans_peak, self.icans_grade)
 
     def _treat(self) -> None:
         t = self.t_day
@@ -438,8 +442,10 @@ class Body:
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
         ``oxygen_support`` (0 none, 1 low-flow, 2 high-flow, 3 positive
-        pressure), ``crs_grade``, ``icans_grade`` (ASTCT 0-4), ``ice_score``
-        (0-10), ``tocilizumab_doses``, ``tocilizumab_blockade`` [-],
+        pressure), ``crs_grade``, ``icans_grade`` (ASTCT 0-4), ``crs_grade_max``,
+        ``icans_grade_max`` (the highest grade at any step so far, so that a
+        grade held for less than an observation interval is not missed),
+        ``ice_score`` (0-10), ``tocilizumab_doses``, ``tocilizumab_blockade`` [-],
         ``steroids_on`` (0/1).
         """
         y = self.y
@@ -457,8 +463,10 @@ class Body:
             "vasopressors": max(self.severity - 1, 0),
             "oxygen_support": self.severity,
             "crs_grade": self.crs_grade,
+            "crs_grade_max": self.crs_peak,
             "ice_score": self.ice,
             "icans_grade": self.icans_grade,
+            "icans_grade_max": self.icans_peak,
             "tocilizumab_doses": self.toci_doses,
             "tocilizumab_blockade": self._blockade(self.t_day),
             "steroids_on": int(self._steroids_on(self.t_day)),
@@ -478,6 +486,8 @@ class Body:
             "toci_last": self.toci_last,
             "steroids_until": self.steroids_until,
             "steroids_given": self.steroids_given,
+            "crs_peak": self.crs_peak,
+            "icans_peak": self.icans_peak,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -494,6 +504,9 @@ class Body:
         self.toci_last = None if state["toci_last"] is None else float(state["toci_last"])
         self.steroids_until = None if state["steroids_until"] is None else float(state["steroids_until"])
         self.steroids_given = bool(state["steroids_given"])
+        # checkpoints from before the running maxima have none: the grades from then on are kept
+        self.crs_peak = int(state.get("crs_peak", 0))
+        self.icans_peak = int(state.get("icans_peak", 0))
         self._grade()
 
 

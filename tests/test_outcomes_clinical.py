@@ -131,3 +131,12 @@ def test_missing_columns_leave_keys_none_and_listed():
 
 def test_empty_frame_gives_all_none():
     assert all(v is None for v in clinical_outcomes(pd.DataFrame({"day": []})).values())
+
+
+def test_max_grade_reads_the_running_maximum_so_a_grade_between_observations_counts():
+    sampled = frame(range(5), crs_grade=[0, 1, 2, 2, 0], icans_grade=[0, 0, 0, 1, 0])
+    assert clinical_outcomes(sampled)["crs_max_grade"] == 2  # without running maxima: the observed grades
+    both = sampled.assign(crs_grade_max=[0, 1, 3, 3, 3], icans_grade_max=[0, 0, 0, 1, 1])
+    out = clinical_outcomes(both)
+    assert (out["crs_max_grade"], out["crs_onset_day"]) == (3, 1.0)  # grade 3 came and went between observations
+    assert (out["icans_max_grade"], out["icans_onset_day"]) == (1, 3.0)

@@ -355,3 +355,16 @@ def test_held_fractions_survive_a_checkpoint():
     del state["held"]  # a checkpoint written before the hold existed
     copy.restore(state)
     assert copy.held == 0
+
+
+def test_running_maximum_grades_keep_every_step_and_survive_a_checkpoint():
+    body = make_body(**{"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0})
+    rows = run_toy_killing(body, 30.0)
+    running_crs = running_icans = 0
+    for r in rows:
+        running_crs, running_icans = max(running_crs, r["crs_grade"]), max(running_icans, r["icans_grade"])
+        assert (r["crs_grade_max"], r["icans_grade_max"]) == (running_crs, running_icans)
+    assert rows[-1]["crs_grade"] == 0 < rows[-1]["crs_grade_max"]  # resolved, but the peak is remembered
+    copy = make_body(**{"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0})
+    copy.restore(json.loads(json.dumps(body.state())))
+    assert copy.observe()["crs_grade_max"] == rows[-1]["crs_grade_max"]
