@@ -4,7 +4,7 @@ import mesa
 import numpy as np
 import pytest
 
-from abm.marrow import build_window
+from abm.marrow import build_tissue, build_window, closed_pockets
 from abm.model import OBSERVABLES, MarrowModel
 from abm.params import Params
 from kernels import rules as R
@@ -94,3 +94,21 @@ def test_niche_sites_surround_stroma_and_hold_cells():
     assert np.all(near_stroma[s.tissue == R.NICHE])  # every niche site touches stroma
     assert not np.any(near_stroma & (s.tissue == R.MARROW))  # and every marrow site touching stroma is niche
     assert np.any(np.isin(s.cell[s.tissue == R.NICHE], (R.BLAST, R.BCELL, R.NORMAL)))
+
+
+def test_every_marrow_site_is_reachable_from_a_sinusoid():
+    from kernels import rules as R
+
+    tissue = np.full((7, 7), R.MARROW, dtype=np.uint8)
+    tissue[0, :] = R.SINUSOID
+    tissue[1, :] = R.PERIVASCULAR
+    tissue[3:6, 2:5] = R.BONE
+    tissue[4, 3] = R.MARROW  # a one-site pocket inside bone
+    assert np.argwhere(closed_pockets(tissue)).tolist() == [[4, 3]]
+    tissue[5, 4] = R.MARROW  # a diagonal opening: cells move between Moore neighbours, so it is reachable
+    tissue[6, 5] = R.MARROW
+    assert not closed_pockets(tissue).any()
+    for seed in range(5):  # generated windows keep none, and the bone fraction stays as asked
+        t = build_tissue(Params.default().replace({"grid.size": 200}), np.random.default_rng(seed))
+        assert not closed_pockets(t).any()
+        assert abs((t == R.BONE).mean() - 0.2) < 0.005
