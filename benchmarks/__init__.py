@@ -320,13 +320,16 @@ def peak_rss_mib() -> float:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20  # kB on Linux, bytes on macOS
 
 
-def rss_mib() -> float:
-    """Current resident set size of this process [MiB] (the peak where ``/proc`` is missing)."""
+def rss_mib(pid: int | str = "self") -> float:
+    """Current resident set size of process ``pid`` [MiB].
+
+    Where ``/proc`` cannot tell: this process's peak, another process's 0 (it has exited).
+    """
     try:
-        with open("/proc/self/statm", encoding="ascii") as f:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
-        return peak_rss_mib()
+        return peak_rss_mib() if pid == "self" else 0.0
 
 
 def scenario(size: int, config: Config, rules: str = "core"):

@@ -2,7 +2,7 @@
 
     python -m benchmarks.memwatch --out benchmarks/results/soak-trial.csv -- cart-abm trial --n 200 ...
 
-Runs the command, samples the resident set size (RSS, from ``/proc/<pid>/status``)
+Runs the command, samples the resident set size (RSS, from ``/proc/<pid>/statm``)
 of the process and every descendant every ``--every`` seconds, and writes a CSV
 (``t_s``, ``processes``, ``rss_total_mib``, ``rss_max_process_mib``); prints the
 wall time, the peak total and per-process RSS, and the growth of the per-process
@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from abm.io import atomic_write
+from benchmarks import rss_mib
+
 
 def children(pid: int) -> list[int]:
     """Every descendant of ``pid`` (from ``/proc/<pid>/task/*/children``)."""
@@ -36,17 +39,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of one process [MiB] (0 if it has exited)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
 def watch(command: list[str], out: Path, every: float) -> int:
     started = time.perf_counter()
     proc = subprocess.Popen(command)
@@ -57,13 +49,13 @@ def watch(command: list[str], out: Path, every: float) -> int:
         samples.append((round(time.perf_counter() - started, 1), len(pids), round(sum(rss), 1), round(max(rss), 1)))
         time.sleep(every)
     wall = time.perf_counter() - started
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+
+    def write(fh) -> None:
         w = csv.writer(fh)
         w.writerow(["t_s", "processes", "rss_total_mib", "rss_max_process_mib"])
         w.writerows(samples)
-    tmp.replace(out)
+
+    atomic_write(out, write)
     if samples:
         q = max(1, len(samples) // 4)
         first, last = max(s[3] for s in samples[:q]), max(s[3] for s in samples[-q:])
