@@ -63,6 +63,23 @@ PRIORS: tuple[Prior, ...] = (
           "assumption: body CD19+ load at half-maximal CAR-T stimulation; expansion tracks tumour burden "
           "(Mueller 2017 Blood 130:2317; Stein 2019), so K_A lies within the range of clinical loads "
           "(~3e9 at 1 % to ~3e11 at 100 % of a child's marrow)"),
+    Prior("body.effector_program_days", 4.0, 14.0, False,
+          "Kaech & Ahmed 2001 Nat Immunol 2:415 (programmed CD8 expansion ~7-8 d in vivo); Heinzel 2017 Nat "
+          "Immunol 18:96 (division destiny after a few days of stimulation); clinical Tmax 9-14 d (Stein 2019) "
+          "bounds it from above"),
+    Prior("body.effector_program_sd_log10", 0.0, 0.4, False,
+          "assumption: products differ in proliferative capacity (Fraietta 2018 Nat Med 24:563); up to a "
+          "factor 2.5 (1 SD) either way"),
+    Prior("body.blood_fraction", 0.005, 0.04, True,
+          "Westermann & Pabst 1992 Clin Investig 70:539 (~2 % of lymphocytes in blood); assumption: activated "
+          "effectors are held in antigen-rich tissue, so down to a quarter of that, up to twice"),
+    Prior("cart.attach_rate_per_h", 0.5, 4.0, True,
+          "PhysiCell cancer_immune (attachment ~60 min, 1/h); Cazaux 2019 JEM 216:1038 (CAR-T in marrow "
+          "engage targets within tens of minutes of contact)"),
+    Prior("cart.speed_um_per_min", 2.0, 5.0, False,
+          "PhysiCell cancer_immune 1 um/min, CARTopiaX 5 um/min; T cells crawl at several um/min in tissue "
+          "(Cazaux 2019 JEM 216:1038 in marrow); at most 5 with the 2-min step and 10-um site (one site a "
+          "step); the 2-D window has fewer vessels near a cell than 3-D marrow, so search speed matters"),
     Prior("body.marrow_share", 0.1, 0.3, False,
           "Westermann & Pabst 1992 (marrow ~10 % of lymphocytes); assumption: CAR-T home to leukemic marrow "
           "up to 3x that"),

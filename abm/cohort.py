@@ -27,6 +27,9 @@ Virtual patients
                                                  > 50 kg: 0.1-2.5e8 cells total, median 1e8 (label)
     ``serum.il6_production_pg_ml_per_day``       default x 10**(``serum.il6_production_sd_log10`` x N(0, 1))
                                                  (host cytokine response; calibrated spread)
+    ``body.effector_program_days``               default x 10**(``body.effector_program_sd_log10`` x N(0, 1))
+                                                 (how long the product's cells keep dividing; calibrated
+                                                 spread)
     ==========================================  ==========================================================
 
 Executors
@@ -122,6 +125,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     else:
         dose = float(np.clip(1e8 * 1.6 ** rng.standard_normal(), 0.1e8, 2.5e8)) / weight
     cytokine_z = rng.standard_normal()
+    program_z = rng.standard_normal()
     profile = {
         "patient.weight_kg": round(weight, 3),
         "patient.marrow_blast_fraction": round(blasts, 5),
@@ -130,11 +134,12 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
         "cart.proliferation_rate_per_day": round(base["cart.proliferation_rate_per_day"] * fitness, 5),
         "product.dose_per_kg": round(dose, 1),
     }
-    spread = base["serum.il6_production_sd_log10"]
-    if spread > 0:  # without a spread every patient keeps the base value exactly
-        il6 = base["serum.il6_production_pg_ml_per_day"] * 10 ** (spread * cytokine_z)
-        high = BY_KEY["serum.il6_production_pg_ml_per_day"].high
-        profile["serum.il6_production_pg_ml_per_day"] = min(float(f"{il6:.5g}"), high)
+    for key, spread_key, z in (("serum.il6_production_pg_ml_per_day", "serum.il6_production_sd_log10", cytokine_z),
+                               ("body.effector_program_days", "body.effector_program_sd_log10", program_z)):
+        spread = base[spread_key]
+        if spread > 0:  # without a spread every patient keeps the base value exactly
+            value = float(f"{base[key] * 10 ** (spread * z):.5g}")
+            profile[key] = min(max(value, BY_KEY[key].low), BY_KEY[key].high)
     return profile
 
 

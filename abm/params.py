@@ -391,6 +391,25 @@ SCHEMA: tuple[Param, ...] = (
           description="Fraction of the body CAR-T pool in blood at equilibrium (sets the tissue-to-blood "
                       "return rate from the blood-to-tissue rate).",
           source="Westermann & Pabst 1992 Clin Investig 70:539 (~2 % of the body's lymphocytes are in blood)"),
+    Param("body.effector_program_days", float, 7.0, "d", 1.0, 60.0,
+          description="Effector program Z_d of body CAR-T effectors (division destiny): days of antigen "
+                      "stimulation (at full stimulation) after which their proliferation and IL-6 drive are "
+                      "halved; a daughter keeps its mother's stimulation time, memory recall starts at 0.",
+          source="Heinzel 2017 Nat Immunol 18:96 (a Myc-dependent division timer ends T-cell expansion after "
+                 "a few days of stimulation); Kaech & Ahmed 2001 Nat Immunol 2:415 (brief antigen contact "
+                 "commits to a programmed expansion, ~7-8 d in vivo); Wherry 2011 Nat Immunol 12:492 "
+                 "(exhausted effectors lose cytokine production); calibrated (issue 4)"),
+    Param("body.effector_program_hill", float, 4.0, "-", 1.0, 10.0,
+          description="Steepness n of the effector program: proliferation and IL-6 drive times "
+                      "1 / (1 + (Z / Z_d)^n), Z the effectors' mean stimulation time.",
+          source="assumption: division cessation is switch-like within a clone (Heinzel 2017: ~1 d spread "
+                 "around the destiny time)"),
+    Param("body.effector_program_sd_log10", float, 0.0, "log10", 0.0, 1.0,
+          description="Patient-to-patient spread of body.effector_program_days in virtual cohorts "
+                      "(abm.cohort.sample_patient: log-normal around it); a single run does not use it.",
+          source="assumption: products differ in how long their cells keep dividing (Fraietta 2018 Nat Med "
+                 "24:563: memory-like products expand more and respond; non-responders expand poorly); "
+                 "calibrated (issue 4)"),
     Param("body.memory_reactivation_per_day", float, 0.5, "1/d", 0.0, 10.0,
           description="Hazard that a memory CAR-T cell in tissue turns effector, at saturating antigen "
                       "(times the stimulation A / (A + K_A)).",
@@ -454,10 +473,13 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: neurotoxicity follows endothelial activation and blood-brain-barrier disruption, "
                  "a threshold-like event (Gust 2017 Cancer Discov 7:1404); 2 was the fixed shape before "
                  "calibration; calibrated (issue 4)"),
-    Param("icans.unarousable_il6_pg_ml", float, 6000.0, "pg/mL", 1.0, 1e6,
-          description="Effect-compartment level from which the patient is unarousable (ICE 0, ASTCT ICANS "
-                      "grade 4); must exceed icans.ice_half_il6_pg_ml.",
-          source="assumption: to be calibrated (issue 4)"),
+    Param("icans.unarousable_factor", float, 1.5, "-", 1.0, 10.0,
+          description="Effect level at which the patient is unarousable (ASTCT ICANS grade 4), as a multiple of "
+                      "the level at which the ICE surrogate reaches 0 (K * 19^(1/n)); so ICE 0-2 while arousable "
+                      "(grade 3) always lies below it, whatever K and n.",
+          source="assumption: unarousable patients are those beyond ICE 0 (Lee 2019 Biol Blood Marrow "
+                 "Transplant 25:625); replaces a fixed 6,000 pg/mL level that made grade 3 unreachable for "
+                 "calibrated K and n"),
     Param("therapy.tocilizumab_grade", int, 2, "CRS grade", 0, 4,
           description="CRS grade at which tocilizumab is given (0: never).",
           source="Neelapu 2018 Nat Rev Clin Oncol 15:47 (tocilizumab for grade >= 2 CRS); ASTCT grading, "

@@ -52,7 +52,7 @@ CAR-T pools [cells]
     activation ``a = s * f_act``::
 
         dE_b/dt = -k_bt E_b + k_tb E_t - (d_E + mu) E_b
-        dE_t/dt =  k_bt E_b - k_tb E_t + (rho s - d_E - mu (1 - s)) E_t + r_M a M_t
+        dE_t/dt =  k_bt E_b - k_tb E_t + (rho s D(Z) - d_E - mu (1 - s)) E_t + r_M a M_t
         dM_b/dt = -k_bt M_b + k_tb M_t + mu E_b - d_M M_b
         dM_t/dt =  k_bt M_b - k_tb M_t + mu (1 - s) E_t - d_M M_t - r_M a M_t
 
@@ -72,6 +72,27 @@ CAR-T pools [cells]
       (``1 - s`` of those in tissue); ``r_M = body.memory_reactivation_per_day``;
       ``f_act = Controls.activation_factor``.
 
+    * the effector program (division destiny): effectors stop dividing after
+      a few days of stimulation, whether or not antigen remains (Heinzel 2017
+      Nat Immunol 18:96; Kaech & Ahmed 2001 Nat Immunol 2:415), and secrete
+      less (the IL-6 drive ``X`` below is ``a D(Z) E_t / 1e9``; exhausted
+      effectors lose cytokine production, Wherry 2011 Nat Immunol 12:492).
+      ``D(Z) = 1 / (1 + (Z / Z_d)^n)`` with ``Z_d = body.effector_program_days``,
+      ``n = body.effector_program_hill`` and ``Z = W_t / E_t`` the tissue
+      effectors' mean stimulation time [d]. ``W`` (``_b``, ``_t``) sums the
+      stimulation time of the effectors: it accrues ``a`` per effector-day
+      in tissue, moves, divides and dies with the effectors (a daughter keeps
+      its mother's time), and memory cells, infused or recalled, start
+      at 0::
+
+        dW_b/dt = -k_bt W_b + k_tb W_t - (d_E + mu) W_b
+        dW_t/dt =  k_bt W_b - k_tb W_t + (rho s D(Z) - d_E - mu (1 - s)) W_t + a E_t
+
+      Without it, a patient with antigen the window cannot clear (niche-
+      protected blasts, a non-responder) expanded without bound. Only the
+      pool's *mean* stimulation time is tracked (mean-field: a mixed pool of
+      fresh and old effectors divides as if all had the mean time).
+
     Without antigen the pools contract biphasically: effectors with half-life
     ``ln 2 / (d_E + mu)`` (the fast phase, ~4 d), memory with ``ln 2 / d_M``
     (the slow phase, ~220 d), fed by ``mu / (d_E + mu - d_M)`` of the
@@ -85,7 +106,7 @@ Serum IL-6 ``I`` [pg/mL]
 
         dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) - k_el (1 - r_R b) I
 
-    * ``X = a E_t / 1e9``: antigen-activated effectors [1e9 cells];
+    * ``X = a D(Z) E_t / 1e9``: antigen-activated, still functional effectors [1e9 cells];
       ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
     * myeloid amplification: up to ``g = serum.myeloid_amplification`` times
       more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
@@ -134,8 +155,9 @@ ICANS surrogate (ASTCT ICE score)
     prevent ICANS (poor CNS penetration) and the serum rise it causes even
     feeds it. ICE score = ``round(10 / (1 + (C / K_ICE)^n))``
     (``icans.ice_half_il6_pg_ml``, ``n = icans.ice_hill``); grade 0 for ICE 10, 1 for 7-9, 2 for 3-6,
-    3 for 0-2, 4 when ``C >= icans.unarousable_il6_pg_ml`` (unarousable:
-    ICE 0). Seizures, motor weakness and cerebral oedema (other ASTCT ICANS
+    3 for 0-2, 4 when ``C >= u K_ICE 19^(1/n)`` (unarousable: ``u =
+    icans.unarousable_factor`` times the level at which ICE reaches 0, so
+    that grade 3 always comes first). Seizures, motor weakness and cerebral oedema (other ASTCT ICANS
     domains) are not modelled. Thresholds are assumptions (issue 4).
 
 Therapy (checked at the end of every step, acting from the next one)
@@ -175,9 +197,10 @@ BILLION = 1e9
 FEVER_C = 38.0
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
-# indices of the ODE state vector
-EB, ET, MB, MT, IL6, NEURO = range(6)
-N_STATE = 6
+# indices of the ODE state vector (WB, WT: summed stimulation time of the effectors [cell d])
+EB, ET, MB, MT, IL6, NEURO, WB, WT = range(8)
+N_STATE = 8
+ICE_ZERO = 19.0  # (C / K)^n from which round(10 / (1 + (C / K)^n)) is 0
 
 
 @dataclass
@@ -208,11 +231,6 @@ def check_body_params(p: Params) -> None:
         raise ParamError(
             f"crs.fever_il6_pg_ml, crs.grade2_il6_pg_ml, crs.grade3_il6_pg_ml, crs.grade4_il6_pg_ml = "
             f"{', '.join(f'{v:g}' for v in crs)}: expected strictly increasing thresholds"
-        )
-    half, coma = p["icans.ice_half_il6_pg_ml"], p["icans.unarousable_il6_pg_ml"]
-    if coma <= half:
-        raise ParamError(
-            f"icans.unarousable_il6_pg_ml = {coma:g}: expected more than icans.ice_half_il6_pg_ml = {half:g}"
         )
 
 
@@ -283,6 +301,8 @@ class Body:
         self.d_m = p.cart.memory_death_rate_per_day
         self.mu = p.cart.memory_conversion_per_day * (p.costim.cd28_memory_factor if cd28 else 1.0)
         self.r_m = p.body.memory_reactivation_per_day
+        self.destiny = p.body.effector_program_days
+        self.destiny_hill = p.body.effector_program_hill
         self.k_a = p.body.antigen_half_saturation_cells
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
@@ -295,7 +315,7 @@ class Body:
         self.tau = p.icans.delay_days
         self.k_ice = p.icans.ice_half_il6_pg_ml
         self.ice_hill = p.icans.ice_hill
-        self.unarousable = p.icans.unarousable_il6_pg_ml
+        self.unarousable = p.icans.unarousable_factor * self.k_ice * ICE_ZERO ** (1.0 / self.ice_hill)
         t = p.therapy
         self.toci_grade = t.tocilizumab_grade
         self.toci_blockade = t.tocilizumab_blockade
@@ -380,7 +400,8 @@ class Body:
         k_clear = self.k_el * (1.0 - self.r_rec * self._blockade(t_day))
         return (self.k_bt, self.k_tb, self.d_e, self.mu, self.d_m, rho * stim, self.mu * (1.0 - stim),
                 self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
-                self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau)
+                self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, act, self.destiny,
+                self.destiny_hill)
 
     # -- clinical state ------------------------------------------------------------
     def _blockade(self, t_day: float) -> float:
@@ -438,6 +459,8 @@ class Body:
 
         ``blood_cart_per_ul`` [cells/uL], ``blood_cart_memory_fraction`` [-],
         ``body_cart_cells``, ``body_cart_memory_cells``, ``cart_infused_cells``,
+        ``effector_stimulation_days`` (the tissue effectors' mean stimulation
+        time Z [d], which ends their expansion),
         ``body_cd19_cells`` (the load A) [cells], ``serum_il6_pg_ml``,
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
@@ -455,6 +478,7 @@ class Body:
             "body_cart_cells": y[EB] + y[ET] + y[MB] + y[MT],
             "body_cart_memory_cells": y[MB] + y[MT],
             "cart_infused_cells": self.infused,
+            "effector_stimulation_days": y[WT] / y[ET] if y[ET] > 0 else 0.0,
             "body_cd19_cells": self.antigen,
             "serum_il6_pg_ml": y[IL6],
             "il6_signal_pg_ml": self.signal,
@@ -512,16 +536,21 @@ class Body:
 
 def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
     (k_bt, k_tb, d_e, mu, d_m, grow, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro,
-     k_tau) = r
-    eb, et, mb, mt, il6, c = y
+     k_tau, act, destiny, hill) = r
+    eb, et, mb, mt, il6, c, wb, wt = y
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
+    z = wt / et if et > 0.0 and wt > 0.0 else 0.0
+    program = 1.0 / (1.0 + (z / destiny) ** hill)  # D(Z): effector function left after Z days of stimulation
+    net = grow * program - d_e - mu_rest
     return [
         -k_bt * eb + k_tb * et - (d_e + mu) * eb,
-        k_bt * eb - k_tb * et + (grow - d_e - mu_rest) * et + recall * mt,
+        k_bt * eb - k_tb * et + net * et + recall * mt,
         -k_bt * mb + k_tb * mt + mu * eb - d_m * mb,
         k_bt * mb - k_tb * mt + mu_rest * et - d_m * mt - recall * mt,
-        base + prod * et * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6,
+        base + prod * program * et * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6,
         (neuro * excess - c) * k_tau,
+        -k_bt * wb + k_tb * wt - (d_e + mu) * wb,
+        k_bt * wb - k_tb * wt + net * wt + act * et,
     ]
 
 

@@ -162,6 +162,40 @@ def test_peak_day_and_fold_expansion_for_an_eliana_like_patient():
     assert rows[-1]["cd19"] < 1e3  # antigen cleared, B-cell aplasia
 
 
+def test_effector_program_ends_expansion_under_persistent_antigen():
+    """Antigen that is never cleared: the pool peaks after about the program's length and contracts.
+
+    Without the program (a program far longer than the run) it grows all along, the unbounded
+    expansion that stopped an untreated virtual patient on the traffic guard.
+    """
+    def run(program, days=40.0):
+        return run_constant(make_body(**{"body.effector_program_days": program, "therapy.steroids_grade": 0,
+                                         "therapy.tocilizumab_grade": 0}), ELIANA_CD19, days, dt=0.25)
+
+    def peak(rows):
+        return max(rows, key=lambda r: r["body_cart_cells"])
+
+    short, long, endless = run(4.0), run(7.0), run(60.0, days=12.0)
+    assert 4.0 <= peak(short)["t"] < peak(long)["t"] <= 14.0
+    assert peak(short)["body_cart_cells"] < peak(long)["body_cart_cells"]
+    for rows in (short, long):
+        assert rows[-1]["body_cart_cells"] < 0.2 * peak(rows)["body_cart_cells"]
+        excess = [r["serum_il6_pg_ml"] - Params().serum.il6_baseline_pg_ml for r in rows]
+        assert excess[-1] < 0.01 * max(excess)  # secretion wanes too, though antigen stays
+    assert peak(endless)["t"] == endless[-1]["t"]  # still growing at day 12
+
+
+def test_effector_stimulation_time_accrues_a_day_per_day_at_saturating_antigen():
+    # Z grows at s per day (daughters keep their mother's time), s = A / (A + K_A) for the ELIANA-like
+    # load; it lags the clock by the infused cells' first hours in blood, where they are not stimulated
+    body = make_body()
+    s = ELIANA_CD19 / (ELIANA_CD19 + body.k_a)
+    rows = run_constant(body, ELIANA_CD19, 6.0, dt=0.25)
+    z = {r["t"]: r["effector_stimulation_days"] for r in rows}
+    assert (z[6.0] - z[3.0]) / 3.0 == pytest.approx(s, rel=0.03)
+    assert 5.0 * s < z[6.0] < 6.0 * s
+
+
 def test_no_randomness_same_inputs_same_outputs():
     a = run_toy_killing(make_body(), 10.0)
     b = run_toy_killing(make_body(), 10.0)
@@ -195,6 +229,14 @@ def test_crs_fever_is_38_c_at_threshold_and_masked_fever_still_grades_hypotensio
     assert crs_surrogates(1e9, THRESHOLDS)[0] < 40.0 + 1e-9
     assert astct_crs_grade(37.0, 2, masked=False) == 0  # no fever, untreated: not CRS
     assert astct_crs_grade(37.0, 2, masked=True) == 3  # after tocilizumab: graded by hypotension/hypoxia
+
+
+@pytest.mark.parametrize(("half", "hill"), [(1500.0, 1.0), (1500.0, 2.0), (4669.0, 3.326), (500.0, 6.0)])
+def test_every_icans_grade_is_reached_in_order_whatever_the_ice_scale(half, hill):
+    body = make_body(**{"icans.ice_half_il6_pg_ml": half, "icans.ice_hill": hill})
+    seen = [icans_surrogate(half * 10 ** (i / 200), half, body.unarousable, hill)[1] for i in range(-600, 600)]
+    assert all(b >= a for a, b in itertools.pairwise(seen))
+    assert set(seen) == {0, 1, 2, 3, 4}  # grade 3 (ICE 0-2, arousable) comes before unarousable
 
 
 def test_icans_grade_follows_ice_score():
@@ -244,7 +286,7 @@ def test_tocilizumab_never_exceeds_max_doses_nor_redoses_early():
 
 
 def test_steroids_lower_controls_and_icans():
-    base = {"therapy.tocilizumab_grade": 2}
+    base = {"therapy.tocilizumab_grade": 2, "body.effector_program_days": 14.0}  # a patient with severe CRS
     body = make_body(**base, **{"therapy.steroids_grade": 3})
     with_steroids, factors = [], []
     r = readout(body, ELIANA_CD19)
@@ -306,7 +348,6 @@ def test_restore_rejects_a_state_of_another_shape():
     {"crs.grade2_il6_pg_ml": 20.0},  # below the fever threshold
     {"crs.grade3_il6_pg_ml": 3000.0},  # above grade 4
     {"crs.grade4_il6_pg_ml": 600.0},  # equal to grade 3
-    {"icans.unarousable_il6_pg_ml": 1000.0},  # below the ICE half point
 ])
 def test_inconsistent_toxicity_thresholds_rejected(overrides):
     with pytest.raises(ParamError, match="expected"):
@@ -345,7 +386,7 @@ def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
 
 def test_held_fractions_survive_a_checkpoint():
     split = {"schedule.days": [0.0, 4.0], "schedule.fractions": [0.5, 0.5], "schedule.hold_crs_grade": 1,
-             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+             "serum.il6_production_pg_ml_per_day": 300.0, "serum.myeloid_amplification": 9.0}
     body = make_body(**split)
     run_constant(body, ELIANA_CD19, 5.0)
     copy = make_body(**split)
