@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from abm.rows import RowTest, grade_at_least, proportion
+
 CALIBRATED_TOML = Path(__file__).with_name("calibrated.toml")
 
 
@@ -107,14 +109,9 @@ PRIORS: tuple[Prior, ...] = (
 PRIOR_BY_KEY = {p.key: p for p in PRIORS}
 
 
-def _rate(rows: Sequence[dict[str, Any]], test: Callable[[dict[str, Any]], bool | None]) -> tuple[float | None, int]:
-    values = [test(r) for r in rows]
-    known = [bool(v) for v in values if v is not None]
-    return (sum(known) / len(known) if known else None), len(known)
-
-
-def _grade_at_least(key: str, grade: int) -> Callable[[dict[str, Any]], bool | None]:
-    return lambda r: None if r.get(key) is None else r[key] >= grade
+def _rate(rows: Sequence[dict[str, Any]], test: RowTest) -> tuple[float | None, int]:
+    successes, n = proportion(rows, test)
+    return (successes / n if n else None), n
 
 
 def _median(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, int]:
@@ -170,16 +167,16 @@ TARGETS: tuple[Target, ...] = (
            lambda rows: _rate(_responders(rows), lambda r: r.get("mrd_negative_day28"))),
     Target("crs_any_rate", "CRS, any grade", 0.575, 0.79, 0.05,
            "CIBMTR 2025 (ASTCT) 57.5 %; ELIANA/ENSIGN 77-79 % (Levine 2021 JITC)",
-           lambda rows: _rate(rows, _grade_at_least("crs_max_grade", 1))),
+           lambda rows: _rate(rows, grade_at_least("crs_max_grade", 1))),
     Target("crs_grade3plus_rate", "CRS grade >= 3", 0.164, 0.47, 0.05,
            "CIBMTR 2025 (ASTCT) 16.4 %; ELIANA grade 3-4 46-47 % (Penn scale)",
-           lambda rows: _rate(rows, _grade_at_least("crs_max_grade", 3)), weight=2.0),
+           lambda rows: _rate(rows, grade_at_least("crs_max_grade", 3)), weight=2.0),
     Target("icans_any_rate", "ICANS / neurologic events, any grade", 0.22, 0.40, 0.05,
            "CIBMTR 2025 22 %; ELIANA 40 %",
-           lambda rows: _rate(rows, _grade_at_least("icans_max_grade", 1))),
+           lambda rows: _rate(rows, grade_at_least("icans_max_grade", 1))),
     Target("icans_grade3plus_rate", "ICANS grade >= 3", 0.09, 0.15, 0.04,
            "CIBMTR 2025 9 %; ELIANA grade 3 ~13-15 %",
-           lambda rows: _rate(rows, _grade_at_least("icans_max_grade", 3))),
+           lambda rows: _rate(rows, grade_at_least("icans_max_grade", 3))),
     Target("tocilizumab_among_crs", "tocilizumab among patients with CRS", 0.36, 0.40, 0.05,
            "Stein 2019; Levine 2021 (~36-40 % of patients with CRS)",
            lambda rows: _rate(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),

@@ -62,6 +62,7 @@ import numpy as np
 
 from abm.errors import ParamError
 from abm.params import BY_KEY, Params
+from abm.rows import RowTest, grade_at_least, proportion
 
 PARTIAL = "patients.partial.jsonl"
 PROFILE_KEYS = (
@@ -72,6 +73,7 @@ PROFILE_KEYS = (
     "cart.proliferation_rate_per_day",
     "product.dose_per_kg",
     "serum.il6_production_pg_ml_per_day",
+    "body.effector_program_days",
 )
 OUTCOME_KEYS = (
     "cr_day28",
@@ -318,11 +320,10 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float | None, f
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _rate(rows: Iterable[dict[str, Any]], test: Callable[[dict[str, Any]], bool | None]) -> dict[str, Any]:
-    values = [test(r) for r in rows]
-    known = [bool(v) for v in values if v is not None]
-    p, low, high = wilson(sum(known), len(known))
-    return {"rate": p, "ci95": [low, high], "n": len(known)}
+def _rate(rows: Iterable[dict[str, Any]], test: RowTest) -> dict[str, Any]:
+    successes, n = proportion(rows, test)
+    p, low, high = wilson(successes, n)
+    return {"rate": p, "ci95": [low, high], "n": n}
 
 
 def trial_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -332,16 +333,10 @@ def trial_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "n": len(rows),
         "cr_rate": _rate(rows, lambda r: r.get("cr_day28")),
         "mrd_negative_rate": _rate(rows, lambda r: r.get("mrd_negative_day28")),
-        "crs_any_rate": _rate(rows, lambda r: None if r.get("crs_max_grade") is None else r["crs_max_grade"] >= 1),
-        "crs_grade3plus_rate": _rate(
-            rows, lambda r: None if r.get("crs_max_grade") is None else r["crs_max_grade"] >= 3
-        ),
-        "icans_any_rate": _rate(
-            rows, lambda r: None if r.get("icans_max_grade") is None else r["icans_max_grade"] >= 1
-        ),
-        "icans_grade3plus_rate": _rate(
-            rows, lambda r: None if r.get("icans_max_grade") is None else r["icans_max_grade"] >= 3
-        ),
+        "crs_any_rate": _rate(rows, grade_at_least("crs_max_grade", 1)),
+        "crs_grade3plus_rate": _rate(rows, grade_at_least("crs_max_grade", 3)),
+        "icans_any_rate": _rate(rows, grade_at_least("icans_max_grade", 1)),
+        "icans_grade3plus_rate": _rate(rows, grade_at_least("icans_max_grade", 3)),
         "relapse_rate": _rate(rows, lambda r: r.get("relapse")),  # None (never in CR) is left out
         "antigen_negative_relapse_fraction": _rate(relapses, lambda r: r.get("relapse_antigen_negative")),
     }

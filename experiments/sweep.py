@@ -66,6 +66,7 @@ import numpy as np
 from abm.errors import ParamError
 from abm.outcomes import CART_DETECTION_PER_UL, MRD_THRESHOLD
 from abm.params import BY_KEY, Params
+from abm.rows import grade_at_least
 from experiments import common
 
 Run = Mapping[str, Any]  # one run's result: summary keys, overrides, series (see common.run_condition)
@@ -93,11 +94,6 @@ class Outcome:
 def summary_key(key: str) -> Getter:
     """The run's ``summary.json`` value ``key`` (None when missing)."""
     return lambda r: r.get(key)
-
-
-def grade_at_least(key: str, grade: int) -> Getter:
-    """Whether the run's ``key`` (a 0-4 grade) reached ``grade`` (None when missing)."""
-    return lambda r: None if r.get(key) is None else r[key] >= grade
 
 
 def series_value(run: Run, name: str, day: float) -> float | None:
