@@ -49,6 +49,7 @@ class Prior:
     high: float
     log: bool
     source: str
+    integer: bool = False  # searched over whole numbers (an int parameter)
 
 
 PRIORS: tuple[Prior, ...] = (
@@ -65,13 +66,12 @@ PRIORS: tuple[Prior, ...] = (
           "assumption: body CD19+ load at half-maximal CAR-T stimulation; expansion tracks tumour burden "
           "(Mueller 2017 Blood 130:2317; Stein 2019), so K_A lies within the range of clinical loads "
           "(~3e9 at 1 % to ~3e11 at 100 % of a child's marrow)"),
-    Prior("body.effector_program_days", 4.0, 14.0, False,
-          "Kaech & Ahmed 2001 Nat Immunol 2:415 (programmed CD8 expansion ~7-8 d in vivo); Heinzel 2017 Nat "
-          "Immunol 18:96 (division destiny after a few days of stimulation); clinical Tmax 9-14 d (Stein 2019) "
-          "bounds it from above"),
-    Prior("body.effector_program_sd_log10", 0.0, 0.4, False,
-          "assumption: products differ in proliferative capacity (Fraietta 2018 Nat Med 24:563); up to a "
-          "factor 2.5 (1 SD) either way"),
+    Prior("cart.max_divisions", 8, 14, False,
+          "CARCADE (Prybutok 2022) 10; Hawkins 2007 PNAS 104:5032 (division destiny); clinical expansion "
+          "~1e3-1e4-fold (Stein 2019 CPT:PSP 8:285), i.e. 2^10-2^13 before death", integer=True),
+    Prior("cart.max_divisions_sd", 0.0, 3.0, False,
+          "assumption: products differ in proliferative capacity (Fraietta 2018 Nat Med 24:563): up to 3 "
+          "divisions (8-fold expansion) either way (1 SD)"),
     Prior("body.blood_fraction", 0.005, 0.04, True,
           "Westermann & Pabst 1992 Clin Investig 70:539 (~2 % of lymphocytes in blood); assumption: activated "
           "effectors are held in antigen-rich tissue, so down to a quarter of that, up to twice"),

@@ -27,9 +27,8 @@ Virtual patients
                                                  > 50 kg: 0.1-2.5e8 cells total, median 1e8 (label)
     ``serum.il6_production_pg_ml_per_day``       default x 10**(``serum.il6_production_sd_log10`` x N(0, 1))
                                                  (host cytokine response; calibrated spread)
-    ``body.effector_program_days``               default x 10**(``body.effector_program_sd_log10`` x N(0, 1))
-                                                 (how long the product's cells keep dividing; calibrated
-                                                 spread)
+    ``cart.max_divisions``                      default + ``cart.max_divisions_sd`` x N(0, 1), rounded, in
+                                                 [1, 60] (the product's division destiny; calibrated spread)
     ==========================================  ==========================================================
 
 Executors
@@ -73,7 +72,7 @@ PROFILE_KEYS = (
     "cart.proliferation_rate_per_day",
     "product.dose_per_kg",
     "serum.il6_production_pg_ml_per_day",
-    "body.effector_program_days",
+    "cart.max_divisions",
 )
 OUTCOME_KEYS = (
     "cr_day28",
@@ -136,12 +135,14 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
         "cart.proliferation_rate_per_day": round(base["cart.proliferation_rate_per_day"] * fitness, 5),
         "product.dose_per_kg": round(dose, 1),
     }
-    for key, spread_key, z in (("serum.il6_production_pg_ml_per_day", "serum.il6_production_sd_log10", cytokine_z),
-                               ("body.effector_program_days", "body.effector_program_sd_log10", program_z)):
-        spread = base[spread_key]
-        if spread > 0:  # without a spread every patient keeps the base value exactly
-            value = float(f"{base[key] * 10 ** (spread * z):.5g}")
-            profile[key] = min(max(value, BY_KEY[key].low), BY_KEY[key].high)
+    spread = base["serum.il6_production_sd_log10"]
+    if spread > 0:  # without a spread every patient keeps the base value exactly
+        il6 = base["serum.il6_production_pg_ml_per_day"] * 10 ** (spread * cytokine_z)
+        high = BY_KEY["serum.il6_production_pg_ml_per_day"].high
+        profile["serum.il6_production_pg_ml_per_day"] = min(float(f"{il6:.5g}"), high)
+    spread = base["cart.max_divisions_sd"]
+    if spread > 0:
+        profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * program_z), 1), 60))
     return profile
 
 

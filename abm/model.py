@@ -182,7 +182,8 @@ class MarrowModel(mesa.Model):
         if coupling:
             self.apply_controls()
         memory = threshold(min(max(self.body.blood_memory_fraction(), 0.0), 1.0))
-        self.lattice.step(self.lattice_step, quota, self.exit_threshold, memory)
+        seeds, negative = self.body.reseeding(dt_day)
+        self.lattice.step(self.lattice_step, quota, self.exit_threshold, memory, seeds, negative)
         self.lattice_step += 1
         if self.check_invariants_each_step:
             self.check_invariants()
@@ -194,7 +195,8 @@ class MarrowModel(mesa.Model):
         s = self.state
         counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
         carries_target = target_levels(s.traits[..., R.ANTIGEN], self.target_mode) > 0
-        positive = carries_target & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
+        blast = s.cell == R.BLAST
+        positive = carries_target & (blast | (s.cell == R.BCELL))
         cart = s.cell == R.CART
         ev = s.events
         return WindowReadout(
@@ -205,6 +207,7 @@ class MarrowModel(mesa.Model):
             cart_active=int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
             il6_mean_pg_ml=float(s.fields[R.F_IL6].mean()) * QUANTUM,
             kills=int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
+            target_negative_blasts=int(np.count_nonzero(blast & ~carries_target)),
         )
 
     def apply_controls(self) -> None:
@@ -271,6 +274,7 @@ class MarrowModel(mesa.Model):
             "cart_exited": int(ev[R.EV_EXITED]),
             "cart_born": int(ev[R.EV_BORN + R.CART]),
             "bcells_made": int(ev[R.EV_BCELL_MADE]),
+            "blasts_seeded": int(ev[R.EV_SEEDED]),
         }
         if self.cd22_tracked:
             self._observed["blasts_cd22neg"] = int(np.count_nonzero(blasts & (cd22_levels(antigen) == 0)))
@@ -405,6 +409,7 @@ class MarrowModel(mesa.Model):
         expected = self.initial_counts + ev[R.EV_BORN : R.EV_BORN + R.N_KINDS] - ev[R.EV_DIED : R.EV_DIED + R.N_KINDS]
         expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
         expected[R.CART] += ev[R.EV_ENTERED] - ev[R.EV_EXITED]
+        expected[R.BLAST] += ev[R.EV_SEEDED]
         expected[R.NORMAL] -= ev[R.EV_BCELL_MADE]
         expected[R.BCELL] += ev[R.EV_BCELL_MADE]
         if np.any(counts[1:] != expected[1:]):
@@ -432,6 +437,7 @@ OBSERVABLES = (
     "cart_exited",
     "cart_born",
     "bcells_made",
+    "blasts_seeded",
 )
 
 

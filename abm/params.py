@@ -277,8 +277,16 @@ SCHEMA: tuple[Param, ...] = (
           description="Division hazard of an activated CAR-T cell with a free neighbour.",
           source="Stein 2019 CPT:PSP 8:285 (in vivo doubling ~0.78 d during expansion)"),
     Param("cart.max_divisions", int, 10, "divisions", 0, 60,
-          description="Divisions allowed along a CAR-T lineage.",
-          source="CARCADE (Prybutok 2022); SCIENCE.md"),
+          description="Divisions allowed along a CAR-T lineage (division destiny), in the window and in the "
+                      "body pool; a cell recalled from memory starts again.",
+          source="CARCADE (Prybutok 2022); SCIENCE.md; Hawkins 2007 PNAS 104:5032 and Heinzel 2017 Nat Immunol "
+                 "18:96 (T cells make a programmed number of divisions, then stop)"),
+    Param("cart.max_divisions_sd", float, 0.0, "divisions", 0.0, 5.0,
+          description="Patient-to-patient spread of cart.max_divisions in virtual cohorts (abm.cohort."
+                      "sample_patient: normal around it, rounded); a single run does not use it.",
+          source="assumption: products differ in proliferative capacity (Fraietta 2018 Nat Med 24:563: "
+                 "memory-like products expand more and respond; non-responders expand poorly); calibrated "
+                 "(issue 4)"),
     Param("cart.death_rate_per_day", float, 0.16, "1/d", 0.0, 5.0,
           description="Natural death hazard of an effector CAR-T cell (contraction after the peak).",
           source="Stein 2019 CPT:PSP 8:285 (fast decline half-life ~4.3 d: ln 2 / 4.3 = 0.16/d)"),
@@ -391,29 +399,27 @@ SCHEMA: tuple[Param, ...] = (
           description="Fraction of the body CAR-T pool in blood at equilibrium (sets the tissue-to-blood "
                       "return rate from the blood-to-tissue rate).",
           source="Westermann & Pabst 1992 Clin Investig 70:539 (~2 % of the body's lymphocytes are in blood)"),
-    Param("body.effector_program_days", float, 7.0, "d", 1.0, 60.0,
-          description="Effector program Z_d of body CAR-T effectors (division destiny): days of antigen "
-                      "stimulation (at full stimulation) after which their proliferation and IL-6 drive are "
-                      "halved; a daughter keeps its mother's stimulation time, memory recall starts at 0.",
-          source="Heinzel 2017 Nat Immunol 18:96 (a Myc-dependent division timer ends T-cell expansion after "
-                 "a few days of stimulation); Kaech & Ahmed 2001 Nat Immunol 2:415 (brief antigen contact "
-                 "commits to a programmed expansion, ~7-8 d in vivo); Wherry 2011 Nat Immunol 12:492 "
-                 "(exhausted effectors lose cytokine production); calibrated (issue 4)"),
-    Param("body.effector_program_hill", float, 4.0, "-", 1.0, 10.0,
-          description="Steepness n of the effector program: proliferation and IL-6 drive times "
-                      "1 / (1 + (Z / Z_d)^n), Z the effectors' mean stimulation time.",
-          source="assumption: division cessation is switch-like within a clone (Heinzel 2017: ~1 d spread "
-                 "around the destiny time)"),
-    Param("body.effector_program_sd_log10", float, 0.0, "log10", 0.0, 1.0,
-          description="Patient-to-patient spread of body.effector_program_days in virtual cohorts "
-                      "(abm.cohort.sample_patient: log-normal around it); a single run does not use it.",
-          source="assumption: products differ in how long their cells keep dividing (Fraietta 2018 Nat Med "
-                 "24:563: memory-like products expand more and respond; non-responders expand poorly); "
-                 "calibrated (issue 4)"),
     Param("body.memory_reactivation_per_day", float, 0.5, "1/d", 0.0, 10.0,
           description="Hazard that a memory CAR-T cell in tissue turns effector, at saturating antigen "
                       "(times the stimulation A / (A + K_A)).",
           source="assumption: memory T cells re-expand within days of meeting antigen again"),
+    # -- residual disease outside the window (abm/systemic.py) --
+    Param("relapse.reservoir_fraction", float, 0.01, "-", 0.0, 0.5,
+          description="Leukemia the window does not sample (CNS, testes, extramedullary sites, marrow spaces CAR-T "
+                      "cells reach poorly) at infusion, as a fraction of the body's marrow blasts; it grows, is "
+                      "killed by tissue CAR-T cells and reseeds the window's marrow (the source of relapse).",
+          source="assumption: CNS involvement is common in relapsed B-ALL and the marrow is sampled at one "
+                 "site (Pui 2009 Lancet Oncol 10:257); to be calibrated to relapse (issue 4)"),
+    Param("relapse.reservoir_kill_per_day", float, 0.02, "1/d per 1e9 CAR-T", 0.0, 10.0,
+          description="Killing hazard of target-positive reservoir blasts per 1e9 CAR-T cells in tissue (effector "
+                      "and memory, times the steroid activation factor).",
+          source="assumption: sanctuary disease is cleared more slowly than marrow disease, by the same pool "
+                 "(CAR-T cells reach the CSF, Maude 2014 NEJM 371:1507); to be calibrated to relapse (issue 4)"),
+    Param("relapse.reseed_rate_per_day", float, 0.01, "1/d", 0.0, 1.0,
+          description="Fraction of reservoir blasts that home to marrow per day; the window receives its share "
+                      "through the perivascular sites.",
+          source="assumption: leukemic blasts recirculate and home to marrow via CXCR4/CXCL12 (Sipkins 2005 "
+                 "Nature 435:969); to be calibrated to relapse (issue 4)"),
     Param("serum.il6_baseline_pg_ml", float, 2.0, "pg/mL", 0.0, 50.0,
           description="Serum IL-6 without CAR-T activation.",
           source="assumption: healthy serum IL-6 is a few pg/mL"),

@@ -15,6 +15,7 @@ scalar ``cd19_level``, ``cd22_level``, ``pack`` and ``target_level``.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -281,4 +282,23 @@ def build_tables(
         coarsen=params.grid.coarsen,
         chemokine_field=R.F_CXCL12,
         seed=seed,
+        entry_levels=entry_level_tables(params),
     )
+
+
+def entry_level_tables(params: Params) -> np.ndarray:
+    """CD19 and CD22 levels of reservoir blasts entering the window: int64[2, 256] quantile tables.
+
+    Entry ``k`` of a row is the level at quantile ``(k + 1/2) / 256`` of the
+    patient's blast antigen density (log-normal, ``patient.cd19_median_molecules``
+    and ``patient.cd19_sd_log10``; CD22 likewise when it is tracked, else 0), so
+    a uniform random byte draws from that distribution. Blasts lacking the
+    product's target are decided separately (the reservoir's negative share).
+    """
+    z = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
+    p = params.patient
+    table = np.zeros((2, 256), dtype=np.int64)
+    table[0] = molecules_to_level(10.0 ** (np.log10(p.cd19_median_molecules) + p.cd19_sd_log10 * z))
+    if cd22_tracked(params):
+        table[1] = molecules_to_level(10.0 ** (np.log10(p.cd22_median_molecules) + p.cd22_sd_log10 * z))
+    return table

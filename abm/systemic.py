@@ -43,18 +43,33 @@ Coupling with the window (per step of ``dt`` days)
 
 CAR-T pools [cells]
     Effectors ``E`` and memory cells ``M``, each split between blood (``_b``)
-    and tissue (``_t``; marrow, lymphoid organs). Infusions (``schedule.days``,
+    and tissue (``_t``; marrow, lymphoid organs). Effectors are counted by
+    the divisions they have made since they were infused or recalled from
+    memory: ``E^i`` for ``i = 0..K``, ``K = cart.max_divisions`` (division
+    destiny: a stimulated T cell makes a programmed number of divisions and
+    stops, whether or not antigen remains; Hawkins 2007 PNAS 104:5032,
+    Heinzel 2017 Nat Immunol 18:96; the window's cells follow the same
+    limit). Infusions (``schedule.days``,
     ``schedule.fractions`` of ``product.dose_per_kg * weight``; a later fraction
     is held, i.e. not given, when CRS is at ``schedule.hold_crs_grade`` or above
     on its day) go into blood,
-    ``cart.memory_fraction`` of them as memory cells. With stimulation
-    ``s = A / (A + K_A)`` (``body.antigen_half_saturation_cells``) and
-    activation ``a = s * f_act``::
+    ``cart.memory_fraction`` of them as memory cells, the rest as ``E^0``.
+    With stimulation ``s = A / (A + K_A)`` (``body.antigen_half_saturation_cells``),
+    activation ``a = s * f_act`` and division rate ``g = rho s``,
+    ``[i < K]`` 1 below the limit and 0 at it::
 
-        dE_b/dt = -k_bt E_b + k_tb E_t - (d_E + mu) E_b
-        dE_t/dt =  k_bt E_b - k_tb E_t + (rho s D(Z) - d_E - mu (1 - s)) E_t + r_M a M_t
-        dM_b/dt = -k_bt M_b + k_tb M_t + mu E_b - d_M M_b
-        dM_t/dt =  k_bt M_b - k_tb M_t + mu (1 - s) E_t - d_M M_t - r_M a M_t
+        dE_b^i/dt = -k_bt E_b^i + k_tb E_t^i - (d_E + [i < K] mu) E_b^i
+        dE_t^i/dt =  k_bt E_b^i - k_tb E_t^i - (d_E + [i < K] (g + mu (1 - s))) E_t^i
+                     + 2 g E_t^(i-1)  (i > 0)   or   + r_M a M_t  (i = 0)
+        dM_b/dt = -k_bt M_b + k_tb M_t + mu sum_(i<K) E_b^i - d_M M_b
+        dM_t/dt =  k_bt M_b - k_tb M_t + mu (1 - s) sum_(i<K) E_t^i - d_M M_t - r_M a M_t
+
+    ``E`` is the sum over ``i``. A recalled memory cell starts a fresh program,
+    so the pool can re-expand against returning antigen (B cells, a relapse),
+    but one expansion is at most ``2^K``-fold per cell: a patient whose
+    antigen the window cannot clear (niche-protected blasts, a non-responder)
+    no longer expands without bound. Effectors at the limit do not become
+    memory cells (they are terminally differentiated).
 
     * ``k_bt = traffic.marrow_entry_rate_per_day + traffic.blood_loss_rate_per_day``
       [1/d]: blood to tissue (to marrow, or to other tissues);
@@ -72,27 +87,6 @@ CAR-T pools [cells]
       (``1 - s`` of those in tissue); ``r_M = body.memory_reactivation_per_day``;
       ``f_act = Controls.activation_factor``.
 
-    * the effector program (division destiny): effectors stop dividing after
-      a few days of stimulation, whether or not antigen remains (Heinzel 2017
-      Nat Immunol 18:96; Kaech & Ahmed 2001 Nat Immunol 2:415), and secrete
-      less (the IL-6 drive ``X`` below is ``a D(Z) E_t / 1e9``; exhausted
-      effectors lose cytokine production, Wherry 2011 Nat Immunol 12:492).
-      ``D(Z) = 1 / (1 + (Z / Z_d)^n)`` with ``Z_d = body.effector_program_days``,
-      ``n = body.effector_program_hill`` and ``Z = W_t / E_t`` the tissue
-      effectors' mean stimulation time [d]. ``W`` (``_b``, ``_t``) sums the
-      stimulation time of the effectors: it accrues ``a`` per effector-day
-      in tissue, moves, divides and dies with the effectors (a daughter keeps
-      its mother's time), and memory cells, infused or recalled, start
-      at 0::
-
-        dW_b/dt = -k_bt W_b + k_tb W_t - (d_E + mu) W_b
-        dW_t/dt =  k_bt W_b - k_tb W_t + (rho s D(Z) - d_E - mu (1 - s)) W_t + a E_t
-
-      Without it, a patient with antigen the window cannot clear (niche-
-      protected blasts, a non-responder) expanded without bound. Only the
-      pool's *mean* stimulation time is tracked (mean-field: a mixed pool of
-      fresh and old effectors divides as if all had the mean time).
-
     Without antigen the pools contract biphasically: effectors with half-life
     ``ln 2 / (d_E + mu)`` (the fast phase, ~4 d), memory with ``ln 2 / d_M``
     (the slow phase, ~220 d), fed by ``mu / (d_E + mu - d_M)`` of the
@@ -101,12 +95,45 @@ CAR-T pools [cells]
     Blood CAR-T concentration [cells/uL] = ``(E_b + M_b) /
     (traffic.blood_volume_ml_per_kg * weight * 1000)``.
 
+Residual disease outside the window ``R_+``, ``R_-`` [cells]
+    Leukemia the marrow window does not sample (CNS, testes, extramedullary
+    sites, marrow spaces CAR-T cells reach poorly): blasts with (``R_+``) and
+    without (``R_-``) the product's target. At the first step they are
+    ``f = relapse.reservoir_fraction`` of the body's marrow blasts (the
+    window's, over ``window_share``), with the window's target-negative
+    share. With ``C = E_t + M_t`` (tissue CAR-T)::
+
+        dR_+/dt = g R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+
+        dR_-/dt = g R_- (1 - R / K_R) + lambda R_+ - r R_-
+
+    * ``g = blast.division_rate_per_day - blast.death_rate_per_day`` [1/d],
+      logistic in ``R = R_+ + R_-`` up to ``K_R = f`` times the body's marrow
+      cells (the reservoir's room);
+    * ``lambda`` = division rate times the per-division loss of the target
+      (``blast.cd19_loss_per_division`` for CD19, ``blast.cd22_loss_per_division``
+      for CD22; 0 for a dual CAR, which needs both lost);
+    * ``q = relapse.reservoir_kill_per_day`` per 1e9 tissue CAR-T, times the
+      steroid activation factor ``f_act``: mass action, since sanctuary blasts
+      meet CAR-T cells less often than marrow blasts do;
+    * ``r = relapse.reseed_rate_per_day``: blasts leave the reservoir for the
+      marrow; the window receives ``r R window_share`` a day through its
+      perivascular sites (the kernels' blast entry quota; a blast enters
+      without the target with probability ``R_- / R``, with antigen levels
+      drawn from the patient's distribution).
+
+    ``R_+`` adds to the stimulating load: ``A = cd19_cells / window_share + R_+``.
+    A reservoir compartment below one cell is set to 0 (extinction; the
+    deterministic stand-in for its stochastic end). Relapse thus follows
+    CAR-T loss when ``R_+`` survives the expansion (target-positive relapse)
+    or the negative share (target-negative relapse), months later, as the
+    reseeded blasts regrow in the window.
+
 Serum IL-6 ``I`` [pg/mL]
     ::
 
         dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) - k_el (1 - r_R b) I
 
-    * ``X = a D(Z) E_t / 1e9``: antigen-activated, still functional effectors [1e9 cells];
+    * ``X = a E_t / 1e9``: antigen-activated effectors [1e9 cells];
       ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
     * myeloid amplification: up to ``g = serum.myeloid_amplification`` times
       more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
@@ -197,9 +224,10 @@ BILLION = 1e9
 FEVER_C = 38.0
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
-# indices of the ODE state vector (WB, WT: summed stimulation time of the effectors [cell d])
-EB, ET, MB, MT, IL6, NEURO, WB, WT = range(8)
-N_STATE = 8
+# indices of the ODE state vector (RP, RN: reservoir blasts with and without the product's target [cells]);
+# the effector stages follow: E_b^0..E_b^K from E0, then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
+MB, MT, IL6, NEURO, RP, RN = range(6)
+E0 = 6
 ICE_ZERO = 19.0  # (C / K)^n from which round(10 / (1 + (C / K)^n)) is 0
 
 
@@ -214,6 +242,7 @@ class WindowReadout:
     cart_active: int  # activated CAR-T cells in the window
     il6_mean_pg_ml: float  # mean IL-6 of the window's marrow field
     kills: int  # cumulative CAR-T kills in the window
+    target_negative_blasts: int = 0  # blasts lacking the product's target
 
 
 @dataclass
@@ -301,8 +330,19 @@ class Body:
         self.d_m = p.cart.memory_death_rate_per_day
         self.mu = p.cart.memory_conversion_per_day * (p.costim.cd28_memory_factor if cd28 else 1.0)
         self.r_m = p.body.memory_reactivation_per_day
-        self.destiny = p.body.effector_program_days
-        self.destiny_hill = p.body.effector_program_hill
+        self.max_divs = p.cart.max_divisions
+        self.blood_e = slice(E0, E0 + self.max_divs + 1)
+        self.tissue_e = slice(E0 + self.max_divs + 1, E0 + 2 * (self.max_divs + 1))
+        self.n_state = E0 + 2 * (self.max_divs + 1)
+        self.reservoir_fraction = p.relapse.reservoir_fraction
+        self.reservoir_room = p.relapse.reservoir_fraction * p.patient.marrow_cells_per_kg * weight
+        self.reservoir_kill = p.relapse.reservoir_kill_per_day / BILLION
+        self.reseed = p.relapse.reseed_rate_per_day
+        self.blast_growth = p.blast.division_rate_per_day - p.blast.death_rate_per_day
+        target = p.product.target
+        loss = (p.blast.cd19_loss_per_division if target == "CD19" else
+                p.blast.cd22_loss_per_division if target == "CD22" else 0.0)
+        self.target_loss = p.blast.division_rate_per_day * loss
         self.k_a = p.body.antigen_half_saturation_cells
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
@@ -332,13 +372,14 @@ class Body:
                       self.r_m, 1.0 / self.tau, 1e-12)
         self.max_substep = min(MAX_SUBSTEP_DAY, 0.5 / fastest)
         # dynamic state
-        self.y = [0.0] * N_STATE
+        self.y = [0.0] * self.n_state
         self.y[IL6] = self.il6_0
         self.t_day = 0.0
         self.infused = 0.0
         self.given = 0
         self.held = 0  # fractions withheld for CRS (schedule.hold_crs_grade)
         self.antigen = 0.0
+        self.reservoir_seeded = False
         self.toci_doses = 0
         self.toci_last: float | None = None
         self.steroids_until: float | None = None
@@ -364,21 +405,29 @@ class Body:
                 self.given += 1
                 continue
             dose = self.dose_cells * self.schedule[self.given][1]
-            self.y[EB] += dose * (1.0 - self.memory_fraction)
+            self.y[E0] += dose * (1.0 - self.memory_fraction)  # E_b^0
             self.y[MB] += dose * self.memory_fraction
             self.infused += dose
             self.given += 1
-        self.antigen = readout.cd19_cells / self.window_share
+        if not self.reservoir_seeded:
+            negative = readout.target_negative_blasts
+            self.y[RP] = self.reservoir_fraction * (readout.blasts - negative) / self.window_share
+            self.y[RN] = self.reservoir_fraction * negative / self.window_share
+            self.reservoir_seeded = True
+        self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day
         rates = self._rates(t_day)
         n = max(1, math.ceil(dt_day / self.max_substep - 1e-9))
         h = dt_day / n
         for _ in range(n):
             self.y = _rk4(self.y, h, rates)
+        for i in (RP, RN):
+            if self.y[i] < 1.0:
+                self.y[i] = 0.0  # extinct
         self.t_day = t_day + dt_day
         self._grade()
         self._treat()
-        target = self.marrow_share * (self.y[ET] + self.y[MT]) * self.window_share
+        target = self.marrow_share * (self.effectors_tissue + self.y[MT]) * self.window_share
         expected = self.k_home * max(0.0, target - readout.cart) * dt_day
         if self.n_portals == 0:
             return 0
@@ -400,8 +449,22 @@ class Body:
         k_clear = self.k_el * (1.0 - self.r_rec * self._blockade(t_day))
         return (self.k_bt, self.k_tb, self.d_e, self.mu, self.d_m, rho * stim, self.mu * (1.0 - stim),
                 self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
-                self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, act, self.destiny,
-                self.destiny_hill)
+                self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
+                self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
+                self.max_divs)
+
+    def reseeding(self, dt_day: float) -> tuple[int, int]:
+        """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
+
+        The quota is the expected number of entries times ``2**32``; the
+        threshold the probability (times ``2**32``) that an entering blast
+        lacks the product's target.
+        """
+        total = self.y[RP] + self.y[RN]
+        if total <= 0.0 or self.n_portals == 0:
+            return 0, 0
+        expected = self.reseed * total * self.window_share * dt_day
+        return int(round(expected * TWO32)), int(round(self.y[RN] / total * TWO32))
 
     # -- clinical state ------------------------------------------------------------
     def _blockade(self, t_day: float) -> float:
@@ -445,9 +508,19 @@ class Body:
 
     # -- observation -----------------------------------------------------------------
     @property
+    def effectors_blood(self) -> float:
+        """Effector CAR-T cells in blood, all division stages [cells]."""
+        return math.fsum(self.y[self.blood_e])
+
+    @property
+    def effectors_tissue(self) -> float:
+        """Effector CAR-T cells in tissue, all division stages [cells]."""
+        return math.fsum(self.y[self.tissue_e])
+
+    @property
     def blood_cells(self) -> float:
         """CAR-T cells in blood [cells]."""
-        return self.y[EB] + self.y[MB]
+        return self.effectors_blood + self.y[MB]
 
     def blood_memory_fraction(self) -> float:
         """Fraction of blood CAR-T cells with a memory phenotype (of the cells entering the window)."""
@@ -459,8 +532,10 @@ class Body:
 
         ``blood_cart_per_ul`` [cells/uL], ``blood_cart_memory_fraction`` [-],
         ``body_cart_cells``, ``body_cart_memory_cells``, ``cart_infused_cells``,
-        ``effector_stimulation_days`` (the tissue effectors' mean stimulation
-        time Z [d], which ends their expansion),
+        ``reservoir_target_pos_cells``, ``reservoir_target_neg_cells`` (the
+        residual disease outside the window),
+        ``body_cart_terminal_fraction`` (the share of effectors that have
+        made all ``cart.max_divisions`` divisions),
         ``body_cd19_cells`` (the load A) [cells], ``serum_il6_pg_ml``,
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
@@ -472,13 +547,17 @@ class Body:
         ``steroids_on`` (0/1).
         """
         y = self.y
+        effectors = self.effectors_blood + self.effectors_tissue
+        terminal = y[self.blood_e.stop - 1] + y[self.tissue_e.stop - 1]
         return {
             "blood_cart_per_ul": self.blood_cells / self.blood_ul,
             "blood_cart_memory_fraction": self.blood_memory_fraction(),
-            "body_cart_cells": y[EB] + y[ET] + y[MB] + y[MT],
+            "body_cart_cells": effectors + y[MB] + y[MT],
             "body_cart_memory_cells": y[MB] + y[MT],
             "cart_infused_cells": self.infused,
-            "effector_stimulation_days": y[WT] / y[ET] if y[ET] > 0 else 0.0,
+            "reservoir_target_pos_cells": y[RP],
+            "reservoir_target_neg_cells": y[RN],
+            "body_cart_terminal_fraction": terminal / effectors if effectors > 0 else 0.0,
             "body_cd19_cells": self.antigen,
             "serum_il6_pg_ml": y[IL6],
             "il6_signal_pg_ml": self.signal,
@@ -506,6 +585,7 @@ class Body:
             "given": self.given,
             "held": self.held,
             "antigen": self.antigen,
+            "reservoir_seeded": self.reservoir_seeded,
             "toci_doses": self.toci_doses,
             "toci_last": self.toci_last,
             "steroids_until": self.steroids_until,
@@ -516,14 +596,16 @@ class Body:
 
     def restore(self, state: dict[str, Any]) -> None:
         y = [float(v) for v in state["y"]]
-        if len(y) != N_STATE:
-            raise SimulationError(f"body state has {len(y)} variables; this version has {N_STATE}")
+        if len(y) != self.n_state:
+            raise SimulationError(f"body state has {len(y)} variables; this version with cart.max_divisions = "
+                                  f"{self.max_divs} has {self.n_state}")
         self.y = y
         self.t_day = float(state["t_day"])
         self.infused = float(state["infused"])
         self.given = int(state["given"])
         self.held = int(state.get("held", 0))  # checkpoints from before schedule.hold_crs_grade have none
         self.antigen = float(state["antigen"])
+        self.reservoir_seeded = bool(state["reservoir_seeded"])
         self.toci_doses = int(state["toci_doses"])
         self.toci_last = None if state["toci_last"] is None else float(state["toci_last"])
         self.steroids_until = None if state["steroids_until"] is None else float(state["steroids_until"])
@@ -535,23 +617,34 @@ class Body:
 
 
 def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
-    (k_bt, k_tb, d_e, mu, d_m, grow, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro,
-     k_tau, act, destiny, hill) = r
-    eb, et, mb, mt, il6, c, wb, wt = y
+    (k_bt, k_tb, d_e, mu, d_m, div, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau,
+     growth, room, loss, kill, reseed, k) = r
+    mb, mt, il6, c, rp, rn = y[:E0]
+    eb = y[E0:E0 + k + 1]
+    et = y[E0 + k + 1:]
+    out = [0.0] * len(y)
+    to_memory_b = to_memory_t = 0.0
+    for i in range(k + 1):
+        exchange = k_tb * et[i] - k_bt * eb[i]
+        if i < k:
+            out[E0 + i] = exchange - (d_e + mu) * eb[i]
+            tissue = -exchange - (d_e + div + mu_rest) * et[i]
+            to_memory_b += eb[i]
+            to_memory_t += et[i]
+        else:  # at the division limit: no division, no memory
+            out[E0 + i] = exchange - d_e * eb[i]
+            tissue = -exchange - d_e * et[i]
+        out[E0 + k + 1 + i] = tissue + (2.0 * div * et[i - 1] if i > 0 else recall * mt)
+    effectors_t = math.fsum(et)
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
-    z = wt / et if et > 0.0 and wt > 0.0 else 0.0
-    program = 1.0 / (1.0 + (z / destiny) ** hill)  # D(Z): effector function left after Z days of stimulation
-    net = grow * program - d_e - mu_rest
-    return [
-        -k_bt * eb + k_tb * et - (d_e + mu) * eb,
-        k_bt * eb - k_tb * et + net * et + recall * mt,
-        -k_bt * mb + k_tb * mt + mu * eb - d_m * mb,
-        k_bt * mb - k_tb * mt + mu_rest * et - d_m * mt - recall * mt,
-        base + prod * program * et * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6,
-        (neuro * excess - c) * k_tau,
-        -k_bt * wb + k_tb * wt - (d_e + mu) * wb,
-        k_bt * wb - k_tb * wt + net * wt + act * et,
-    ]
+    room_growth = growth * (1.0 - (rp + rn) / room) if room > 0.0 else 0.0  # reservoir blasts, logistic
+    out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
+    out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
+    out[IL6] = base + prod * effectors_t * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6
+    out[NEURO] = (neuro * excess - c) * k_tau
+    out[RP] = (room_growth - loss - kill * (effectors_t + mt) - reseed) * rp
+    out[RN] = room_growth * rn + loss * rp - reseed * rn
+    return out
 
 
 def _rk4(y: list[float], h: float, r: tuple[float, ...]) -> list[float]:

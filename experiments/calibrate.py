@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from abm.calibration import CALIBRATED_TOML, PRIORS, TARGETS, loss, measure
+from abm.calibration import CALIBRATED_TOML, PRIORS, TARGETS, Prior, loss, measure
 from abm.errors import ParamError
 from abm.io import write_json, write_text
 from abm.params import UNCALIBRATED_DEFAULTS, Params
@@ -58,13 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def uncalibrated_defaults() -> dict[str, float]:
     """The schema's sourced defaults of the fitted keys, clipped into their ranges (the first trial)."""
-    return {p.key: min(max(float(UNCALIBRATED_DEFAULTS[p.key]), p.low), p.high) for p in PRIORS}
+    return {p.key: _clip(p, UNCALIBRATED_DEFAULTS[p.key]) for p in PRIORS}
 
 
 def current_defaults() -> dict[str, float]:
     """The fitted keys' current defaults (a previous calibration, if any), clipped into their ranges."""
     defaults = Params.default()
-    return {p.key: min(max(float(defaults[p.key]), p.low), p.high) for p in PRIORS}
+    return {p.key: _clip(p, defaults[p.key]) for p in PRIORS}
+
+
+def _clip(prior: Prior, value: float) -> float | int:
+    """``value`` within the prior's range (a whole number for an integer prior)."""
+    clipped = min(max(float(value), prior.low), prior.high)
+    return int(round(clipped)) if prior.integer else clipped
 
 
 def evaluate(values: dict[str, float], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -113,8 +119,8 @@ def toml_text(values: dict[str, float], best: Any, args: argparse.Namespace, stu
     return "\n".join(lines) + "\n"
 
 
-def _round(x: float) -> str:
-    return f"{float(f'{x:.4g}')!r}"
+def _round(x: float | int) -> str:
+    return str(x) if isinstance(x, int) else f"{float(f'{x:.4g}')!r}"
 
 
 def _optuna_version() -> str:
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             study.enqueue_trial(current)
 
     def objective(trial: Any) -> float:
-        values = {p.key: trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in PRIORS}
+        values = {p.key: trial.suggest_int(p.key, int(p.low), int(p.high)) if p.integer
+                  else trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in PRIORS}
         rows = evaluate(values, args)
         trial.set_user_attr("measured", measure(rows))
         value = loss(rows)

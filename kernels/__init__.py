@@ -14,7 +14,7 @@ backend and thread count produces bit-identical arrays (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class RuleTables:
     coarsen: int
     chemokine_field: int
     seed: int
+    # int64[2, 256]: CD19 (row 0) and CD22 (row 1) levels of reservoir blasts entering the window, as quantile
+    # tables indexed by a random byte; all 0 where no blasts enter (abm.rates.entry_level_tables)
+    entry_levels: np.ndarray = field(default_factory=lambda: np.zeros((2, 256), dtype=np.int64))
 
     @property
     def key(self) -> np.uint64:
@@ -79,6 +82,7 @@ _TABLE_SPEC = {
     "cd19_noise": (256,),
     "rates": (rules.N_RATES,),
     "field_rates": (rules.N_FIELDS, rules.N_FIELD_RATES),
+    "entry_levels": (2, 256),
 }
 
 
@@ -200,7 +204,8 @@ class Lattice:
         if self._device is not None:
             self._device.update_tables(tables)
 
-    def step(self, step_index: int, enter_quota: int, exit_threshold: int, memory_threshold: int = 0) -> None:
+    def step(self, step_index: int, enter_quota: int, exit_threshold: int, memory_threshold: int = 0,
+             seed_quota: int = 0, negative_threshold: int = 0) -> None:
         """Advance one step: blood traffic, nine sublattice passes, fields.
 
         ``enter_quota`` is the expected number of CAR-T cells entering the
@@ -208,18 +213,23 @@ class Lattice:
         sites); ``exit_threshold`` the per-step exit probability of a free
         CAR-T cell on a perivascular site times ``2**32``;
         ``memory_threshold`` the probability (times ``2**32``) that an entering
-        cell is a memory cell.
+        cell is a memory cell. ``seed_quota`` is the expected number of
+        reservoir blasts entering this step times ``2**32``, and
+        ``negative_threshold`` the probability (times ``2**32``) that one
+        lacks the product's target.
         """
         if self._device is not None:
-            self._device.step(step_index, enter_quota, memory_threshold, exit_threshold)
+            self._device.step(step_index, enter_quota, memory_threshold, exit_threshold, seed_quota,
+                              negative_threshold)
             return
         from kernels import cpu
 
         s, t = self.state, self.tables
         args = (
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
-            t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, enter_quota,
-            memory_threshold, exit_threshold, self._key, step_index, self._row_events,
+            t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
+            enter_quota, memory_threshold, exit_threshold, seed_quota, negative_threshold, self._key, step_index,
+            self._row_events,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)

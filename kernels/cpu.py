@@ -54,6 +54,7 @@ from kernels.rules import (
     KR_DIVIDE,
     N_KINDS,
     P_DIE,
+    R_TARGET_MODE,
     STATE,
     STROMA,
     act_site,
@@ -119,9 +120,12 @@ def step(
     cd19_noise,
     rates,
     field_rates,
+    entry_levels,
     enter_quota,
     memory_threshold,
     exit_threshold,
+    seed_quota,
+    negative_threshold,
     key,
     step_index,
     events,
@@ -139,7 +143,9 @@ def step(
     chemokine_field : int, which field steers chemotaxis
     kind_rates : int64[N_KIND_RATES, N_KINDS]; antigen_rates : int64[N_ANTIGEN_RATES, 256]
     cd19_noise : int64[256]; rates : int64[N_RATES]; field_rates : int64[N_FIELDS, N_FIELD_RATES]
-    enter_threshold, exit_threshold : int, thresholds for blood traffic this step
+    entry_levels : int64[2, 256], CD19 and CD22 levels of entering reservoir blasts (quantile tables)
+    enter_quota, memory_threshold, exit_threshold : int, blood CAR-T traffic this step
+    seed_quota, negative_threshold : int, reservoir blasts entering this step (see traffic_site)
     key, step_index : int
     events : int64[n, N_EVENTS], per-row event counters (accumulated)
     """
@@ -149,10 +155,13 @@ def step(
         if cell[portals[p] // n, portals[p] % n] == 0:
             empty_portals += 1
     threshold = enter_threshold(enter_quota, empty_portals)
+    seed_threshold = enter_threshold(seed_quota, empty_portals)
+    mode = rates[R_TARGET_MODE]
     for p in range(portals.shape[0]):
         i = portals[p] // n
         j = portals[p] % n
-        e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, key, step_index)
+        e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
+                         negative_threshold, entry_levels, mode, key, step_index)
         if e:
             events[i, e] += 1
     sublattice_order(key, step_index, order[:9])

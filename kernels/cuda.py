@@ -18,7 +18,16 @@ from numba import cuda
 
 from kernels.config import THREADS_PER_BLOCK
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import EMPTY, FR_SUBSTEPS, act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
+from kernels.rules import (
+    EMPTY,
+    FR_SUBSTEPS,
+    R_TARGET_MODE,
+    act_site,
+    enter_threshold,
+    needs_visit,
+    sublattice_order,
+    traffic_site,
+)
 
 # The one-block counter reset and the portal kernels are small on purpose; Numba's low-occupancy warning on
 # every such launch says nothing a user can act on.
@@ -55,14 +64,16 @@ def _count_empty_portals_kernel(cell, portals, count):
 
 @cuda.jit(cache=True)
 def _traffic_kernel(
-    cell, tissue, traits, portals, count, enter_quota, memory_threshold, exit_threshold, key, step_index, events,
+    cell, tissue, traits, portals, count, enter_quota, memory_threshold, exit_threshold, seed_quota,
+    negative_threshold, entry_levels, mode, key, step_index, events,
 ):
     p = cuda.grid(1)
     n = cell.shape[0]
     if p < portals.shape[0]:
         threshold = enter_threshold(enter_quota, count[0])
+        seed_threshold = enter_threshold(seed_quota, count[0])
         e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold, memory_threshold,
-                         exit_threshold, key, step_index)
+                         exit_threshold, seed_threshold, negative_threshold, entry_levels, mode, key, step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 
@@ -146,17 +157,21 @@ class CudaLattice:
         self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
         self.d_cd19_noise = cuda.to_device(tables.cd19_noise)
         self.d_rates = cuda.to_device(tables.rates)
+        self.d_entry_levels = cuda.to_device(tables.entry_levels)
+        self.target_mode = int(tables.rates[R_TARGET_MODE])
         self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
         self.substeps = [int(r[FR_SUBSTEPS]) for r in tables.field_rates]
 
-    def step(self, step_index: int, enter_quota: int, memory_threshold: int, exit_threshold: int) -> None:
+    def step(self, step_index: int, enter_quota: int, memory_threshold: int, exit_threshold: int,
+             seed_quota: int = 0, negative_threshold: int = 0) -> None:
         t = self.tables
         if self.n_portals:
             self._zero(self.d_count)  # on the device: a host copy here would wait for the previous step
             self._count(self.d_cell, self.d_portals, self.d_count)
             self._traffic(
                 self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,
-                memory_threshold, exit_threshold, self.key, step_index, self.d_events,
+                memory_threshold, exit_threshold, seed_quota, negative_threshold, self.d_entry_levels,
+                self.target_mode, self.key, step_index, self.d_events,
             )
         sublattice_order(self.key, step_index, self.order)
         chemokine = self.d_fields[t.chemokine_field]

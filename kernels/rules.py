@@ -141,7 +141,8 @@ EV_ENTERED = 3 * N_KINDS
 EV_EXITED = 3 * N_KINDS + 1
 EV_BCELL_MADE = 3 * N_KINDS + 2  # an other-hematopoietic cell became a B cell (NORMAL -1, BCELL +1)
 EV_EXHAUSTED = 3 * N_KINDS + 3  # a CAR-T cell exhausted (no change of kind)
-N_EVENTS = 3 * N_KINDS + 4
+EV_SEEDED = 3 * N_KINDS + 4  # a blast from the body's reservoir entered through a perivascular site
+N_EVENTS = 3 * N_KINDS + 5
 
 # Random-number purposes (the 4th key of kernels.rng.draw).
 P_ORDER = 1
@@ -166,6 +167,9 @@ P_LOSS = 20
 P_PHENO = 21
 P_LOSS_CD22 = 22  # CD22 loss at a CD22+ blast's division
 P_NOISE_CD22 = 23  # CD22 level change at a CD22+ blast's division
+P_SEED = 24  # a reservoir blast enters an empty perivascular site
+P_SEED_LEVEL = 25  # its CD19 (bits 0-7) and CD22 (bits 8-15) quantiles
+P_SEED_NEG = 26  # whether it lacks the product's target
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -655,16 +659,22 @@ def enter_threshold(quota, empty_portals):
 
 
 @jit
-def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_threshold, key, step):
-    """Blood traffic at a perivascular site: a CAR-T cell enters an empty one or a free one leaves.
+def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_threshold, seed_thr, negative_thr,
+                 entry_levels, mode, key, step):
+    """Blood traffic at a perivascular site: a CAR-T cell or a blast enters an empty one, a free CAR-T cell leaves.
 
     Drivers visit only the perivascular sites (``portals``). Before the visits
-    they count the empty portals and set ``enter_thr`` with
-    :func:`enter_threshold`, so the expected number of entries equals the
-    host's quota (blood CAR-T homing to this window) however many portals are
-    occupied. An entering cell is a memory cell with probability
-    ``memory_thr / 2**32`` (the memory share of blood CAR-T), else a resting
-    effector. A cell engaged with a target does not leave.
+    they count the empty portals and set ``enter_thr`` and ``seed_thr`` with
+    :func:`enter_threshold`, so the expected numbers of entries equal the
+    host's quotas (blood CAR-T homing to this window; reservoir blasts
+    homing to it) however many portals are occupied. An entering CAR-T cell
+    is a memory cell with probability ``memory_thr / 2**32`` (the memory share
+    of blood CAR-T), else a resting effector. An entering blast takes its CD19
+    and CD22 levels from the quantile tables ``entry_levels[0]`` and
+    ``entry_levels[1]`` (one random byte each); with probability
+    ``negative_thr / 2**32`` it lacks the product's target (``mode``: the
+    target levels are 0). CAR-T entry is decided first. A cell engaged with a
+    target does not leave.
     """
     n = cell.shape[0]
     site = i * n + j
@@ -677,6 +687,20 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_thresho
             if below(key, step, site, P_PHENO, memory_thr):
                 traits[i, j, PHENO] = MEMORY
             return EV_ENTERED
+        if below(key, step, site, P_SEED, seed_thr):
+            u = draw(key, step, site, P_SEED_LEVEL)
+            l19 = entry_levels[0, u & LEVEL_MASK]
+            l22 = entry_levels[1, (u >> CD22_SHIFT) & LEVEL_MASK]
+            if below(key, step, site, P_SEED_NEG, negative_thr):
+                if mode != TARGET_CD22:
+                    l19 = 0
+                if mode != TARGET_CD19:
+                    l22 = 0
+            clear(cell, traits, i, j)
+            cell[i, j] = BLAST
+            traits[i, j, ANTIGEN] = pack(l19, l22)
+            traits[i, j, ACTED] = stamp(step)
+            return EV_SEEDED
     elif kind == CART and traits[i, j, TARGET] == 0:
         if below(key, step, site, P_EXIT, exit_threshold):
             clear(cell, traits, i, j)

@@ -32,6 +32,9 @@ CASES = {
         "blast.cd22_loss_per_division": 0.05,
         "blast.division_rate_per_day": 1.5,
         "bcell.production_per_day": 0.2,
+        # reservoir blasts entering through the portals (the seeding path, with its negative share)
+        "relapse.reservoir_fraction": 0.5,
+        "relapse.reseed_rate_per_day": 1.0,
     },
 }
 

@@ -42,16 +42,20 @@ def test_cohort_distributions_match_their_documented_centres():
     assert df.loc[light, "product.dose_per_kg"].between(0.2e6, 5e6).all()
 
 
-@pytest.mark.parametrize(("key", "spread"), [("serum.il6_production_pg_ml_per_day", "serum.il6_production_sd_log10"),
-                                           ("body.effector_program_days", "body.effector_program_sd_log10")])
-def test_patient_spreads_are_log_normal_around_the_default_and_off_at_zero(key, spread):
-    base = Params.default().replace({spread: 0.3, key: 10.0})
-    values = pd.Series([j.overrides[key] for j in cohort.sample_cohort(400, 1, base)])
-    logs = values.apply(math.log10)
-    assert abs(logs.mean() - 1.0) < 3 * 0.3 / math.sqrt(400)  # median 10 (3 standard errors)
+def test_patient_spreads_are_centred_on_the_default_and_off_at_zero():
+    base = Params.default().replace({"serum.il6_production_sd_log10": 0.3, "serum.il6_production_pg_ml_per_day": 10.0,
+                                     "cart.max_divisions_sd": 2.0, "cart.max_divisions": 11})
+    df = pd.DataFrame([j.overrides for j in cohort.sample_cohort(400, 1, base)])
+    logs = df["serum.il6_production_pg_ml_per_day"].apply(math.log10)
+    assert abs(logs.mean() - 1.0) < 3 * 0.3 / math.sqrt(400)  # log-normal, median 10 (3 standard errors)
     assert 0.26 < logs.std() < 0.34  # SD 0.3 log10 (~3.5 standard errors of an SD from 400 draws)
-    flat = cohort.sample_cohort(5, 1, Params.default().replace({spread: 0.0}))
-    assert all(key not in j.overrides for j in flat)
+    divisions = df["cart.max_divisions"]
+    assert divisions.map(type).eq(int).all()
+    assert abs(divisions.mean() - 11) < 3 * 2.0 / math.sqrt(400) and 1.7 < divisions.std() < 2.35  # rounded
+    flat = cohort.sample_cohort(5, 1, Params.default().replace({"serum.il6_production_sd_log10": 0.0,
+                                                               "cart.max_divisions_sd": 0.0}))
+    assert all("serum.il6_production_pg_ml_per_day" not in j.overrides and "cart.max_divisions" not in j.overrides
+               for j in flat)
 
 
 def test_fixed_keys_override_the_distribution():

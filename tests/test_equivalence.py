@@ -75,7 +75,7 @@ def test_dual_target_run_exercises_both_antigens(dual_cpu_state):
     assert np.any(blasts & (cd19 > 0) & (cd22 > 0)) and np.any(blasts & (cd19 == 0) & (cd22 > 0))
     assert np.any(blasts & (cd19 > 0) & (cd22 == 0))
     ev = s["events"]
-    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 20
+    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 20 and ev[R.EV_SEEDED] > 5
 
 
 def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
@@ -92,6 +92,6 @@ def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
                    check=True, env=env, timeout=600)
     cpu_state = run("cpu", 2, days, "dual")
     ev = cpu_state["events"]
-    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 0
+    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 0 and ev[R.EV_SEEDED] > 0
     with np.load(out) as cuda_state:
         assert_identical(dict(cuda_state), cpu_state)

@@ -189,6 +189,45 @@ def test_entry_quota_is_met_on_average_however_crowded_the_portals():
         assert abs(entries - mean) < 4 * math.sqrt(mean), (free_every, entries)
 
 
+def test_reservoir_blasts_enter_empty_portals_after_car_t_with_table_levels_and_the_negative_share():
+    """Seeding: CAR-T entry first; blasts at the quota's rate, levels from the tables, negatives at their share.
+
+    1,000 steps of 0.5 expected entries on a row of portals emptied after every step; 4 standard errors.
+    """
+    s = empty_state(40)
+    s.tissue[::2, :] = R.PERIVASCULAR
+    t = quiet_tables()
+    t.entry_levels[0] = np.arange(256) % 200 + 20  # CD19 levels 20..219
+    t.entry_levels[1] = 77
+    lat = kernels.Lattice(s, t, backend="cpu")
+    steps, quota, negative = 1000, 0.5, 0.25
+    seen19, seen22, negatives = set(), set(), 0
+    for step in range(steps):
+        lat.step(step, 0, 0, 0, int(quota * ALWAYS), threshold(negative))
+        st = lat.state
+        blasts = st.cell == R.BLAST
+        antigen = st.traits[..., R.ANTIGEN][blasts].astype(np.int64)
+        seen19 |= set((antigen & 0xFF).tolist())
+        seen22 |= set((antigen >> 8).tolist())
+        negatives += int(np.count_nonzero((antigen & 0xFF) == 0))
+        st.cell[blasts] = R.EMPTY
+        st.traits[blasts] = 0
+    seeded = int(lat.pull().events[R.EV_SEEDED])
+    mean = steps * quota
+    assert abs(seeded - mean) < 4 * math.sqrt(mean)
+    assert abs(negatives - seeded * negative) < 4 * math.sqrt(seeded * negative * (1 - negative))
+    assert seen22 == {77}  # a CD19 CAR: a negative blast keeps its CD22
+    assert seen19 - {0} <= set(range(20, 220)) and len(seen19) > 150  # drawn across the table
+    # CAR-T entry is decided first: a quota filling every portal leaves no room for blasts
+    s = empty_state(10)
+    s.tissue[5, :] = R.PERIVASCULAR
+    out = run(s, t, 1, enter=10 * ALWAYS)
+    assert np.all(out.cell[5] == R.CART)
+    lat = kernels.Lattice(out, t, backend="cpu")
+    lat.step(1, 0, 0, 0, 10 * ALWAYS, 0)
+    assert lat.pull().events[R.EV_SEEDED] == 0
+
+
 @pytest.mark.parametrize("backend", ["python", "cpu"])
 def test_bad_table_shape_is_rejected_with_name(backend):
     s = empty_state(6)

@@ -9,8 +9,6 @@ import pytest
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from abm.systemic import (
-    EB,
-    ET,
     MT,
     Body,
     WindowReadout,
@@ -26,8 +24,16 @@ HOUR = 1.0 / 24.0
 ELIANA_CD19 = 0.68 * 1.05e10 * 30.0 + 6e9  # blasts of a 68 % marrow + B cells, 30 kg [cells]
 
 
+# a product that expands ~1,000-fold in an ELIANA-like patient (Stein 2019), whatever the calibrated default
+EXPANDING = {"cart.max_divisions": 13}
+
+
+# a patient whose CRS reaches tocilizumab and steroids (the uncalibrated cytokine response)
+SEVERE = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+
+
 def make_body(**overrides) -> Body:
-    return Body(Params(overrides), CAPACITY, PORTALS)
+    return Body(Params({**EXPANDING, **overrides}), CAPACITY, PORTALS)
 
 
 def readout(body: Body, body_cd19_cells: float) -> WindowReadout:
@@ -55,8 +61,10 @@ def run_toy_killing(body: Body, days: float, kill_per_effector_day: float = 1.0,
     blasts, bcells = 0.68 * 1.05e10 * 30.0, 6e9
     rows = []
     for i in range(int(round(days / dt))):
-        body.advance(i * dt, dt, readout(body, blasts + bcells))
-        effectors = body.y[EB] + body.y[ET]
+        r = readout(body, blasts + bcells)
+        r.blasts = int(round(blasts * body.window_share))  # seeds the reservoir at the first step
+        body.advance(i * dt, dt, r)
+        effectors = body.effectors_blood + body.effectors_tissue
         total = blasts + bcells
         killed = kill_per_effector_day * effectors * total / (total + 1e10) * dt
         survive = 1.0 - min(killed / total, 1.0) if total > 0 else 1.0
@@ -104,7 +112,7 @@ def test_entry_quota_feeds_the_window_towards_its_share_of_marrow_car_t():
     body.advance(0.0, 1.0, r)  # infuse, and let a day of distribution to tissue pass
     dt = 2.0 / 1440.0
     quota = body.advance(1.0, dt, r)
-    target = 0.2 * (body.y[ET] + body.y[MT]) * body.window_share  # body.marrow_share = 0.2
+    target = 0.2 * (body.effectors_tissue + body.y[MT]) * body.window_share  # body.marrow_share = 0.2
     assert target > 0
     expected = 2.0 * (target - r.cart) * dt  # body.marrow_homing_rate_per_day = 2
     assert quota / TWO32 == pytest.approx(expected, abs=1 / TWO32)
@@ -162,44 +170,102 @@ def test_peak_day_and_fold_expansion_for_an_eliana_like_patient():
     assert rows[-1]["cd19"] < 1e3  # antigen cleared, B-cell aplasia
 
 
-def test_effector_program_ends_expansion_under_persistent_antigen():
-    """Antigen that is never cleared: the pool peaks after about the program's length and contracts.
+def test_division_limit_ends_expansion_under_persistent_antigen():
+    """Antigen that is never cleared: the pool peaks and contracts, the later and higher the more divisions.
 
-    Without the program (a program far longer than the run) it grows all along, the unbounded
-    expansion that stopped an untreated virtual patient on the traffic guard.
+    Without a limit (60 divisions) it grows all along, the unbounded expansion that stopped an untreated
+    virtual patient on the traffic guard.
     """
-    def run(program, days=40.0):
-        return run_constant(make_body(**{"body.effector_program_days": program, "therapy.steroids_grade": 0,
+    def run(divisions, days=40.0):
+        return run_constant(make_body(**{"cart.max_divisions": divisions, "therapy.steroids_grade": 0,
                                          "therapy.tocilizumab_grade": 0}), ELIANA_CD19, days, dt=0.25)
 
     def peak(rows):
         return max(rows, key=lambda r: r["body_cart_cells"])
 
-    short, long, endless = run(4.0), run(7.0), run(60.0, days=12.0)
-    assert 4.0 <= peak(short)["t"] < peak(long)["t"] <= 14.0
-    assert peak(short)["body_cart_cells"] < peak(long)["body_cart_cells"]
-    for rows in (short, long):
-        assert rows[-1]["body_cart_cells"] < 0.2 * peak(rows)["body_cart_cells"]
-        excess = [r["serum_il6_pg_ml"] - Params().serum.il6_baseline_pg_ml for r in rows]
-        assert excess[-1] < 0.01 * max(excess)  # secretion wanes too, though antigen stays
+    few, more, endless = run(6), run(9), run(60, days=12.0)
+    assert 3.0 <= peak(few)["t"] < peak(more)["t"] <= 14.0
+    dose = 3e6 * 30.0
+    for rows, divisions in ((few, 6), (more, 9)):
+        assert peak(rows)["body_cart_cells"] < 2**divisions * dose  # at most 2^K-fold (memory recall aside)
+        assert rows[-1]["body_cart_cells"] < 0.1 * peak(rows)["body_cart_cells"]
+        assert rows[-1]["body_cart_terminal_fraction"] > 0.9
+    assert peak(few)["body_cart_cells"] < peak(more)["body_cart_cells"]
     assert peak(endless)["t"] == endless[-1]["t"]  # still growing at day 12
 
 
-def test_effector_stimulation_time_accrues_a_day_per_day_at_saturating_antigen():
-    # Z grows at s per day (daughters keep their mother's time), s = A / (A + K_A) for the ELIANA-like
-    # load; it lags the clock by the infused cells' first hours in blood, where they are not stimulated
-    body = make_body()
-    s = ELIANA_CD19 / (ELIANA_CD19 + body.k_a)
-    rows = run_constant(body, ELIANA_CD19, 6.0, dt=0.25)
-    z = {r["t"]: r["effector_stimulation_days"] for r in rows}
-    assert (z[6.0] - z[3.0]) / 3.0 == pytest.approx(s, rel=0.03)
-    assert 5.0 * s < z[6.0] < 6.0 * s
+def test_recalled_memory_starts_a_fresh_program_and_re_expands():
+    """After a first expansion and contraction, returning antigen re-expands the pool from memory."""
+    body = make_body(**{"therapy.steroids_grade": 0, "therapy.tocilizumab_grade": 0})
+    first = run_constant(body, ELIANA_CD19, 20.0, dt=0.25)
+    rest = run_constant(body, 0.0, 60.0, dt=0.25, t0=20.0)
+    again = run_constant(body, 1e10, 20.0, dt=0.25, t0=80.0)
+    low = rest[-1]["body_cart_cells"]
+    assert low < 0.1 * max(r["body_cart_cells"] for r in first)
+    assert max(r["body_cart_cells"] for r in again) > 10 * low
 
 
 def test_no_randomness_same_inputs_same_outputs():
     a = run_toy_killing(make_body(), 10.0)
     b = run_toy_killing(make_body(), 10.0)
     assert a == b
+
+
+# -- residual disease outside the window ------------------------------------------------------------
+def window_with_blasts(body: Body, blasts: int, negative: int = 0) -> WindowReadout:
+    return WindowReadout(blasts, blasts, blasts, 0, 0, 0.0, 0, negative)
+
+
+def test_reservoir_starts_as_its_fraction_of_the_body_blasts_with_the_window_negative_share():
+    body = make_body(**{"relapse.reservoir_fraction": 0.02})
+    body.advance(0.0, HOUR, window_with_blasts(body, 10_000, 100))
+    obs = body.observe()  # an hour of growth later (0.3 %)
+    assert obs["reservoir_target_pos_cells"] == pytest.approx(0.02 * 9_900 / body.window_share, rel=5e-3)
+    assert obs["reservoir_target_neg_cells"] == pytest.approx(0.02 * 100 / body.window_share, rel=5e-3)
+    # only the first readout seeds it, and a checkpoint keeps that
+    copy = make_body(**{"relapse.reservoir_fraction": 0.02})
+    copy.restore(json.loads(json.dumps(body.state())))
+    copy.advance(HOUR, HOUR, window_with_blasts(copy, 50_000))
+    body.advance(HOUR, HOUR, window_with_blasts(body, 50_000))
+    assert copy.observe() == body.observe()
+    assert body.observe()["reservoir_target_pos_cells"] < 1.01 * obs["reservoir_target_pos_cells"]
+
+
+def test_reservoir_without_car_t_grows_logistically_and_turns_target_negative_by_loss():
+    p = Params().replace({"relapse.reseed_rate_per_day": 0.0, "blast.cd19_loss_per_division": 1e-3})
+    body = Body(p, CAPACITY, PORTALS)
+    body.schedule = []  # no infusion
+    rows = []
+    body.advance(0.0, 1.0, window_with_blasts(body, 1_000))
+    for day in range(1, 400):
+        body.advance(float(day), 1.0, window_with_blasts(body, 1_000))
+        rows.append(body.observe())
+    growth = p.blast.division_rate_per_day - p.blast.death_rate_per_day
+    total = [r["reservoir_target_pos_cells"] + r["reservoir_target_neg_cells"] for r in rows]
+    assert total[10] / total[0] == pytest.approx(math.exp(10 * growth), rel=0.02)  # early: exponential
+    room = p.relapse.reservoir_fraction * p.patient.marrow_cells_per_kg * p.patient.weight_kg
+    assert total[-1] == pytest.approx(room, rel=1e-3)  # late: its room
+    negative = rows[-1]["reservoir_target_neg_cells"] / total[-1]
+    assert 0.0 < negative < 1.0  # loss makes target-negative blasts, which then grow like the rest
+
+
+def test_reservoir_is_cleared_by_an_expanding_pool_and_goes_extinct_below_one_cell():
+    strong = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 1.0}), 30.0)
+    weak = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 1e-5}), 30.0)
+    assert strong[-1]["reservoir_target_pos_cells"] == 0.0  # extinct, exactly
+    assert weak[-1]["reservoir_target_pos_cells"] > weak[0]["reservoir_target_pos_cells"]
+
+
+def test_reseeding_quota_is_the_window_share_of_the_homing_reservoir():
+    p = Params().replace({"relapse.reservoir_fraction": 0.05, "relapse.reseed_rate_per_day": 0.1})
+    body = Body(p, CAPACITY, PORTALS)
+    body.advance(0.0, HOUR, window_with_blasts(body, 10_000, 2_500))
+    quota, negative = body.reseeding(HOUR)
+    obs = body.observe()
+    reservoir = obs["reservoir_target_pos_cells"] + obs["reservoir_target_neg_cells"]
+    assert quota == round(0.1 * reservoir * body.window_share * HOUR * TWO32)
+    assert negative / TWO32 == pytest.approx(0.25, rel=1e-3)
+    assert make_body(**{"relapse.reservoir_fraction": 0.0}).reseeding(HOUR) == (0, 0)
 
 
 # -- CRS and ICANS grading --------------------------------------------------------------------
@@ -278,7 +344,7 @@ def test_tocilizumab_at_trigger_lowers_crs_grade_and_raises_serum_il6():
 
 
 def test_tocilizumab_never_exceeds_max_doses_nor_redoses_early():
-    rows = run_constant(make_body(**{"therapy.tocilizumab_max_doses": 3}), ELIANA_CD19, 10.0)
+    rows = run_constant(make_body(**SEVERE, **{"therapy.tocilizumab_max_doses": 3}), ELIANA_CD19, 10.0)
     doses = [r["tocilizumab_doses"] for r in rows]
     assert max(doses) == 3
     given = [rows[i]["t"] for i in range(1, len(rows)) if doses[i] > doses[i - 1]]
@@ -286,7 +352,7 @@ def test_tocilizumab_never_exceeds_max_doses_nor_redoses_early():
 
 
 def test_steroids_lower_controls_and_icans():
-    base = {"therapy.tocilizumab_grade": 2, "body.effector_program_days": 14.0}  # a patient with severe CRS
+    base = {"therapy.tocilizumab_grade": 2, **SEVERE}
     body = make_body(**base, **{"therapy.steroids_grade": 3})
     with_steroids, factors = [], []
     r = readout(body, ELIANA_CD19)
@@ -325,11 +391,11 @@ def test_state_restore_continues_bit_for_bit():
             out.append((body.advance(i * HOUR, HOUR, readout(body, cd19)), body.observe(), body.controls()))
         return out
 
-    original = make_body()
+    original = make_body(**SEVERE)
     drive(original, 0, 24 * 6)  # into CRS, tocilizumab and steroids
     assert original.observe()["tocilizumab_doses"] > 0
     saved = json.loads(json.dumps(original.state()))
-    copy = make_body()
+    copy = make_body(**SEVERE)
     copy.restore(saved)
     assert copy.observe() == original.observe()
     assert drive(copy, 24 * 6, 24 * 12) == drive(original, 24 * 6, 24 * 12)
