@@ -417,7 +417,9 @@ class Body:
         self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day
         rates = self._rates(t_day)
-        n = max(1, math.ceil(dt_day / self.max_substep - 1e-9))
+        # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too
+        kill_now = self.reservoir_kill * (self.effectors_tissue + self.y[MT])
+        n = max(1, math.ceil(dt_day / min(self.max_substep, 0.5 / max(kill_now, 1e-12)) - 1e-9))
         h = dt_day / n
         for _ in range(n):
             self.y = _rk4(self.y, h, rates)

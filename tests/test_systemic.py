@@ -254,6 +254,10 @@ def test_reservoir_is_cleared_by_an_expanding_pool_and_goes_extinct_below_one_ce
     weak = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 1e-5}), 30.0)
     assert strong[-1]["reservoir_target_pos_cells"] == 0.0  # extinct, exactly
     assert weak[-1]["reservoir_target_pos_cells"] > weak[0]["reservoir_target_pos_cells"]
+    # the fastest killing the range allows, with quarter-day steps: sub-steps keep RK4 stable (no sign flips)
+    fastest = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 10.0}), 30.0, dt=0.25)
+    values = [r["reservoir_target_pos_cells"] for r in fastest]
+    assert all(math.isfinite(v) and v >= 0.0 for v in values) and values[-1] == 0.0
 
 
 def test_reseeding_quota_is_the_window_share_of_the_homing_reservoir():
