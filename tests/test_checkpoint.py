@@ -1,11 +1,13 @@
 """Checkpoint and resume: bit-identical continuation, also after kill -9, and clean failures."""
 
+import csv
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from io import StringIO
 
 import numpy as np
 import pytest
@@ -13,8 +15,10 @@ import pytest
 from abm import io
 from abm.cli import main
 
+# reservoir blasts reseed the window (tens a day) so that resuming carries the reservoir and its entries too
 COMMON = ["--set", "grid.size=32", "--set", "time.observe_every_h=6", "--set", "product.dose_per_kg=3e8",
-          "--set", "traffic.marrow_entry_rate_per_day=20", "--seed", "7", "--quiet"]
+          "--set", "traffic.marrow_entry_rate_per_day=20", "--set", "relapse.reservoir_fraction=0.2",
+          "--set", "relapse.reseed_rate_per_day=0.5", "--seed", "7", "--quiet"]
 
 
 def outputs(folder):
@@ -39,7 +43,10 @@ def uninterrupted(tmp_path_factory):
     assert main(["run", "--days", "3", "--backend", "cpu", "--out", str(out), "--checkpoint-every", "0.5",
                  *COMMON]) == 0
     assert io.read_status(out)["state"] == "complete"
-    return outputs(out)
+    whole = outputs(out)
+    last = list(csv.DictReader(StringIO(whole[1])))[-1]
+    assert int(last["blasts_seeded"]) > 10
+    return whole
 
 
 def test_resume_extends_a_run_bit_identically(tmp_path, uninterrupted):
