@@ -126,7 +126,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     else:
         dose = float(np.clip(1e8 * 1.6 ** rng.standard_normal(), 0.1e8, 2.5e8)) / weight
     cytokine_z = rng.standard_normal()
-    program_z = rng.standard_normal()
+    divisions_z = rng.standard_normal()
     profile = {
         "patient.weight_kg": round(weight, 3),
         "patient.marrow_blast_fraction": round(blasts, 5),
@@ -142,7 +142,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
         profile["serum.il6_production_pg_ml_per_day"] = min(float(f"{il6:.5g}"), high)
     spread = base["cart.max_divisions_sd"]
     if spread > 0:
-        profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * program_z), 1), 60))
+        profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * divisions_z), 1), 60))
     return profile
 
 
