@@ -323,7 +323,7 @@ def test_icans_grade_follows_ice_score():
 
 def test_crs_starts_before_icans_in_an_eliana_like_patient():
     # an ICANS scale this patient reaches (the calibrated one makes ICANS rare): the mechanism, not the rate
-    rows = run_toy_killing(make_body(**{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0}), 30.0)
+    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0}), 30.0)
     crs_onset = next(r["t"] for r in rows if r["crs_grade"] >= 1)
     icans_onset = next(r["t"] for r in rows if r["icans_grade"] >= 1)
     assert 1.0 <= crs_onset <= 7.0  # SCIENCE.md: median day 3
@@ -333,7 +333,7 @@ def test_crs_starts_before_icans_in_an_eliana_like_patient():
 
 # -- therapy ------------------------------------------------------------------------------------
 def test_tocilizumab_at_trigger_lowers_crs_grade_and_raises_serum_il6():
-    base = {"therapy.steroids_grade": 0}
+    base = {"therapy.steroids_grade": 0, **SEVERE}
     with_toci = run_constant(make_body(**base, **{"therapy.tocilizumab_grade": 2}), ELIANA_CD19, 6.0)
     without = run_constant(make_body(**base, **{"therapy.tocilizumab_grade": 0}), ELIANA_CD19, 6.0)
     first = next(i for i, r in enumerate(with_toci) if r["tocilizumab_doses"] > 0)
