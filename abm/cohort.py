@@ -142,7 +142,8 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
         profile["serum.il6_production_pg_ml_per_day"] = min(float(f"{il6:.5g}"), high)
     spread = base["cart.max_divisions_sd"]
     if spread > 0:
-        profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * divisions_z), 1), 60))
+        high = BY_KEY["cart.max_divisions"].high
+        profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * divisions_z), 1), high))
     return profile
 
 

@@ -286,6 +286,10 @@ def build_tables(
     )
 
 
+# standard-normal quantiles at (k + 1/2) / 256: the same for every patient, so computed once
+_ENTRY_QUANTILES_Z = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
+
+
 def entry_level_tables(params: Params) -> np.ndarray:
     """CD19 and CD22 levels of reservoir blasts entering the window: int64[2, 256] quantile tables.
 
@@ -295,7 +299,7 @@ def entry_level_tables(params: Params) -> np.ndarray:
     a uniform random byte draws from that distribution. Blasts lacking the
     product's target are decided separately (the reservoir's negative share).
     """
-    z = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)])
+    z = _ENTRY_QUANTILES_Z
     p = params.patient
     table = np.zeros((2, 256), dtype=np.int64)
     table[0] = molecules_to_level(10.0 ** (np.log10(p.cd19_median_molecules) + p.cd19_sd_log10 * z))

@@ -103,10 +103,10 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
     window's, over ``window_share``), with the window's target-negative
     share. With ``C = E_t + M_t`` (tissue CAR-T)::
 
-        dR_+/dt = g R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+
-        dR_-/dt = g R_- (1 - R / K_R) + lambda R_+ - r R_-
+        dR_+/dt = gamma R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+
+        dR_-/dt = gamma R_- (1 - R / K_R) + lambda R_+ - r R_-
 
-    * ``g = blast.division_rate_per_day - blast.death_rate_per_day`` [1/d],
+    * ``gamma = blast.division_rate_per_day - blast.death_rate_per_day`` [1/d],
       logistic in ``R = R_+ + R_-`` up to ``K_R = f`` times the body's marrow
       cells (the reservoir's room);
     * ``lambda`` = division rate times the per-division loss of the target

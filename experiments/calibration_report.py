@@ -104,7 +104,7 @@ def run_cohort(folder: Path, name: str, n: int, seed: int, base: Params, days: f
     jobs = sample_cohort(n, seed, base, days=days)
     done = read_partial(sub)
     todo = [job for job in jobs if job.index not in done]
-    args.simulated = getattr(args, "simulated", 0) + len(todo)
+    args.simulated += len(todo)
     if todo:
         run_ensemble(todo, base, workers=args.workers, scheduler=args.scheduler, progress=True,
                      on_result=appender(sub))
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
             return 2
     t0 = time.perf_counter()
+    args.simulated = 0  # patients this invocation runs (run_cohort counts them; resumed ones are read back)
     try:
         base = Params.default()
         if args.grid is not None:

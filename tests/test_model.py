@@ -97,8 +97,6 @@ def test_niche_sites_surround_stroma_and_hold_cells():
 
 
 def test_every_marrow_site_is_reachable_from_a_sinusoid():
-    from kernels import rules as R
-
     tissue = np.full((7, 7), R.MARROW, dtype=np.uint8)
     tissue[0, :] = R.SINUSOID
     tissue[1, :] = R.PERIVASCULAR
