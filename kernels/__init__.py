@@ -166,10 +166,22 @@ class Lattice:
         the work they share, and waiting on a descheduled thread is ruinous
         on a busy machine (``benchmarks/README.md`` has the measurements).
         Set before every step, so lattices do not leak settings.
+    slab_rows : int or None
+        Rows per slab of the ``cpu``/``python`` sweep (see :mod:`kernels.cpu`),
+        at least ``kernels.cpu.MIN_SLAB_ROWS``; default ``kernels.cpu.SLAB_ROWS``.
+        The result does not depend on it (tests vary it); only the speed does.
     """
 
-    def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None):
+    def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None,
+                 slab_rows: int | None = None):
+        from kernels import cpu
+
         validate(state, tables)
+        if slab_rows is None:
+            slab_rows = cpu.SLAB_ROWS
+        if not cpu.MIN_SLAB_ROWS <= slab_rows:
+            raise ValueError(f"slab_rows = {slab_rows!r}: expected an integer >= {cpu.MIN_SLAB_ROWS}")
+        self.slab_rows = int(slab_rows)
         self.backend = select_backend(backend)
         self.state = state
         self.tables = tables
@@ -206,7 +218,7 @@ class Lattice:
 
     def step(self, step_index: int, enter_quota: int, exit_threshold: int, memory_threshold: int = 0,
              seed_quota: int = 0, negative_threshold: int = 0) -> None:
-        """Advance one step: blood traffic, nine sublattice passes, fields.
+        """Advance one step: blood traffic, nine sublattice passes (as one wave on ``cpu``), fields.
 
         ``enter_quota`` is the expected number of CAR-T cells entering the
         window this step times ``2**32`` (spread over the empty perivascular
@@ -229,7 +241,7 @@ class Lattice:
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
             enter_quota, memory_threshold, exit_threshold, seed_quota, negative_threshold, self._key, step_index,
-            self._row_events,
+            self._row_events, self.slab_rows,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)

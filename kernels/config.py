@@ -9,6 +9,13 @@ else:
   :mod:`kernels`. Numba keys a cache entry on the file of the function it
   compiled, not on the files of the functions it inlined, so editing a rule in
   ``rules.py`` would otherwise leave ``cpu.step`` running the old rule.
+* ``_nrt=False`` for :func:`jit` (the rules, the random numbers, diffusion):
+  these functions never allocate, and without Numba's reference-counting
+  runtime a call no longer increments and decrements the count of every array
+  it receives (an atomic operation each, on a cache line all threads share).
+  At 256^2 those calls were ~30 % of a full step in a ``perf`` profile; the
+  step is 10-30 % faster without them (``benchmarks/README.md``).
+  :func:`jit_parallel` keeps the runtime (parallel regions use it).
 * ``fastmath=False``: the kernels decide with integers (see
   :mod:`kernels.rules`), but any float that does appear must round the same
   way on every backend, so no reassociation or contraction is allowed.
@@ -59,9 +66,13 @@ def jit(func=None):
     """Compile ``func`` with ``numba.njit`` under the project policy.
 
     The result is an ordinary Numba dispatcher: callable from Python, from
-    other jitted functions and, as a device function, from CUDA kernels.
+    other jitted functions and, as a device function, from CUDA kernels. It
+    is compiled without the reference-counting runtime, so it must not
+    allocate or return arrays.
     """
-    decorator = _interpreted if SIMULATED_CUDA else numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True)
+    decorator = (
+        _interpreted if SIMULATED_CUDA else numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True, _nrt=False)
+    )
     return decorator if func is None else decorator(func)
 
 

@@ -2,20 +2,49 @@
 
 The same function, run as plain Python through ``step.py_func``, is the
 ``python`` backend (the readable oracle): ``prange`` is then ``range`` and each
-rule call goes to the same compiled rule. Parallel loops run over rows of one
-sublattice (or of the voxel grid); every iteration owns its row of the event
-counters, so counts are exact and independent of the thread count. Blood
-traffic touches only the perivascular sites (a few % of the lattice) and runs
-serially.
+rule call goes to the same compiled rule. Blood traffic touches only the
+perivascular sites (a few % of the lattice) and runs serially.
+
+The sweep: nine sublattice passes in one wave
+    A step is defined as nine passes, one per sublattice, in a random order
+    (:func:`kernels.rules.sublattice_order`); the CUDA driver runs them so.
+    Updating a site reads and writes only its 3 x 3 neighbourhood, so two
+    updates can affect each other only if their rows differ by at most
+    ``REACH`` = 2 (same-pass updates never do). Any order of the updates that
+    keeps every such pair in pass order gives the same lattice, bit for bit.
+    This driver uses one that visits memory once per step instead of nine
+    times:
+
+    * a *wave*: the ``k``-th pass updates row ``i`` at time ``t = i + LAG * k``
+      (``LAG`` = 3 > ``REACH``), so a task sweeps down its rows once with the
+      nine passes trailing each other by three rows; the 25-odd rows in flight
+      stay in the core's cache (at 1024^2, 27 rows of traits are ~0.5 MB), and
+      the row the wave reaches next is read ahead once per cache line so that
+      the hardware streams it in;
+    * *slabs* for threads: rows are cut into slabs of ``slab_rows`` (>= 35).
+      Phase 0 runs every slab's wave in parallel, the ``k``-th pass leaving out
+      ``REACH * k`` rows at each inner edge (a trapezoid); phase 1 runs the
+      left-out zones around every boundary in parallel (``REACH * k`` rows each
+      side for pass ``k``). A pair of conflicting updates then either lies in
+      one task (kept in order by the wave) or in phase 0 then phase 1 in pass
+      order: an update left to phase 1 is never more than ``REACH`` rows from a
+      later pass done in phase 0 (``tests/test_cpu_driver.py`` checks every
+      slab height against one slab).
+
+    At 1024^2 with the default patient's peak CAR-T density the nine
+    separate passes spent most of their time waiting on cache misses in the
+    traits array (``benchmarks/README.md`` has the profile). Every task owns
+    the event-counter rows it updates, so counts are exact and independent of
+    the thread count. Fields use row-parallel loops over the voxel grid.
 
 Performance (see ``benchmarks/README.md`` for the measurements)
     Numba does not inline a call to another ``@jit`` function that takes
     arrays into a ``prange`` body; each such call passes every array as a
-    struct of about nine words and increments and decrements the array's
-    reference count, an atomic operation on a cache line that all threads
-    share. Per site that cost more than the rule itself (and made two threads
-    fight over the reference counts). So the per-site and per-voxel hot paths
-    call only functions of scalars:
+    struct of about nine words, and (unless the callee is compiled without
+    Numba's runtime, as :func:`kernels.config.jit` now does) increments and
+    decrements the array's reference count, an atomic operation on a cache
+    line that all threads share. Per site that cost more than the rule itself.
+    So the per-site and per-voxel hot paths call only functions of scalars:
 
     * the sublattice passes test :func:`kernels.rules.needs_visit` inline
       (:func:`visit_thresholds` once per step, then one :func:`kernels.rng.draw`
@@ -53,6 +82,7 @@ from kernels.rules import (
     KR_DIE,
     KR_DIVIDE,
     N_KINDS,
+    N_TRAITS,
     P_DIE,
     R_TARGET_MODE,
     STATE,
@@ -64,6 +94,26 @@ from kernels.rules import (
 )
 
 ALWAYS = np.int64(1) << 40  # a visit threshold above every draw (draws are < 2**32)
+REACH = 2  # two updates conflict (their 3 x 3 neighbourhoods overlap) only if their rows differ by <= REACH
+LAG = 3  # rows the wave of pass k + 1 trails that of pass k; must exceed REACH
+MIN_SLAB_ROWS = 2 * REACH * 8 + REACH + 1  # 35: the trapezoids partition the rows, boundary zones stay apart
+SLAB_ROWS = 40  # default rows per slab
+TOUCH_STRIDE = max(1, 64 // (2 * N_TRAITS))  # sites per 64-byte cache line of traits
+
+
+@jit
+def pass_rows(n, lo, hi, phase, k):
+    """Rows ``[first, last)`` that the ``k``-th sublattice pass updates in one task of the sweep.
+
+    Phase 0, slab ``[lo, hi)``: the slab less ``REACH * k`` rows at each edge
+    it shares with another slab. Phase 1, the boundary row ``lo == hi``:
+    ``REACH * k`` rows on either side of it (what phase 0 left out).
+    """
+    if phase == 0:
+        first = lo + REACH * k if lo > 0 else 0
+        last = hi - REACH * k if hi < n else n
+        return first, last
+    return max(lo - REACH * k, 0), min(hi + REACH * k, n)
 
 
 @jit
@@ -129,6 +179,7 @@ def step(
     key,
     step_index,
     events,
+    slab_rows,
 ):
     """Advance the lattice and fields by one step, in place.
 
@@ -148,6 +199,7 @@ def step(
     seed_quota, negative_threshold : int, reservoir blasts entering this step (see traffic_site)
     key, step_index : int
     events : int64[n, N_EVENTS], per-row event counters (accumulated)
+    slab_rows : int, rows per slab of the sweep, >= ``MIN_SLAB_ROWS`` (any value gives the same result)
     """
     n = cell.shape[0]
     empty_portals = 0
@@ -168,19 +220,35 @@ def step(
     visit = order[9:]
     visit_thresholds(kind_rates, visit)
     chemokine = fields[chemokine_field]
-    for k in range(9):
-        oy = order[k] // 3
-        ox = order[k] % 3
-        for a in prange((n - oy + 2) // 3):
-            i = oy + 3 * a
-            for j in range(ox, n, 3):
-                if draw(key, step_index, i * n + j, P_DIE) < visit[cell[i, j]]:
-                    e = act_site(
-                        i, j, cell, tissue, traits, chemokine, coarsen,
-                        kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
-                    )
-                    if e:
-                        events[i, e] += 1
+    slabs = max(1, n // slab_rows)
+    for phase in range(2):
+        # phase 0: every slab's trapezoid; phase 1: the zone around every boundary between two slabs
+        for b in prange(slabs - phase):
+            lo = (b + phase) * n // slabs
+            hi = (b + 1) * n // slabs
+            for t in range(lo, hi + (LAG + REACH) * 8):
+                ahead = t + 2
+                if ahead < n:
+                    # read one trait per cache line of the row the wave reaches next, so that the hardware
+                    # streams it in instead of the CAR-T cells missing on it one by one
+                    touched = 0
+                    for j in range(0, n, TOUCH_STRIDE):
+                        touched += traits[ahead, j, 0]
+                    if touched < 0:  # never: keeps the loads
+                        events[ahead, 0] += 0
+                for k in range(9):
+                    i = t - LAG * k
+                    first, last = pass_rows(n, lo, hi, phase, k)
+                    if i < first or i >= last or (i - order[k] // 3) % 3 != 0:
+                        continue
+                    for j in range(order[k] % 3, n, 3):
+                        if draw(key, step_index, i * n + j, P_DIE) < visit[cell[i, j]]:
+                            e = act_site(
+                                i, j, cell, tissue, traits, chemokine, coarsen,
+                                kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
+                            )
+                            if e:
+                                events[i, e] += 1
     secrete = False
     for f in range(fields.shape[0]):
         if field_rates[f, FR_SECRETE_ACTIVE_CART] != 0 or field_rates[f, FR_SECRETE_STROMA] != 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import empty_state, place, quiet_tables
 
 from kernels import cpu
@@ -64,3 +65,84 @@ def test_step_secretion_equals_secrete_voxel_for_every_field():
     lat = kernels.Lattice(s, t, backend="cpu", threads=1)
     lat.step(0, 0, 0)
     assert np.array_equal(lat.pull().fields, expected)
+
+
+def _busy_window(n: int, seed: int = 11):
+    """A default marrow window of n x n sites, three in four blasts removed, CAR-T cells on 10 % of the free sites.
+
+    With full rule tables: the CAR-T cells move, swap, engage, kill and divide from the first step.
+    """
+    from abm.marrow import build_window
+    from abm.params import Params
+    from abm.rates import build_tables
+    from abm.reference import free_sites, place_cart, random_free_sites
+
+    params = Params.default().replace({"grid.size": n})
+    g = np.random.default_rng(seed)
+    state = build_window(params, g)
+    removed = (state.cell == R.BLAST) & (g.random(state.cell.shape) < 0.75)
+    state.cell[removed] = R.EMPTY
+    state.traits[removed] = 0
+    count = round(0.1 * free_sites(state).size)
+    place_cart(state, random_free_sites(state, count, np.random.default_rng(seed + 1)))
+    return state, build_tables(params, seed)
+
+
+def _nine_passes(state, tables, step):
+    """The definition of a step's sweep: nine whole-lattice sublattice passes in order, one site at a time."""
+    n = state.cell.shape[0]
+    order = np.zeros(9, np.int64)
+    R.sublattice_order(tables.key, step, order)
+    chemokine = state.fields[tables.chemokine_field]
+    for k in order:
+        for i in range(k // 3, n, 3):
+            for j in range(k % 3, n, 3):
+                if R.needs_visit(i, j, state.cell, tables.kind_rates, tables.key, step):
+                    e = R.act_site(i, j, state.cell, state.tissue, state.traits, chemokine, tables.coarsen,
+                                   tables.kind_rates, tables.antigen_rates, tables.cd19_noise, tables.rates,
+                                   tables.key, step)
+                    state.events[e] += e != 0
+
+
+def test_wave_over_slabs_equals_nine_whole_lattice_passes():
+    """The cpu sweep (several slabs, so both phases run) gives the lattice the nine passes define, bit for bit."""
+    import kernels
+
+    n = 2 * cpu.MIN_SLAB_ROWS + 9  # two slabs of the minimum height: boundary zones as large as they can be
+    state, tables = _busy_window(n)
+    tables.field_rates[:] = 0  # no secretion or diffusion: the step is the sweep (traffic gets no quota below)
+    expected = state.copy()
+    initial = state.cell.copy()
+    lattice = kernels.Lattice(state, tables, backend="cpu", threads=2, slab_rows=cpu.MIN_SLAB_ROWS)
+    for step in range(8):
+        _nine_passes(expected, tables, step)
+        lattice.step(step, 0, 0)
+    got = lattice.pull()
+    changed = np.count_nonzero(expected.cell != initial)
+    assert changed > 200, f"the check needs a busy lattice ({changed} sites changed)"
+    for name in ("cell", "traits", "events"):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+
+
+def test_slab_height_and_thread_count_do_not_change_a_full_step():
+    import kernels
+
+    n = 150
+    results = []
+    for slab_rows, threads in ((n, 1), (cpu.MIN_SLAB_ROWS, 1), (cpu.MIN_SLAB_ROWS, 2), (47, 2), (cpu.SLAB_ROWS, 2)):
+        state, tables = _busy_window(n)
+        lattice = kernels.Lattice(state, tables, backend="cpu", threads=threads, slab_rows=slab_rows)
+        for step in range(8):
+            lattice.step(step, 1 << 33, int(tables.rates[R.R_EXIT]), 1 << 30, 1 << 31, 1 << 30)
+        results.append(lattice.pull())
+    for other in results[1:]:
+        for name in ("cell", "traits", "fields", "events"):
+            assert np.array_equal(getattr(other, name), getattr(results[0], name)), name
+
+
+def test_slab_rows_below_the_minimum_are_refused():
+    import kernels
+
+    state, tables = _busy_window(40)
+    with pytest.raises(ValueError, match="slab_rows = 34"):
+        kernels.Lattice(state, tables, backend="cpu", slab_rows=cpu.MIN_SLAB_ROWS - 1)
