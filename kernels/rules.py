@@ -336,23 +336,29 @@ def bump(traits, i, j, t):
 
 
 @jit
-def free_neighbour(cell, tissue, i, j, key, step, site, purpose):
-    """A uniformly chosen free Moore neighbour as direction 0..7, or -1 if none."""
-    count = 0
+def nth_direction(mask, m):
+    """The ``m``-th (from 0) direction whose bit is set in the 8-bit ``mask``, in direction order; -1 if none."""
     for d in range(8):
-        ni, nj = neighbour(i, j, d)
-        if is_free(cell, tissue, ni, nj):
-            count += 1
-    if count == 0:
-        return -1
-    m = pick(key, step, site, purpose, count)
-    for d in range(8):
-        ni, nj = neighbour(i, j, d)
-        if is_free(cell, tissue, ni, nj):
+        if (mask >> d) & 1:
             if m == 0:
                 return d
             m -= 1
     return -1
+
+
+@jit
+def free_neighbour(cell, tissue, i, j, key, step, site, purpose):
+    """A uniformly chosen free Moore neighbour as direction 0..7, or -1 if none."""
+    count = 0
+    mask = 0
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if is_free(cell, tissue, ni, nj):
+            count += 1
+            mask |= 1 << d
+    if count == 0:
+        return -1
+    return nth_direction(mask, pick(key, step, site, purpose, count))
 
 
 @jit
@@ -548,25 +554,23 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
         return EV_NONE
     if state != EXHAUSTED:
         targets = 0
+        mask = 0
         for d in range(8):
             ni, nj = neighbour(i, j, d)
             if inside(n, ni, nj) and is_target(cell, traits, ni, nj, mode):
                 targets += 1
+                mask |= 1 << d
         if targets > 0:
-            m = pick(key, step, site, P_TARGET, targets)
-            for d in range(8):
-                ni, nj = neighbour(i, j, d)
-                if inside(n, ni, nj) and is_target(cell, traits, ni, nj, mode):
-                    if m == 0:
-                        level = target_level(traits[ni, nj, ANTIGEN], mode)
-                        attach = antigen_rates[antigen_row(tissue, ni, nj, AR_ATTACH), level]
-                        if below(key, step, site, P_ATTACH, attach):
-                            e = engage(traits, i, j, d, rates, key, step, site)
-                            if e == EV_DIED + CART:
-                                clear(cell, traits, i, j)
-                            return e
-                        return EV_NONE
-                    m -= 1
+            d = nth_direction(mask, pick(key, step, site, P_TARGET, targets))
+            ni, nj = neighbour(i, j, d)
+            level = target_level(traits[ni, nj, ANTIGEN], mode)
+            attach = antigen_rates[antigen_row(tissue, ni, nj, AR_ATTACH), level]
+            if below(key, step, site, P_ATTACH, attach):
+                e = engage(traits, i, j, d, rates, key, step, site)
+                if e == EV_DIED + CART:
+                    clear(cell, traits, i, j)
+                return e
+            return EV_NONE
     if not below(key, step, site, P_MOVE, rates[R_MOVE]):
         return EV_NONE
     if below(key, step, site, P_CHEMO, rates[R_CHEMO]):
@@ -598,6 +602,7 @@ def uphill(field, coarsen, i, j, n, key, step, site):
     """
     best_value = np.int64(-1)
     ties = 0
+    mask = 0
     for d in range(8):
         ni, nj = neighbour(i, j, d)
         if inside(n, ni, nj):
@@ -605,16 +610,11 @@ def uphill(field, coarsen, i, j, n, key, step, site):
             if v > best_value:
                 best_value = v
                 ties = 1
+                mask = 1 << d
             elif v == best_value:
                 ties += 1
-    m = pick(key, step, site, P_DIR, ties)
-    for d in range(8):
-        ni, nj = neighbour(i, j, d)
-        if inside(n, ni, nj) and field[ni // coarsen, nj // coarsen] == best_value:
-            if m == 0:
-                return d
-            m -= 1
-    return -1
+                mask |= 1 << d
+    return nth_direction(mask, pick(key, step, site, P_DIR, ties))
 
 
 @jit
