@@ -216,3 +216,23 @@ def test_memwatch_samples_the_command_and_its_children(tmp_path):
     assert len(rows) >= 5
     assert max(int(r["processes"]) for r in rows) >= 2  # the grandchild is counted
     assert max(float(r["rss_total_mib"]) for r in rows) >= 38.0  # its 40 MB buffer is resident
+
+
+def test_profile_maps_compiled_functions_to_perf_symbols(tmp_path):
+    """benchmarks.profile names Numba-compiled code for perf: addresses, sizes and readable names."""
+    import numba
+
+    from benchmarks.profile import _short, compiled_functions, dump_code
+
+    @numba.njit
+    def plus_one(x):
+        return x + 1
+
+    plus_one(1)
+    functions = compiled_functions(plus_one)
+    named = [(a, size) for a, size, name in functions if name.endswith("plus_one")]
+    assert named and all(size > 0 for _, size in named)  # the function and its wrappers (cpython., cfunc.)
+    assert [a for a, _, _ in functions] == sorted(a for a, _, _ in functions)
+    assert _short("_ZN7kernels5rules8act_cartB3v12E") == "kernels.rules.act_cart"
+    assert dump_code([(named[0][0], 16, "kernels.probe")], tmp_path) == 1
+    assert len((tmp_path / f"kernels.probe@{named[0][0]:x}.bin").read_bytes()) == 16
