@@ -82,6 +82,11 @@ PRIORS: tuple[Prior, ...] = (
           "PhysiCell cancer_immune 1 um/min, CARTopiaX 5 um/min; T cells crawl at several um/min in tissue "
           "(Cazaux 2019 JEM 216:1038 in marrow); at most 5 with the 2-min step and 10-um site (one site a "
           "step); the 2-D window has fewer vessels near a cell than 3-D marrow, so search speed matters"),
+    Prior("cart.chemotaxis_bias", 0.0, 0.2, False,
+          "assumption: CXCL12-abundant reticular cells are scattered throughout the marrow (Sugiyama 2006 "
+          "Immunity 25:977), so tissue-scale CXCL12 gradients are shallow, and CXCR4 desensitises at high "
+          "CXCL12; the window's stromal point sources make steep local maxima, around which a bias of 0.2 "
+          "(the uncalibrated default, the top of the range) holds CAR-T cells within ~2-3 sites"),
     Prior("body.marrow_share", 0.1, 0.3, False,
           "Westermann & Pabst 1992 (marrow ~10 % of lymphocytes); assumption: CAR-T home to leukemic marrow "
           "up to 3x that"),

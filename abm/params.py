@@ -251,7 +251,9 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: T cells squeeze between packed marrow cells"),
     Param("cart.chemotaxis_bias", float, 0.2, "-", 0.0, 1.0,
           description="Probability that a move follows the CXCL12 gradient instead of a random direction.",
-          source="assumption: CXCR4+ T cells are drawn to CXCL12-rich niches (strength uncalibrated)"),
+          source="assumption: CXCR4+ T cells are drawn to CXCL12-rich niches; CXCL12-abundant reticular cells "
+                 "are scattered throughout marrow (Sugiyama 2006 Immunity 25:977), so gradients are shallow; "
+                 "calibrated (issue 4)"),
     Param("cart.attach_rate_per_h", float, 1.0, "1/h", 0.0, 60.0,
           description="Hazard of engaging a CD19+ neighbour at saturating antigen.",
           source="PhysiCell cancer_immune (attachment ~60 min)"),

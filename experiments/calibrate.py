@@ -20,7 +20,16 @@ evidence.
 The study is stored in ``--out/study.journal`` (Optuna's journal file), so an
 interrupted calibration resumes where it stopped: run the same command again.
 
+A profile (``--profile KEY=V1,V2,...``) is a one-parameter step after a search:
+the current calibration is evaluated on the same cohort with the fitted ``KEY``
+set to each value in turn, and the value with the lowest loss is written
+(every other value kept), with the scan in ``--out/profile-KEY.json``. It is
+how a parameter newly added to :data:`abm.calibration.PRIORS` enters the
+calibration without a new search over all of them; the next full search
+refits it jointly.
+
     python -m experiments.calibrate --trials 30 --n 24 --workers 2
+    python -m experiments.calibrate --profile cart.chemotaxis_bias=0,0.05,0.1,0.2 --n 20 --workers 2
     python -m experiments.calibrate --smoke          # seconds; writes to a temporary folder
 """
 
@@ -30,11 +39,12 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from abm.calibration import CALIBRATED_TOML, PRIORS, TARGETS, Prior, loss, measure
+from abm.calibration import CALIBRATED_TOML, PRIOR_BY_KEY, PRIORS, TARGETS, Prior, loss, measure
 from abm.errors import ParamError
 from abm.io import write_json, write_text
 from abm.params import UNCALIBRATED_DEFAULTS, Params
@@ -52,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="study folder (default experiments/results/calibration)")
     p.add_argument("--write", type=Path, default=CALIBRATED_TOML,
                    help="where to write the calibrated values (default abm/calibrated.toml)")
+    p.add_argument("--profile", metavar="KEY=V1,V2,...",
+                   help="instead of a search: the current calibration with one fitted KEY at each value (same "
+                        "cohort); writes the best value")
     p.add_argument("--smoke", action="store_true", help="2 trials of 2 patients, 32^2 window, 1 day; temp folder")
     return p
 
@@ -82,18 +95,18 @@ def evaluate(values: dict[str, float], args: argparse.Namespace) -> list[dict[st
     return run_ensemble(jobs, base, workers=args.workers, scheduler=args.scheduler)
 
 
-def toml_text(values: dict[str, float], best: Any, args: argparse.Namespace, study_trials: int,
-              trial_s: float) -> str:
+def toml_text(values: dict[str, float], method: str, best_number: int, best_loss: float,
+              measured: dict[str, Any], args: argparse.Namespace, study_trials: int, trial_s: float) -> str:
     """``abm/calibrated.toml``: the values, their ranges and sources, and how well they fit."""
     lines = [
         "# Calibrated parameter values: the defaults of abm.params.Params (see abm/calibration.py).",
         "# Written by `python -m experiments.calibrate`; change it only by rerunning the calibration.",
         "",
         "[calibration]",
-        f'method = "Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising abm.calibration.loss"',
+        f"method = {json.dumps(method)}",
         f"trials = {study_trials}",
-        f"best_trial = {best.number}",
-        f"loss = {best.value:.6g}",
+        f"best_trial = {best_number}",
+        f"loss = {best_loss:.6g}",
         f"patients_per_trial = {args.n}",
         f"cohort_seed = {args.seed}",
         f"grid_size = {args.grid}",
@@ -110,7 +123,6 @@ def toml_text(values: dict[str, float], best: Any, args: argparse.Namespace, stu
         lines += ["", f'[ranges."{p.key}"]', f"low = {p.low:g}", f"high = {p.high:g}",
                   f"log = {str(p.log).lower()}", f"source = {json.dumps(p.source)}"]
     lines += ["", "# the calibration cohort's value of each target at the best trial (band: low-high)"]
-    measured = best.user_attrs.get("measured", {})
     for t in TARGETS:
         m = measured.get(t.key, {})
         value = "nan" if m.get("value") is None else f"{m['value']:.4g}"
@@ -129,6 +141,62 @@ def _optuna_version() -> str:
     return optuna.__version__
 
 
+def parse_profile(text: str) -> tuple[str, list[float | int]]:
+    """``KEY=V1,V2,...`` -> the fitted key and its values (checked against the key's range)."""
+    key, sep, listed = text.partition("=")
+    prior = PRIOR_BY_KEY.get(key.strip())
+    if not sep or prior is None:
+        raise ValueError(f"{text!r}: expected KEY=V1,V2,... with KEY one of the fitted parameters "
+                         f"({', '.join(PRIOR_BY_KEY)})")
+    try:
+        values = [float(v) for v in listed.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{listed!r}: expected comma-separated numbers") from None
+    if not values:
+        raise ValueError(f"{text!r}: no values")
+    for v in values:
+        if not prior.low <= v <= prior.high:
+            raise ValueError(f"{prior.key} = {v:g}: outside its range [{prior.low:g}, {prior.high:g}]")
+    return prior.key, [_clip(prior, v) for v in values]
+
+
+def run_profile(key: str, values: list[float | int], args: argparse.Namespace, out: Path) -> int:
+    """Evaluate the current calibration with ``key`` at each of ``values``; write the best (module docstring)."""
+    base = current_defaults()
+    previous = _previous_method()
+    scan = []
+    start = time.perf_counter()
+    for v in values:
+        rows = evaluate({**base, key: v}, args)
+        scan.append({"value": v, "loss": loss(rows), "measured": measure(rows)})
+        print(f"{key} = {v:g}: loss {scan[-1]['loss']:.4g}", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - start
+    best = min(range(len(scan)), key=lambda k: scan[k]["loss"])
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
+    write_json(out / f"profile-{key}.json", {"key": key, "base": base, "previous_method": previous,
+                                              "settings": settings, "wall_s": round(elapsed, 1), "scan": scan})
+    values_out = {**base, key: scan[best]["value"]}
+    method = (f"profile of {key} over {', '.join(f'{v:g}' for v in values)} (lowest abm.calibration.loss) "
+              f"at the other values of the previous calibration: {previous}")
+    write_text(args.write, toml_text(values_out, method, best, scan[best]["loss"], scan[best]["measured"], args,
+                                     len(scan), elapsed))
+    print(f"best {key} = {scan[best]['value']:g}: loss {scan[best]['loss']:.4g}; wrote {args.write} and "
+          f"{out / f'profile-{key}.json'}", file=sys.stderr)
+    return 0
+
+
+def _previous_method() -> str:
+    """The ``[calibration]`` method and loss of the current calibration file, for the record."""
+    import tomllib
+
+    if not CALIBRATED_TOML.exists():
+        return "none (the sourced defaults)"
+    with open(CALIBRATED_TOML, "rb") as fh:
+        head = tomllib.load(fh).get("calibration", {})
+    return f"{head.get('method', '?')}, loss {head.get('loss', '?')} ({head.get('trials', '?')} trials)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.smoke:
@@ -145,6 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         if value < low:
             print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
             return 2
+    if args.profile:
+        try:
+            key, values = parse_profile(args.profile)
+        except ValueError as exc:
+            print(f"error: --profile: {exc}", file=sys.stderr)
+            return 2
+        return run_profile(key, values, args, out)
     try:
         import optuna
         from optuna.storages import JournalStorage
@@ -191,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     values = {p.key: best.params[p.key] for p in PRIORS}
     finished = [t for t in study.trials if t.state.is_finished()]
     trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished)
-    write_text(args.write, toml_text(values, best, args, len(finished), trial_s))
+    method = f"Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising abm.calibration.loss"
+    write_text(args.write, toml_text(values, method, best.number, best.value, best.user_attrs.get("measured", {}),
+                                     args, len(finished), trial_s))
     write_json(out / "trials.json", [
         {"number": t.number, "loss": t.value, "params": t.params, "measured": t.user_attrs.get("measured")}
         for t in study.trials if t.state.is_finished()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import tomllib
 
@@ -91,6 +92,26 @@ def test_calibrate_smoke_writes_a_calibration_file_and_resumes(tmp_path):
     assert calibrate.main(["--smoke", "--out", str(out), "--trials", "3"]) == 0  # resumes: one more trial
     assert tomllib.loads((out / "calibrated.toml").read_text())["calibration"]["trials"] == 3
     assert calibrate.main(["--smoke", "--out", str(out), "--n", "5"]) == 2  # other settings: refused
+
+
+def test_calibrate_profile_scans_one_key_and_writes_the_best_keeping_the_rest(tmp_path, capsys):
+    from experiments import calibrate
+
+    out = tmp_path / "profile"
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0,0.1"]) == 0
+    scan = json.loads((out / "profile-cart.chemotaxis_bias.json").read_text())
+    assert [s["value"] for s in scan["scan"]] == [0.0, 0.1]
+    best = min(scan["scan"], key=lambda s: s["loss"])
+    written = tomllib.loads((out / "calibrated.toml").read_text())
+    assert written["values"]["cart.chemotaxis_bias"] == pytest.approx(best["value"])
+    assert written["calibration"]["loss"] == pytest.approx(best["loss"], rel=1e-5)
+    assert written["calibration"]["method"].startswith("profile of cart.chemotaxis_bias over 0, 0.1")
+    for key, value in calibrate.current_defaults().items():  # every other value is the current calibration's
+        if key != "cart.chemotaxis_bias":
+            assert written["values"][key] == pytest.approx(value, rel=1e-3)
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.no_such=1"]) == 2
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0.5"]) == 2
+    assert "cart.chemotaxis_bias = 0.5: outside its range [0, 0.2]" in capsys.readouterr().err
 
 
 def test_calibration_report_smoke(tmp_path, capsys):
