@@ -88,6 +88,8 @@ OUTCOME_KEYS = (
     "relapse",
     "relapse_day",
     "relapse_antigen_negative",
+    "cr_within_3mo",
+    "mrd_negative_within_3mo",
     "tocilizumab_doses",
     "steroids_given",
     "blast_fraction_day0",

@@ -40,6 +40,14 @@ Clinical outcomes over the whole run (:func:`clinical_outcomes`)
       CD19/CD22 CAR (time-series column ``blasts_target_neg``; a frame
       without it falls back on ``blasts_cd19neg``). ``cr_day`` is the day of
       CR.
+    * best response within 3 months (ELIANA's primary endpoint counts
+      remissions within 3 months, and all its responders were MRD-negative;
+      Maude 2018 NEJM 378:439): ``cr_within_3mo`` is true when an
+      observation in (0, 90] days has blast fraction < 5 %,
+      ``mrd_negative_within_3mo`` when one has blast fraction < 1e-4 (in a
+      window, no blast: see ``mrd_detection_limit``). Each is false when the
+      run covers 90 days without it, and ``null`` when a shorter run has not
+      (yet) reached it: a 28-day run can say yes, not no.
     * escape by antigen, only in runs that track CD22 (the time series has
       ``blasts_cd22neg``, see :func:`abm.rates.cd22_tracked`):
       ``relapse_cd19_negative`` and ``relapse_cd22_negative``, the same
@@ -65,6 +73,7 @@ from abm.model import MarrowModel
 CR_THRESHOLD = 0.05
 MRD_THRESHOLD = 1e-4
 RESPONSE_DAY = 28.0
+BEST_RESPONSE_DAYS = 90.0  # "within 3 months" (ELIANA's overall remission rate)
 
 # detection limit of blood CAR-T: flow cytometry reads down to about 1 CAR-T cell/uL in a
 # lymphopenic patient (assumption; qPCR of the transgene goes lower, so persistence by qPCR
@@ -96,6 +105,8 @@ CLINICAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "relapse": ("day", "blast_fraction"),
     "relapse_day": ("day", "blast_fraction"),
     "relapse_antigen_negative": ("day", "blast_fraction", "blasts", "blasts_cd19neg"),
+    "cr_within_3mo": ("day", "blast_fraction"),
+    "mrd_negative_within_3mo": ("day", "blast_fraction"),
     "tocilizumab_doses": ("day", "tocilizumab_doses"),
     "steroids_given": ("day", "steroids_on"),
 }
@@ -138,6 +149,9 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
         out["b_cell_aplasia_days"] = _aplasia_days(days, df["bcells"].to_numpy(dtype=float))
     if "relapse" not in missing:
         out.update(_relapse(df, "relapse_antigen_negative" not in missing))
+        out["cr_within_3mo"] = _reached_within(days, df["blast_fraction"].to_numpy(dtype=float), CR_THRESHOLD)
+        out["mrd_negative_within_3mo"] = _reached_within(days, df["blast_fraction"].to_numpy(dtype=float),
+                                                         MRD_THRESHOLD)
     if "tocilizumab_doses" not in missing:
         out["tocilizumab_doses"] = int(df["tocilizumab_doses"].max())
     if "steroids_given" not in missing:
@@ -178,6 +192,18 @@ def _aplasia_days(days: np.ndarray, bcells: np.ndarray) -> float | None:
         return None
     below = bcells[:-1] < B_CELL_APLASIA_FRACTION * bcells[0]
     return float(np.sum(np.diff(days)[below]))
+
+
+def _reached_within(days: np.ndarray, frac: np.ndarray, threshold: float,
+                    horizon: float = BEST_RESPONSE_DAYS) -> bool | None:
+    """Whether some observation in (0, horizon] days has ``frac < threshold``.
+
+    False if the run covers the horizon without one; None if a shorter run has not reached it (yet).
+    """
+    inside = (days > 0) & (days <= horizon + 1e-9)
+    if np.any(frac[inside] < threshold):
+        return True
+    return False if days[-1] >= horizon - 1e-9 else None
 
 
 def _remission_and_relapse(df: pd.DataFrame) -> tuple[int | None, int | None]:

@@ -4,8 +4,10 @@ Simulates a virtual ELIANA-like cohort (``--n`` patients, default 100, from
 ``abm.cohort.sample_cohort``) with the current defaults (the calibrated values
 of ``abm/calibrated.toml``) at the default window for 28 days, and a smaller
 follow-up cohort (``--relapse-n`` patients for ``--relapse-days`` days) for
-relapse among responders, which a 28-day run cannot show. For each target of
-:data:`abm.calibration.TARGETS` (and relapse) it writes the simulated value, its
+what a 28-day run cannot show: relapse among responders, and remission and MRD
+negativity at the best response within 3 months (:data:`FOLLOW_UP_TARGETS`;
+ELIANA's endpoints). For each target of :data:`abm.calibration.TARGETS` and of
+the follow-up it writes the simulated value, its
 95 % interval (Wilson for proportions, a seeded percentile bootstrap for
 medians), the target band and its source, and whether the interval reaches the
 band.
@@ -42,12 +44,28 @@ from abm.calibration import TARGETS, Target, read_calibrated
 from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
 from abm.errors import ParamError
 from abm.params import Params
+from abm.rows import RowTest, proportion
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
-RELAPSE = Target("relapse_among_cr", "relapse among responders (follow-up cohort)", 0.38, 0.40, 0.05,
-                 "ELIANA follow-up; multicentre 420-patient series: ~38-40 % of responders relapse within 1-2 "
-                 "years", lambda rows: (None, 0))
+def _share(rows: list[dict[str, Any]], test: RowTest) -> tuple[float | None, int]:
+    successes, n = proportion(rows, test)
+    return (successes / n if n else None), n
+
+
+# targets only a follow-up cohort (months) can show; measured on its rows
+FOLLOW_UP_TARGETS = (
+    Target("cr_within_3mo", "CR/CRi within 3 months (follow-up cohort)", 0.81, 0.90, 0.05,
+           "ELIANA: overall remission rate within 3 months 81 % (Maude 2018 NEJM 378:439)",
+           lambda rows: _share(rows, lambda r: r.get("cr_within_3mo"))),
+    Target("mrd_negative_within_3mo", "MRD-negative within 3 months among responders (follow-up cohort)", 0.90, 1.0,
+           0.05, "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018)",
+           lambda rows: _share([r for r in rows if r.get("cr_within_3mo")],
+                               lambda r: r.get("mrd_negative_within_3mo"))),
+    Target("relapse_among_cr", "relapse among responders (follow-up cohort)", 0.38, 0.40, 0.05,
+           "ELIANA follow-up; multicentre 420-patient series: ~38-40 % of responders relapse within 1-2 years",
+           lambda rows: _share([r for r in rows if r.get("cr_day28")], lambda r: r.get("relapse"))),
+)
 
 
 @dataclass
@@ -130,15 +148,6 @@ def estimate(target: Target, rows: list[dict[str, Any]], horizon: str) -> Row:
         return Row(target, value, low, high, n, horizon)
     low, high = bootstrap_median([r[target.column] for r in rows if r.get(target.column) is not None])
     return Row(target, value, low, high, n, horizon)
-
-
-def relapse_row(rows: list[dict[str, Any]], horizon: str) -> Row:
-    responders = [r for r in rows if r.get("cr_day28")]
-    relapsed = sum(1 for r in responders if r.get("relapse"))
-    if not responders:
-        return Row(RELAPSE, None, None, None, 0, horizon)
-    p, low, high = wilson(relapsed, len(responders))
-    return Row(RELAPSE, p, low, high, len(responders), horizon)
 
 
 def table_csv(rows: list[Row]) -> str:
@@ -258,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     horizon = f"{args.days:g} d, {base['grid.size']}^2"
     table = [estimate(t, rows_main, horizon) for t in TARGETS]
-    table.append(relapse_row(rows_follow, f"{args.relapse_days:g} d, {args.relapse_grid}^2"))
+    table += [estimate(t, rows_follow, f"{args.relapse_days:g} d, {args.relapse_grid}^2") for t in FOLLOW_UP_TARGETS]
     prov = {
         "experiment": NAME, "cart_abm_version": abm.__version__, "git_commit": git_commit(),
         "command": " ".join(["python -m experiments.calibration_report", *(sys.argv[1:] if argv is None else argv)]),

@@ -120,7 +120,8 @@ def test_calibration_report_smoke(tmp_path, capsys):
     assert calibration_report.main(["--smoke", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "table.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert [r["target"] for r in table] == [t.key for t in C.TARGETS] + ["relapse_among_cr"]
+    assert [r["target"] for r in table] == [t.key for t in C.TARGETS] + [
+        "cr_within_3mo", "mrd_negative_within_3mo", "relapse_among_cr"]
     assert all(r["status"] in ("within band", "interval reaches band", "miss", "not measured") for r in table)
     text = (tmp_path / "README.md").read_text()
     assert "| CR/CRi at day 28 |" in text and (tmp_path / "figure.png").stat().st_size > 10_000

@@ -56,6 +56,34 @@ def test_day_zero_below_five_percent_is_not_a_remission():
     assert out["cr_day"] == 2.0 and out["relapse_day"] == 3.0
 
 
+# -- best response within 3 months ---------------------------------------------------------------
+def test_best_response_within_3_months_counts_a_late_mrd_negative_observation():
+    df = frame([0, 28, 60, 89.5, 120], blast_fraction=[0.7, 0.003, 0.0004, 0.00005, 0.0])
+    out = clinical_outcomes(df)
+    assert out["cr_within_3mo"] is True
+    assert out["mrd_negative_within_3mo"] is True  # day 89.5 < 1e-4; day 120 would be too late
+
+
+def test_best_response_after_3_months_does_not_count():
+    df = frame([0, 28, 90, 120], blast_fraction=[0.7, 0.003, 0.0004, 0.0])
+    out = clinical_outcomes(df)
+    assert out["cr_within_3mo"] is True and out["mrd_negative_within_3mo"] is False
+
+
+def test_short_run_can_say_yes_but_not_no():
+    out = clinical_outcomes(frame([0, 14, 28], blast_fraction=[0.7, 0.2, 0.00005]))
+    assert out["cr_within_3mo"] is True and out["mrd_negative_within_3mo"] is True
+    out = clinical_outcomes(frame([0, 14, 28], blast_fraction=[0.7, 0.2, 0.01]))
+    assert out["cr_within_3mo"] is True and out["mrd_negative_within_3mo"] is None
+    out = clinical_outcomes(frame([0, 14, 28], blast_fraction=[0.7, 0.2, 0.1]))
+    assert out["cr_within_3mo"] is None
+
+
+def test_day_zero_does_not_count_as_a_response():
+    out = clinical_outcomes(frame([0, 45, 90], blast_fraction=[0.0, 0.2, 0.3]))
+    assert out["cr_within_3mo"] is False and out["mrd_negative_within_3mo"] is False
+
+
 # -- B-cell aplasia ------------------------------------------------------------------------------
 def test_aplasia_days_count_time_below_a_tenth_of_baseline():
     assert B_CELL_APLASIA_FRACTION == 0.1
