@@ -71,7 +71,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -232,7 +232,7 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
                 order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)  # stable: job order among equals
                 pending = {pool.submit(_run_job, jobs[i]): i for i in order}
                 while pending:
-                    done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)  # the bar moves with every run
                     for future in done:
                         i = pending.pop(future)
                         if future.exception() is not None:
