@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from abm.rows import RowTest, grade_at_least, proportion
+from abm.rows import grade_at_least, share
 
 CALIBRATED_TOML = Path(__file__).with_name("calibrated.toml")
 
@@ -114,11 +114,6 @@ PRIORS: tuple[Prior, ...] = (
 PRIOR_BY_KEY = {p.key: p for p in PRIORS}
 
 
-def _rate(rows: Sequence[dict[str, Any]], test: RowTest) -> tuple[float | None, int]:
-    successes, n = proportion(rows, test)
-    return (successes / n if n else None), n
-
-
 def _median(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, int]:
     values = [r[key] for r in rows if r.get(key) is not None and not _isnan(r[key])]
     return (statistics.median(values) if values else None), len(values)
@@ -166,25 +161,25 @@ def _with_crs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 TARGETS: tuple[Target, ...] = (
     Target("cr_rate", "CR/CRi at day 28", 0.81, 0.90, 0.05,
            "ELIANA 81 % (Maude 2018 NEJM); CIBMTR real world 85-88 %; CHOP ~90 % (Maude 2014)",
-           lambda rows: _rate(rows, lambda r: r.get("cr_day28")), weight=2.0),
+           lambda rows: share(rows, lambda r: r.get("cr_day28")), weight=2.0),
     Target("mrd_negative_among_cr", "MRD-negative (< 0.01 %) among CR", 0.90, 1.0, 0.05,
            "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018)",
-           lambda rows: _rate(_responders(rows), lambda r: r.get("mrd_negative_day28"))),
+           lambda rows: share(_responders(rows), lambda r: r.get("mrd_negative_day28"))),
     Target("crs_any_rate", "CRS, any grade", 0.575, 0.79, 0.05,
            "CIBMTR 2025 (ASTCT) 57.5 %; ELIANA/ENSIGN 77-79 % (Levine 2021 JITC)",
-           lambda rows: _rate(rows, grade_at_least("crs_max_grade", 1))),
+           lambda rows: share(rows, grade_at_least("crs_max_grade", 1))),
     Target("crs_grade3plus_rate", "CRS grade >= 3", 0.164, 0.47, 0.05,
            "CIBMTR 2025 (ASTCT) 16.4 %; ELIANA grade 3-4 46-47 % (Penn scale)",
-           lambda rows: _rate(rows, grade_at_least("crs_max_grade", 3)), weight=2.0),
+           lambda rows: share(rows, grade_at_least("crs_max_grade", 3)), weight=2.0),
     Target("icans_any_rate", "ICANS / neurologic events, any grade", 0.22, 0.40, 0.05,
            "CIBMTR 2025 22 %; ELIANA 40 %",
-           lambda rows: _rate(rows, grade_at_least("icans_max_grade", 1))),
+           lambda rows: share(rows, grade_at_least("icans_max_grade", 1))),
     Target("icans_grade3plus_rate", "ICANS grade >= 3", 0.09, 0.15, 0.04,
            "CIBMTR 2025 9 %; ELIANA grade 3 ~13-15 %",
-           lambda rows: _rate(rows, grade_at_least("icans_max_grade", 3))),
+           lambda rows: share(rows, grade_at_least("icans_max_grade", 3))),
     Target("tocilizumab_among_crs", "tocilizumab among patients with CRS", 0.36, 0.40, 0.05,
            "Stein 2019; Levine 2021 (~36-40 % of patients with CRS)",
-           lambda rows: _rate(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),
+           lambda rows: share(_with_crs(rows), lambda r: (r.get("tocilizumab_doses") or 0) > 0), weight=0.5),
     Target("crs_onset_median_day", "CRS onset, median day", 2.0, 4.0, 1.0,
            "pooled ELIANA/ENSIGN: median day 3 (range 1-22)",
            lambda rows: _median(rows, "crs_onset_day"), proportion=False, weight=0.5, column="crs_onset_day",

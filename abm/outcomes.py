@@ -149,9 +149,9 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
         out["b_cell_aplasia_days"] = _aplasia_days(days, df["bcells"].to_numpy(dtype=float))
     if "relapse" not in missing:
         out.update(_relapse(df, "relapse_antigen_negative" not in missing))
-        out["cr_within_3mo"] = _reached_within(days, df["blast_fraction"].to_numpy(dtype=float), CR_THRESHOLD)
-        out["mrd_negative_within_3mo"] = _reached_within(days, df["blast_fraction"].to_numpy(dtype=float),
-                                                         MRD_THRESHOLD)
+        fraction = df["blast_fraction"].to_numpy(dtype=float)
+        out["cr_within_3mo"] = _reached_within(days, fraction, CR_THRESHOLD)
+        out["mrd_negative_within_3mo"] = _reached_within(days, fraction, MRD_THRESHOLD)
     if "tocilizumab_doses" not in missing:
         out["tocilizumab_doses"] = int(df["tocilizumab_doses"].max())
     if "steroids_given" not in missing:

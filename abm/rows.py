@@ -21,3 +21,9 @@ def proportion(rows: Iterable[dict[str, Any]], test: RowTest) -> tuple[int, int]
     """How many rows pass ``test``, among the rows where it is known (not None)."""
     known = [bool(v) for v in map(test, rows) if v is not None]
     return sum(known), len(known)
+
+
+def share(rows: Iterable[dict[str, Any]], test: RowTest) -> tuple[float | None, int]:
+    """The fraction of rows passing ``test`` among those where it is known, and how many those are (None if none)."""
+    successes, n = proportion(rows, test)
+    return (successes / n if n else None), n

@@ -44,27 +44,22 @@ from abm.calibration import TARGETS, Target, read_calibrated
 from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
 from abm.errors import ParamError
 from abm.params import Params
-from abm.rows import RowTest, proportion
+from abm.rows import share
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
-def _share(rows: list[dict[str, Any]], test: RowTest) -> tuple[float | None, int]:
-    successes, n = proportion(rows, test)
-    return (successes / n if n else None), n
-
-
 # targets only a follow-up cohort (months) can show; measured on its rows
 FOLLOW_UP_TARGETS = (
     Target("cr_within_3mo", "CR/CRi within 3 months (follow-up cohort)", 0.81, 0.90, 0.05,
            "ELIANA: overall remission rate within 3 months 81 % (Maude 2018 NEJM 378:439)",
-           lambda rows: _share(rows, lambda r: r.get("cr_within_3mo"))),
+           lambda rows: share(rows, lambda r: r.get("cr_within_3mo"))),
     Target("mrd_negative_within_3mo", "MRD-negative within 3 months among responders (follow-up cohort)", 0.90, 1.0,
            0.05, "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018)",
-           lambda rows: _share([r for r in rows if r.get("cr_within_3mo")],
+           lambda rows: share([r for r in rows if r.get("cr_within_3mo")],
                                lambda r: r.get("mrd_negative_within_3mo"))),
     Target("relapse_among_cr", "relapse among responders (follow-up cohort)", 0.38, 0.40, 0.05,
            "ELIANA follow-up; multicentre 420-patient series: ~38-40 % of responders relapse within 1-2 years",
-           lambda rows: _share([r for r in rows if r.get("cr_day28")], lambda r: r.get("relapse"))),
+           lambda rows: share([r for r in rows if r.get("cr_day28")], lambda r: r.get("relapse"))),
 )
 
 
