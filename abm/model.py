@@ -393,7 +393,8 @@ class MarrowModel(mesa.Model):
 
         Checked: kinds and tissue codes are valid; no cell sits in bone or a
         sinusoid; traits of empty sites are zero; counts per kind equal the
-        initial counts plus births and entries minus deaths, kills and exits;
+        initial counts plus births and entries minus deaths, kills, exits and
+        displacements (blasts gain those and the seeded);
         fields are non-negative.
         """
         s = self.state
@@ -410,6 +411,9 @@ class MarrowModel(mesa.Model):
         expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
         expected[R.CART] += ev[R.EV_ENTERED] - ev[R.EV_EXITED]
         expected[R.BLAST] += ev[R.EV_SEEDED]
+        displaced = ev[R.EV_DISPLACED : R.EV_DISPLACED + R.N_KINDS]
+        expected = expected - displaced
+        expected[R.BLAST] += displaced.sum()
         expected[R.NORMAL] -= ev[R.EV_BCELL_MADE]
         expected[R.BCELL] += ev[R.EV_BCELL_MADE]
         if np.any(counts[1:] != expected[1:]):

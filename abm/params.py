@@ -182,11 +182,21 @@ SCHEMA: tuple[Param, ...] = (
           source=HARRISON),
     # blasts and normal cells ---------------------------------------------
     Param("blast.division_rate_per_day", float, 0.105, "1/d", 0.0, 2.0,
-          description="Division hazard of a blast with a free neighbour.",
+          description="Division hazard of a blast (into a free neighbour, or onto a normal one: see "
+                      "blast.displacement_probability).",
           source="Br J Haematol 1997;98:999 (birth ~10-11 %/d)"),
     Param("blast.death_rate_per_day", float, 0.04, "1/d", 0.0, 2.0,
           description="Apoptosis hazard of a blast.",
           source="Br J Haematol 1997;98:999 (apoptosis ~4 %/d)"),
+    Param("blast.displacement_probability", float, 1.0, "-", 0.0, 1.0,
+          description="Probability that a dividing blast with no free neighbour places its daughter on a "
+                      "neighbouring normal hematopoietic cell or B cell, which leaves the marrow (normal cells "
+                      "divide only into space). 0 freezes blasts in a refilled marrow; 1 lets them grow at their "
+                      "untreated rate wherever they border normal marrow.",
+          source="assumption from Br J Haematol 1997;98:999 (the untreated net growth of ~7 %/d was measured in "
+                 "packed diagnostic marrows, so blast division is not held back by normal neighbours) and "
+                 "Colmone 2008 Science 322:1861 (leukemic cells take over the marrow niche and displace normal "
+                 "progenitors)"),
     Param("blast.cd19_inheritance_sd", float, 1.0, "antigen levels", 0.0, 20.0,
           description="SD of the CD19 level change from mother to daughter (one level = 3.7 %); CD22 levels "
                       "drift with the same SD, independently.",

@@ -267,6 +267,7 @@ def build_tables(
     rates[R.R_MEMORY] = thr_day(memory)
     rates[R.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
     rates[R.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
+    rates[R.R_DISPLACE] = threshold(params.blast.displacement_probability)
     rates[R.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
     rates[R.R_TARGET_MODE] = target_mode(params)
     rates[R.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)

@@ -70,8 +70,8 @@ def core_tables(params: Params, seed: int) -> RuleTables:
 
     Off: secretion, diffusion sub-steps and decay of every field; chemotaxis
     (``R_CHEMO``); the CAR-T life cycle beyond killing and dividing
-    (activation-induced death, exhaustion, memory conversion); CD19 and CD22 loss; B
-    lymphopoiesis; niche protection (the niche rows equal the open ones).
+    (activation-induced death, exhaustion, memory conversion); CD19 and CD22 loss; blasts
+    displacing normal cells; B lymphopoiesis; niche protection (the niche rows equal the open ones).
     Unchanged: death, division, attach, kill, detach, migrate, swap,
     proliferation. Use these tables on the kernel side when comparing with
     :class:`ReferenceModel`.
@@ -86,6 +86,7 @@ def core_tables(params: Params, seed: int) -> RuleTables:
     tables.rates[R.R_MEMORY] = 0
     tables.rates[R.R_LOSS] = 0
     tables.rates[R.R_LOSS_CD22] = 0
+    tables.rates[R.R_DISPLACE] = 0
     tables.kind_rates[R.KR_CONVERT, :] = 0
     tables.antigen_rates[R.AR_ATTACH_NICHE] = tables.antigen_rates[R.AR_ATTACH]
     tables.antigen_rates[R.AR_KILL_NICHE] = tables.antigen_rates[R.AR_KILL]

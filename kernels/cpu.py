@@ -231,7 +231,7 @@ def step(
                 if ahead < n:
                     # read one trait per cache line of the row the wave reaches next, so that the hardware
                     # streams it in instead of the CAR-T cells missing on it one by one
-                    touched = 0
+                    touched = np.int64(0)  # int64 in Python mode too (a uint16 sum would overflow)
                     for j in range(0, n, TOUCH_STRIDE):
                         touched += traits[ahead, j, 0]
                     if touched < 0:  # never: keeps the loads

@@ -68,9 +68,12 @@ Each action returns at most one event code (0 = none): ``BORN + kind``,
 ``DIED + kind`` (natural or activation-induced death), ``KILLED + kind`` (by a
 CAR-T cell), ``ENTERED`` / ``EXITED`` (CAR-T traffic through sinusoids),
 ``BCELL_MADE`` (B lymphopoiesis: an other-hematopoietic cell becomes a B
-cell) and ``EXHAUSTED`` (a CAR-T cell exhausts; no change of kind). The
+cell), ``EXHAUSTED`` (a CAR-T cell exhausts; no change of kind), ``SEEDED``
+(a reservoir blast enters) and ``DISPLACED + kind`` (a dividing blast's
+daughter takes the site of a normal cell of that kind, which leaves). The
 drivers add them to counters; counts per kind then balance exactly:
-``count = initial + born + entered - died - killed - exited`` (+/- B cells made).
+``count = initial + born + entered - died - killed - exited - displaced``
+(+/- B cells made; blasts also gain the seeded and every displacement).
 """
 
 from __future__ import annotations
@@ -142,7 +145,8 @@ EV_EXITED = 3 * N_KINDS + 1
 EV_BCELL_MADE = 3 * N_KINDS + 2  # an other-hematopoietic cell became a B cell (NORMAL -1, BCELL +1)
 EV_EXHAUSTED = 3 * N_KINDS + 3  # a CAR-T cell exhausted (no change of kind)
 EV_SEEDED = 3 * N_KINDS + 4  # a blast from the body's reservoir entered through a perivascular site
-N_EVENTS = 3 * N_KINDS + 5
+EV_DISPLACED = 3 * N_KINDS + 5  # + kind: a dividing blast's daughter took the site of a cell of that kind
+N_EVENTS = 4 * N_KINDS + 5
 
 # Random-number purposes (the 4th key of kernels.rng.draw).
 P_ORDER = 1
@@ -170,6 +174,7 @@ P_NOISE_CD22 = 23  # CD22 level change at a CD22+ blast's division
 P_SEED = 24  # a reservoir blast enters an empty perivascular site
 P_SEED_LEVEL = 25  # its CD19 (bits 0-7) and CD22 (bits 8-15) quantiles
 P_SEED_NEG = 26  # whether it lacks the product's target
+P_DISPLACE = 27  # whether a blast without a free neighbour displaces a normal hematopoietic neighbour
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -203,7 +208,8 @@ R_BCELL_LEVEL = 14  # integer: CD19 level of a new B cell
 R_TARGET_MODE = 15  # integer: TARGET_CD19, TARGET_CD22 or TARGET_BOTH
 R_LOSS_CD22 = 16  # CD22 loss per CD22+ blast division
 R_BCELL_CD22_LEVEL = 17  # integer: CD22 level of a new B cell
-N_RATES = 18
+R_DISPLACE = 18  # probability a dividing blast without a free neighbour displaces a NORMAL or BCELL neighbour
+N_RATES = 19
 
 # Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
 F_IL6 = 0
@@ -362,6 +368,22 @@ def free_neighbour(cell, tissue, i, j, key, step, site, purpose):
 
 
 @jit
+def displaceable_neighbour(cell, i, j, key, step, site):
+    """A uniformly chosen Moore neighbour holding a normal hematopoietic cell (``NORMAL`` or ``BCELL``), or -1."""
+    n = cell.shape[0]
+    count = 0
+    mask = 0
+    for d in range(8):
+        ni, nj = neighbour(i, j, d)
+        if inside(n, ni, nj) and (cell[ni, nj] == NORMAL or cell[ni, nj] == BCELL):
+            count += 1
+            mask |= 1 << d
+    if count == 0:
+        return -1
+    return nth_direction(mask, pick(key, step, site, P_PLACE, count))
+
+
+@jit
 def sublattice_order(key, step, order):
     """Fill ``order[0:9]`` with a permutation of the nine sublattices for ``step``.
 
@@ -384,7 +406,11 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
     One draw ``u`` decides the competing events, whose table probabilities
     (rows ``KR_DIE``, ``KR_DIVIDE``, ``KR_CONVERT``) are checked to sum to at
     most 1: death if ``u < die``; else an attempt to divide if
-    ``u < die + divide`` (it happens if a neighbour is free); else, for
+    ``u < die + divide`` (it happens if a neighbour is free; a blast with no
+    free neighbour displaces, with probability ``rates[R_DISPLACE]``, a
+    uniformly chosen ``NORMAL`` or ``BCELL`` neighbour, which leaves the
+    window: leukemic growth is not held back by normal hematopoiesis, while
+    normal cells divide only into space); else, for
     another hematopoietic cell, becoming a normal B cell (CD19 level
     ``rates[R_BCELL_LEVEL]``, CD22 level ``rates[R_BCELL_CD22_LEVEL]``) if
     ``u < die + divide + convert``.
@@ -412,9 +438,16 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
             traits[i, j, ANTIGEN] = pack(rates[R_BCELL_LEVEL], rates[R_BCELL_CD22_LEVEL])
             return EV_BCELL_MADE
         return EV_NONE
+    event = EV_BORN + kind
     d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
     if d < 0:
-        return EV_NONE
+        if kind != BLAST or not below(key, step, site, P_DISPLACE, rates[R_DISPLACE]):
+            return EV_NONE
+        d = displaceable_neighbour(cell, i, j, key, step, site)
+        if d < 0:
+            return EV_NONE
+        vi, vj = neighbour(i, j, d)
+        event = EV_DISPLACED + cell[vi, vj]
     di, dj = neighbour(i, j, d)
     copy_cell(cell, traits, i, j, di, dj)
     traits[di, dj, ACTED] = stamp(step)
@@ -433,7 +466,7 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
             else:
                 l22 = inherit_level(l22, cd19_noise, draw(key, step, site, P_NOISE_CD22))
         traits[di, dj, ANTIGEN] = pack(l19, l22)
-    return EV_BORN + kind
+    return event
 
 
 @jit

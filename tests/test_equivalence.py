@@ -76,12 +76,14 @@ def test_dual_target_run_exercises_both_antigens(dual_cpu_state):
     assert np.any(blasts & (cd19 > 0) & (cd22 == 0))
     ev = s["events"]
     assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 20 and ev[R.EV_SEEDED] > 5
+    assert ev[R.EV_DISPLACED + R.NORMAL] > 0  # blasts displacing normal cells take part
 
 
 def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
     """The dual-target case under the CUDA simulator (4 x 4 blocks) gives the cpu state bit for bit.
 
-    36 steps (the simulator interprets every rule): enough for blast divisions and kills in this case.
+    36 steps (the simulator interprets every rule): enough for blast divisions, kills and a displacement in
+    this case.
     """
     from kernels import rules as R
 
@@ -93,5 +95,6 @@ def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
     cpu_state = run("cpu", 2, days, "dual")
     ev = cpu_state["events"]
     assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 0 and ev[R.EV_SEEDED] > 0
+    assert ev[R.EV_DISPLACED : R.EV_DISPLACED + R.N_KINDS].sum() > 0
     with np.load(out) as cuda_state:
         assert_identical(dict(cuda_state), cpu_state)

@@ -147,10 +147,10 @@ def test_core_tables_switch_off_everything_but_the_core_rules():
     full, core = build_tables(p, 1), core_tables(p, 1)
     assert core.rates[R.R_CHEMO] == 0 and not np.any(core.field_rates[:, R.FR_SUBSTEPS])
     assert not np.any(core.field_rates[:, [R.FR_SECRETE_ACTIVE_CART, R.FR_SECRETE_STROMA]])
-    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS, R.R_LOSS_CD22}
+    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS, R.R_LOSS_CD22, R.R_DISPLACE}
     keep = [r for r in range(R.N_RATES) if r not in off]
     assert np.array_equal(core.rates[keep], full.rates[keep])
-    assert core.rates[R.R_EXHAUST_STIM] == R.TRAIT_MAX and core.rates[R.R_AICD] == 0
+    assert core.rates[R.R_EXHAUST_STIM] == R.TRAIT_MAX and core.rates[R.R_AICD] == 0 == core.rates[R.R_DISPLACE]
     assert np.array_equal(core.kind_rates[[R.KR_DIE, R.KR_DIVIDE]], full.kind_rates[[R.KR_DIE, R.KR_DIVIDE]])
     assert not np.any(core.kind_rates[R.KR_CONVERT])
     assert np.array_equal(core.antigen_rates[[R.AR_ATTACH, R.AR_KILL]], full.antigen_rates[[R.AR_ATTACH, R.AR_KILL]])

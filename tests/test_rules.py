@@ -7,7 +7,8 @@ import pytest
 from conftest import empty_state, place, quiet_tables
 
 import kernels
-from abm.rates import per_step_probability
+from abm.params import Params
+from abm.rates import build_tables, per_step_probability
 from kernels import rules as R
 from kernels.rng import threshold
 
@@ -81,6 +82,105 @@ def test_blast_division_fills_free_neighbours_and_balances_counts():
     assert np.all(out.traits[out.cell == R.BLAST, R.ANTIGEN] > 0)  # positive parents have positive daughters
 
 
+def _blast_among(kind, n=7):
+    """A blast at the centre of an ``n x n`` lattice packed with cells of ``kind``; blasts always divide."""
+    s = empty_state(n)
+    s.cell[:] = kind
+    place(s, n // 2, n // 2, R.BLAST, cd19=100)
+    return s
+
+
+@pytest.mark.parametrize("victim", [R.NORMAL, R.BCELL])
+def test_dividing_blast_without_space_displaces_a_normal_neighbour(victim):
+    t = quiet_tables(R_DISPLACE=ALWAYS)
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    out = run(_blast_among(victim), t, 1)
+    assert np.count_nonzero(out.cell == R.BLAST) == 2  # one division: the daughter acted this step
+    assert out.events[R.EV_DISPLACED + victim] == 1
+    assert out.events[R.EV_BORN + R.BLAST] == 0
+    assert np.count_nonzero(out.cell == victim) == 48 - 1
+    assert out.cell[3, 3] == R.BLAST
+    assert np.abs(np.argwhere(out.cell == R.BLAST) - 3).max() == 1  # the daughter is a Moore neighbour
+    out = run(_blast_among(victim), t, 6)
+    blasts = np.count_nonzero(out.cell == R.BLAST)
+    assert blasts == 1 + out.events[R.EV_DISPLACED + victim] and blasts > 10
+
+
+@pytest.mark.parametrize("kind", [R.STROMA, R.CART, R.BLAST])
+def test_blast_never_displaces_stroma_cart_or_blasts(kind):
+    t = quiet_tables(R_DISPLACE=ALWAYS)
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    s = _blast_among(kind)
+    out = run(s, t, 5)
+    assert np.array_equal(out.cell, s.cell)
+    assert not out.events.any()
+
+
+def test_displacement_is_off_at_probability_zero_and_only_for_blasts():
+    t = quiet_tables()
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    s = _blast_among(R.NORMAL)
+    assert np.array_equal(run(s, t, 5).cell, s.cell)
+    t = quiet_tables(R_DISPLACE=ALWAYS)
+    t.kind_rates[R.KR_DIVIDE, :] = ALWAYS
+    s = empty_state(7)
+    s.cell[:] = R.NORMAL
+    place(s, 3, 3, R.BCELL, cd19=100)
+    out = run(s, t, 5)
+    assert np.array_equal(out.cell, s.cell)  # normal cells and B cells only divide into space
+    assert not out.events.any()
+
+
+def test_displacement_probability_matches_its_threshold_statistically():
+    """400 blasts, each alone in a 3x3 block of normal cells, one step: displacements ~ Binomial(400, p).
+
+    With p = 0.3 and division certain, the count must lie within 4 binomial
+    standard errors of 120.
+    """
+    p = 0.3
+    s = empty_state(60)
+    s.cell[:] = R.NORMAL
+    for i in range(1, 60, 3):
+        for j in range(1, 60, 3):
+            place(s, i, j, R.BLAST, cd19=100)
+    t = quiet_tables(R_DISPLACE=threshold(p))
+    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    k = run(s, t, 1).events[R.EV_DISPLACED + R.NORMAL]
+    assert abs(k - 400 * p) < 4 * math.sqrt(400 * p * (1 - p))
+
+
+def _blast_growth_rate(displace, seed, n=120, founders=400, days=20):
+    """Net growth rate [1/d] of ``founders`` scattered blasts in a packed normal marrow, default kind rates."""
+    g = np.random.default_rng(seed)
+    s = empty_state(n)
+    s.cell[:] = R.NORMAL
+    for f in g.choice(n * n, founders, replace=False):
+        place(s, f // n, f % n, R.BLAST, cd19=100)
+    params = Params.default()
+    t = quiet_tables(seed, R_DISPLACE=displace)
+    t.kind_rates[:] = build_tables(params, seed).kind_rates
+    t.kind_rates[R.KR_CONVERT] = 0
+    out = run(s, t, round(days * 24 * 60 / params.time.dt_min))
+    return math.log(np.count_nonzero(out.cell == R.BLAST) / founders) / days
+
+
+def test_blasts_in_a_refilled_marrow_grow_at_their_untreated_rate_only_by_displacing():
+    """After remission the marrow is packed with normal cells, which divide ~3x faster than blasts.
+
+    Blasts displacing their normal neighbours grow at ``division - death`` =
+    0.065/d (the untreated rate, Br J Haematol 1997); without displacement
+    they lose every gap and stay frozen. Four seeds of 400 founders over 20
+    days: the mean rate's seed-to-seed SD is ~0.002/d, and colonies touching
+    slow it slightly, so the tolerance is 0.01/d.
+    """
+    params = Params.default()
+    untreated = params.blast.division_rate_per_day - params.blast.death_rate_per_day
+    grow = np.mean([_blast_growth_rate(ALWAYS, seed) for seed in range(4)])
+    frozen = np.mean([_blast_growth_rate(0, seed) for seed in range(4)])
+    assert abs(grow - untreated) < 0.01
+    assert frozen < 0.01
+
+
 def test_cart_proliferates_only_when_active_and_within_division_limit():
     s = empty_state(15)
     place(s, 7, 7, R.CART)
@@ -111,8 +211,10 @@ def test_no_two_cells_share_a_site_and_empty_sites_carry_no_traits():
     t.antigen_rates[:] = threshold(0.3)
     t.kind_rates[R.KR_DIVIDE, :] = threshold(0.05)
     t.kind_rates[R.KR_DIE, :] = threshold(0.01)
+    t.rates[R.R_DISPLACE] = threshold(0.5)
     out = run(s, t, 60)
     ev = out.events
+    assert ev[R.EV_DISPLACED : R.EV_DISPLACED + R.N_KINDS].sum() > 0
     born = ev[R.EV_BORN : R.EV_BORN + R.N_KINDS].sum()
     gone = ev[R.EV_DIED : R.EV_DIED + R.N_KINDS].sum() + ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS].sum()
     assert np.count_nonzero(out.cell) == total + born - gone
