@@ -122,8 +122,10 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
       drawn from the patient's distribution).
 
     ``R_+`` adds to the stimulating load: ``A = cd19_cells / window_share + R_+``.
-    A reservoir compartment below one cell is set to 0 (extinction; the
-    deterministic stand-in for its stochastic end). Relapse thus follows
+    A reservoir compartment that shrinks below one cell is set to 0
+    (extinction; the deterministic stand-in for its stochastic end). One that
+    grows is kept however small: ``R_-`` fed by a loss of a few cells a day
+    gains less than one cell per 2-minute step. Relapse thus follows
     CAR-T loss when ``R_+`` survives the expansion (target-positive relapse)
     or the negative share (target-negative relapse), months later, as the
     reseeded blasts regrow in the window.
@@ -421,11 +423,12 @@ class Body:
         kill_now = self.reservoir_kill * (self.effectors_tissue + self.y[MT])
         n = max(1, math.ceil(dt_day / min(self.max_substep, 0.5 / max(kill_now, 1e-12)) - 1e-9))
         h = dt_day / n
+        before = (self.y[RP], self.y[RN])
         for _ in range(n):
             self.y = _rk4(self.y, h, rates)
-        for i in (RP, RN):
-            if self.y[i] < 1.0:
-                self.y[i] = 0.0  # extinct
+        for i, old in zip((RP, RN), before, strict=True):
+            if self.y[i] < 1.0 and self.y[i] <= old:
+                self.y[i] = 0.0  # extinct: below one cell and shrinking (a compartment fed by loss grows from 0)
         self.t_day = t_day + dt_day
         self._grade()
         self._treat()

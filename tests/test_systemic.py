@@ -249,6 +249,24 @@ def test_reservoir_without_car_t_grows_logistically_and_turns_target_negative_by
     assert 0.0 < negative < 1.0  # loss makes target-negative blasts, which then grow like the rest
 
 
+def test_target_negative_reservoir_fed_below_one_cell_a_step_does_not_depend_on_the_step():
+    """Loss feeding ``R_-`` by ~0.3 cells per 2-minute step (the calibrated CD19 loss) accumulates as with day steps.
+
+    Before, every step's fraction of a cell was taken for extinction and ``R_-`` stayed 0 for good.
+    """
+    p = Params().replace({"relapse.reseed_rate_per_day": 0.0, "blast.cd19_loss_per_division": 2e-6})
+    negative = []
+    for dt in (1.0, 2.0 / 1440.0):
+        body = Body(p, CAPACITY, PORTALS)
+        body.schedule = []  # no infusion
+        body.advance(0.0, dt, window_with_blasts(body, 1_000))
+        for k in range(1, round(10.0 / dt)):
+            body.advance(k * dt, dt, window_with_blasts(body, 1_000))
+        negative.append(body.observe()["reservoir_target_neg_cells"])
+    assert negative[0] > 100.0
+    assert negative[1] == pytest.approx(negative[0], rel=0.02)
+
+
 def test_reservoir_is_cleared_by_an_expanding_pool_and_goes_extinct_below_one_cell():
     strong = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 1.0}), 30.0)
     weak = run_toy_killing(make_body(**{"relapse.reservoir_kill_per_day": 1e-5}), 30.0)
