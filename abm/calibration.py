@@ -16,9 +16,13 @@ definitions that produce and judge them:
   outside (``((value - edge) / scale)**2``, summed), so it ranks parameter
   sets by how far they miss, not by how close they sit to a point.
 
-Relapse among responders (38-40 % within 1-2 years) is a target too, but a
-year per virtual patient does not fit an optimisation loop; it is reported by
-``experiments/calibration_report.py`` from longer runs and not fitted.
+Each target has a horizon (:attr:`Target.horizon_days`): the day-28 targets
+need 28-day runs; ELIANA's 3-month endpoints (CR/CRi and MRD-negativity within
+3 months) need 90 days, and relapse among responders within 6 and 12 months
+needs 180 and 365. A cohort scores the targets its runs cover
+(:func:`scored`; a patient row's ``follow_up_days``), so a 28-day search fits
+the day-28 targets and a year-long cohort (``experiments.calibrate --days
+365``, e.g. a relapse profile) all of them.
 
 ``python -m experiments.calibrate`` runs the optimiser (Optuna's TPE sampler
 over cohort summaries with common random numbers: every trial simulates the
@@ -104,6 +108,11 @@ PRIORS: tuple[Prior, ...] = (
           "assumption: CD19-negative escape makes ~1/3 of relapses (Orlando 2018 Nat Med 24:1504) months after "
           "infusion, yet responders are MRD-negative at day 28 (Maude 2018): the per-division rate is unknown "
           "and is searched over three decades up to the uncalibrated default"),
+    Prior("relapse.reservoir_kill_per_day", 1e-4, 0.1, True,
+          "assumption: leukemia outside the window (CNS, extramedullary, poorly reached marrow) meets CAR-T cells "
+          "less often than marrow blasts do (Pui 2009 Lancet Oncol 10:257; CAR-T cells reach the CSF, Maude 2014 "
+          "NEJM 371:1507): from barely touched at the pool's peak (1e-4 per 1e9 cells a day) to cleared within "
+          "days (0.1); it sets relapse (fitted only by cohorts followed 6-12 months)"),
     Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
           "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
           "7:1404; Teachey 2016)"),
@@ -123,6 +132,19 @@ def _isnan(x: Any) -> bool:
     return isinstance(x, float) and math.isnan(x)
 
 
+DAY28 = 28.0
+
+
+def follow_up(row: dict[str, Any]) -> float:
+    """Days a patient row was followed (``follow_up_days``; rows from before that column were 28-day runs)."""
+    days = row.get("follow_up_days")
+    return DAY28 if days is None or _isnan(days) else float(days)
+
+
+def _followed(rows: Sequence[dict[str, Any]], days: float) -> list[dict[str, Any]]:
+    return [r for r in rows if follow_up(r) >= days]
+
+
 @dataclass(frozen=True)
 class Target:
     """One clinical target: an acceptance band, the scale of a miss, how to read it from patient rows."""
@@ -138,6 +160,7 @@ class Target:
     weight: float = 1.0
     column: str = ""  # the patient-row key a median target summarises (its bootstrap interval resamples it)
     unit: str = "fraction of patients"  # of the value (the report draws one panel per unit)
+    horizon_days: float = DAY28  # runs this long measure it (``measure`` sees only rows followed this long)
 
     def miss(self, value: float | None) -> float:
         """Band-scaled distance outside the band (0 inside; a missing value counts as 3 scales)."""
@@ -156,6 +179,19 @@ def _responders(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _with_crs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if (r.get("crs_max_grade") or 0) >= 1]
+
+
+def _within_3mo(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Responders by ELIANA's definition (CR/CRi within 3 months) among rows followed 3 months."""
+    return [r for r in _followed(rows, 90.0) if r.get("cr_within_3mo")]
+
+
+def _relapse_within(days: float) -> Callable[[Sequence[dict[str, Any]]], tuple[float | None, int]]:
+    """Share of 3-month responders followed ``days`` days who relapsed by day ``days``."""
+    def measure(rows: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
+        responders = [r for r in _within_3mo(rows) if follow_up(r) >= days]
+        return share(responders, lambda r: bool(r.get("relapse")) and (r.get("relapse_day") or math.inf) <= days)
+    return measure
 
 
 TARGETS: tuple[Target, ...] = (
@@ -194,23 +230,44 @@ TARGETS: tuple[Target, ...] = (
            "~1-3e3 leukocytes/uL after lymphodepletion",
            lambda rows: _median(rows, "cart_peak_blood_per_ul"), proportion=False, column="cart_peak_blood_per_ul",
            unit="cells/uL"),
+    # follow-up targets: scored only by cohorts that run this long
+    Target("cr_within_3mo", "CR/CRi within 3 months", 0.81, 0.90, 0.05,
+           "ELIANA: overall remission rate within 3 months 81 % (Maude 2018 NEJM 378:439), 82 % [72, 90] at 3 years "
+           "(Laetsch 2023 JCO 41:1664)",
+           lambda rows: share(_followed(rows, 90.0), lambda r: r.get("cr_within_3mo")), horizon_days=90.0),
+    Target("mrd_negative_within_3mo", "MRD-negative within 3 months among responders", 0.90, 1.0, 0.05,
+           "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018); 64 of 65 in the update",
+           lambda rows: share(_within_3mo(rows), lambda r: r.get("mrd_negative_within_3mo")), horizon_days=90.0),
+    Target("relapse_within_6mo", "relapse by 6 months among responders", 0.11, 0.35, 0.05,
+           "ELIANA: relapse-free survival among responders 80 % [65, 89] at 6 months (Maude 2018 NEJM 378:439)",
+           _relapse_within(180.0), horizon_days=180.0),
+    Target("relapse_within_12mo", "relapse by 12 months among responders", 0.27, 0.59, 0.05,
+           "ELIANA: relapse-free survival among responders 59 % [41, 73] at 12 months (Maude 2018; Laetsch 2023); "
+           "~38-40 % of responders relapse within 1-2 years in multicentre series",
+           _relapse_within(365.0), horizon_days=365.0),
 )
 TARGET_BY_KEY = {t.key: t for t in TARGETS}
 
 
+def scored(rows: Sequence[dict[str, Any]]) -> list[Target]:
+    """The targets whose horizon some row's follow-up covers (all day-28 targets for 28-day runs)."""
+    longest = max((follow_up(r) for r in rows), default=0.0)
+    return [t for t in TARGETS if t.horizon_days <= longest]
+
+
 def measure(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every target's simulated value, the patients it rests on, its band-scaled miss."""
+    """Each scored target's simulated value, the patients it rests on, its band-scaled miss."""
     out = {}
-    for t in TARGETS:
+    for t in scored(rows):
         value, n = t.measure(rows)
         out[t.key] = {"value": value, "n": n, "miss": t.miss(value)}
     return out
 
 
 def loss(rows: Sequence[dict[str, Any]]) -> float:
-    """Weighted sum of squared band-scaled misses over :data:`TARGETS` (0: every target within its band)."""
+    """Weighted sum of squared band-scaled misses over the :func:`scored` targets (0: all within their bands)."""
     measured = measure(rows)
-    return float(sum(t.weight * measured[t.key]["miss"] ** 2 for t in TARGETS))
+    return float(sum(TARGET_BY_KEY[key].weight * m["miss"] ** 2 for key, m in measured.items()))
 
 
 def read_calibrated(path: Path = CALIBRATED_TOML) -> dict[str, Any]:

@@ -176,6 +176,7 @@ def run_patient(job: Job, base: dict[str, Any]) -> dict[str, Any]:
     model = MarrowModel(params, seed=job.seed, backend="cpu", threads=1)
     summary = summarize(model.run())
     row = {"patient": job.index, "seed": job.seed, **{k: job.overrides.get(k, params[k]) for k in PROFILE_KEYS}}
+    row["follow_up_days"] = job.days
     row.update({k: summary.get(k) for k in OUTCOME_KEYS})
     return row
 

@@ -109,7 +109,8 @@ SCHEMA: tuple[Param, ...] = (
     Param("grid.size", int, 400, "sites per side", 8, 16384,
           description="Side of the square marrow window; one site holds one cell.",
           source="experiments/results/window_convergence: 400 x 400 (4 mm) agrees with 800 x 800 on every "
-                 "outcome studied, 200 x 200 does not; the RNG counter holds up to 16384 x 16384"),
+                 "outcome studied; 200 x 200 agrees too since the chemotaxis calibration (an earlier model needed "
+                 "400), so 400 is kept as a margin; the RNG counter holds up to 16384 x 16384"),
     Param("grid.site_um", float, 10.0, "um", 5.0, 30.0,
           description="Edge of a lattice site (about one hematopoietic cell diameter).",
           source="SCIENCE.md: cells ~10 um; PhysiCell/CARTopiaX use 20 um voxels"),

@@ -84,7 +84,11 @@ BOUNDS: tuple[Bound, ...] = (
           "the spread of marrow blasts in ELIANA-like cohorts around the mean 68 %"),
     Bound("product.dose_per_kg", 2e5, 5e6, True,
           "tisagenlecleucel label 0.2-5.0e6/kg"),
+    Bound("relapse.reservoir_kill_per_day", 1e-4, 0.1, True,
+          "its calibration range (abm/calibration.py): how well CAR-T cells reach leukemia outside the window"),
 )
+
+RELAPSE_DAYS = 180.0  # runs at least this long also analyse relapse
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,16 @@ class Outcome:
 
 
 def outcomes_for(days: float) -> tuple[Outcome, ...]:
-    """The analysed outcomes; runs shorter than 28 days use the end of the run instead of day 28."""
+    """The analysed outcomes; runs shorter than 28 days use the end of the run instead of day 28.
+
+    Runs of :data:`RELAPSE_DAYS` or more add relapse within the run (0/1; skipped when some run never reaches
+    remission) and the event-free days (to relapse, or to the end of the run; 0 without remission).
+    """
     if days >= 28.0:
+        relapse = (
+            Outcome("relapse", "relapse within the run (0/1)", "relapse"),
+            Outcome("event_free_days", "days to relapse or to the end of the run (0 without remission)", "cr_day"),
+        ) if days >= RELAPSE_DAYS else ()
         return (
             Outcome("cr_day28", "complete remission at day 28 (0/1)", "mrd_day28"),
             Outcome("mrd_day28", "marrow blast fraction at day 28 (MRD surrogate)", "mrd_day28"),
@@ -104,6 +116,7 @@ def outcomes_for(days: float) -> tuple[Outcome, ...]:
                     "mrd_day28"),
             Outcome("crs_max_grade", "maximal CRS grade (ASTCT 0-4)", "crs_max_grade"),
             Outcome("severe_crs", "severe CRS: crs_max_grade >= 3 (0/1)", "crs_max_grade"),
+            *relapse,
         )
     return (
         Outcome("cr_end", "blast fraction < 5 % at the end of the run (0/1)", "blast_fraction_final"),
@@ -116,6 +129,10 @@ def outcomes_for(days: float) -> tuple[Outcome, ...]:
 
 
 def outcome_value(o: Outcome, r: Mapping[str, Any]) -> float:
+    if o.key == "event_free_days":
+        if r.get("cr_day") is None:
+            return 0.0
+        return float(r["relapse_day"] if r.get("relapse") else r["days"])
     v = r.get(o.source)
     if v is None:
         return math.nan
@@ -314,10 +331,10 @@ def readme_text(args, bounds, outs, an, results, ranking, prov) -> str:
         "", "Outcomes:", "",
         *[f"- `{o.key}`: {o.label}" for o in outs],
         "",
-        "Relapse: a relapse needs a remission and a later rise within the run; in 28 days that is rare, so the "
+        "Relapse: a relapse needs a remission and a later rise within the run. Runs of "
+        f"{RELAPSE_DAYS:g} days or more analyse it directly (`relapse`, `event_free_days`); in shorter runs the "
         "day-28 blast fraction (`mrd_day28`, and its log10, floored at the window's one-cell detection limit) is "
-        "the best available relapse-related outcome here (MRD at day 28 predicts relapse clinically). A "
-        "relapse-time sensitivity needs runs of months.", "",
+        "the best available relapse-related outcome (MRD at day 28 predicts relapse clinically).", "",
         "Indices: `mu*` = mean |elementary effect| (overall influence), `mu` = mean signed effect (direction), "
         "`sigma` = SD of the effects (non-linearity or interactions); effects are per unit of the normalised band "
         "(the whole band = 1; in log10 for log-uniform parameters), so within an outcome the parameters are "

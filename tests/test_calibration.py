@@ -32,7 +32,7 @@ def cohort_in_every_band() -> list[dict]:
 
 def test_a_cohort_inside_every_band_has_zero_loss():
     measured = C.measure(cohort_in_every_band())
-    assert {k: m["miss"] for k, m in measured.items()} == {t.key: 0.0 for t in C.TARGETS}
+    assert {k: m["miss"] for k, m in measured.items()} == {t.key: 0.0 for t in C.TARGETS if t.horizon_days == 28}
     assert C.loss(cohort_in_every_band()) == 0.0
 
 
@@ -43,6 +43,39 @@ def test_loss_grows_with_the_distance_outside_a_band():
     assert 0 < C.loss(severe) < C.loss(worse)
     t = C.TARGET_BY_KEY["crs_grade3plus_rate"]
     assert C.measure(severe)["crs_grade3plus_rate"]["miss"] == pytest.approx((0.70 - t.high) / t.scale)
+
+
+def followed(days, responder=True, relapse_day=None):
+    return {**patient(), "follow_up_days": days, "cr_within_3mo": responder, "mrd_negative_within_3mo": responder,
+            "relapse": None if not responder else relapse_day is not None, "relapse_day": relapse_day}
+
+
+def test_targets_are_scored_only_by_cohorts_that_run_past_their_horizon():
+    day28 = C.scored(cohort_in_every_band())  # rows without follow_up_days: 28-day runs
+    assert [t.key for t in day28] == [t.key for t in C.TARGETS if t.horizon_days == C.DAY28]
+    assert "relapse_within_6mo" not in C.measure(cohort_in_every_band())
+    half_year = [followed(180)] * 10
+    assert {t.key for t in C.scored(half_year)} == {t.key for t in C.TARGETS if t.horizon_days <= 180}
+    year = [followed(365)] * 10
+    assert {t.key for t in C.scored(year)} == set(C.TARGET_BY_KEY)
+
+
+def test_relapse_targets_count_3_month_responders_relapsing_by_the_horizon():
+    # 10 responders: relapse on days 100 and 150 (by 6 months), 300 and 340 (by 12), 1 on day 400 (after);
+    # 2 non-responders, who do not count
+    rows = [followed(365, relapse_day=d) for d in (100, 150, 300, 340, 400, None, None, None, None, None)]
+    rows += [followed(365, responder=False)] * 2
+    m = C.measure(rows)
+    assert (m["relapse_within_6mo"]["value"], m["relapse_within_6mo"]["n"]) == (0.2, 10)
+    assert (m["relapse_within_12mo"]["value"], m["relapse_within_12mo"]["n"]) == (0.4, 10)
+    assert m["relapse_within_6mo"]["miss"] == m["relapse_within_12mo"]["miss"] == 0.0
+    assert m["cr_within_3mo"]["value"] == pytest.approx(10 / 12)
+    # a patient followed only 180 days says nothing about relapse by 12 months
+    shorter = [dict(r, follow_up_days=180) for r in rows[:4]] + rows[4:]
+    assert C.measure(shorter)["relapse_within_12mo"]["n"] == 6
+    none = [followed(365, relapse_day=None)] * 10  # no relapse at all: below both bands
+    assert C.measure(none)["relapse_within_6mo"]["miss"] == pytest.approx(0.11 / 0.05)
+    assert C.loss(none) > C.loss(rows)
 
 
 def test_missing_measurement_counts_as_a_large_miss():
@@ -120,8 +153,9 @@ def test_calibration_report_smoke(tmp_path, capsys):
     assert calibration_report.main(["--smoke", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "table.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
-    assert [r["target"] for r in table] == [t.key for t in C.TARGETS] + [
-        "cr_within_3mo", "mrd_negative_within_3mo", "relapse_among_cr"]
+    assert [r["target"] for r in table] == [t.key for t in C.TARGETS]
+    follow_up = [r for r in table if C.TARGET_BY_KEY[r["target"]].horizon_days > C.DAY28]
+    assert [r["status"] for r in follow_up] == ["not measured"] * 4  # the smoke's 1-day follow-up covers none
     assert all(r["status"] in ("within band", "interval reaches band", "miss", "not measured") for r in table)
     text = (tmp_path / "README.md").read_text()
     assert "| CR/CRi at day 28 |" in text and (tmp_path / "figure.png").stat().st_size > 10_000

@@ -111,3 +111,14 @@ def test_unreachable_scheduler_exits_2_with_clear_message(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "cannot reach a Dask scheduler" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runs_of_half_a_year_also_analyse_relapse():
+    assert "relapse" not in {o.key for o in sensitivity.outcomes_for(28.0)}
+    outs = {o.key: o for o in sensitivity.outcomes_for(sensitivity.RELAPSE_DAYS)}
+    assert {"relapse", "event_free_days"} <= set(outs)
+    free = outs["event_free_days"]
+    assert sensitivity.outcome_value(free, {"cr_day": None, "relapse": None, "days": 180.0}) == 0.0
+    assert sensitivity.outcome_value(free, {"cr_day": 9.0, "relapse": True, "relapse_day": 120.0, "days": 180}) == 120
+    assert sensitivity.outcome_value(free, {"cr_day": 9.0, "relapse": False, "relapse_day": None, "days": 180}) == 180
+    assert math.isnan(sensitivity.outcome_value(outs["relapse"], {"relapse": None}))

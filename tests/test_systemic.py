@@ -341,7 +341,9 @@ def test_icans_grade_follows_ice_score():
 
 def test_crs_starts_before_icans_in_an_eliana_like_patient():
     # an ICANS scale this patient reaches (the calibrated one makes ICANS rare): the mechanism, not the rate
-    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0}), 30.0)
+    # no reservoir: "antigen gone" means the window's blasts killed and no sanctuary disease left to stimulate
+    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0,
+                                                  "relapse.reservoir_fraction": 0.0}), 30.0)
     crs_onset = next(r["t"] for r in rows if r["crs_grade"] >= 1)
     icans_onset = next(r["t"] for r in rows if r["icans_grade"] >= 1)
     assert 1.0 <= crs_onset <= 7.0  # SCIENCE.md: median day 3
@@ -487,13 +489,16 @@ def test_held_fractions_survive_a_checkpoint():
 
 
 def test_running_maximum_grades_keep_every_step_and_survive_a_checkpoint():
-    body = make_body(**{"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0})
+    # no reservoir, so that CRS resolves once the window's blasts are gone
+    toy = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
+           "relapse.reservoir_fraction": 0.0}
+    body = make_body(**toy)
     rows = run_toy_killing(body, 30.0)
     running_crs = running_icans = 0
     for r in rows:
         running_crs, running_icans = max(running_crs, r["crs_grade"]), max(running_icans, r["icans_grade"])
         assert (r["crs_grade_max"], r["icans_grade_max"]) == (running_crs, running_icans)
     assert rows[-1]["crs_grade"] == 0 < rows[-1]["crs_grade_max"]  # resolved, but the peak is remembered
-    copy = make_body(**{"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0})
+    copy = make_body(**toy)
     copy.restore(json.loads(json.dumps(body.state())))
     assert copy.observe()["crs_grade_max"] == rows[-1]["crs_grade_max"]
