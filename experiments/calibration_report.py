@@ -47,6 +47,8 @@ from abm.params import Params
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
+
+
 @dataclass
 class Row:
     """One line of the report table."""

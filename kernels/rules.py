@@ -438,17 +438,16 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
             traits[i, j, ANTIGEN] = pack(rates[R_BCELL_LEVEL], rates[R_BCELL_CD22_LEVEL])
             return EV_BCELL_MADE
         return EV_NONE
-    event = EV_BORN + kind
     d = free_neighbour(cell, tissue, i, j, key, step, site, P_PLACE)
-    if d < 0:
+    displacing = d < 0
+    if displacing:
         if kind != BLAST or not below(key, step, site, P_DISPLACE, rates[R_DISPLACE]):
             return EV_NONE
         d = displaceable_neighbour(cell, i, j, key, step, site)
         if d < 0:
             return EV_NONE
-        vi, vj = neighbour(i, j, d)
-        event = EV_DISPLACED + cell[vi, vj]
     di, dj = neighbour(i, j, d)
+    event = EV_DISPLACED + cell[di, dj] if displacing else EV_BORN + kind
     copy_cell(cell, traits, i, j, di, dj)
     traits[di, dj, ACTED] = stamp(step)
     if kind == BLAST:
