@@ -104,10 +104,13 @@ PRIORS: tuple[Prior, ...] = (
     Prior("serum.myeloid_amplification", 1.0, 20.0, True,
           "Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739: monocyte/macrophage IL-6 dominates "
           "severe CRS (several-fold over the T-cell source)"),
-    Prior("blast.cd19_loss_per_division", 1e-6, 1e-3, True,
+    Prior("blast.cd19_loss_per_division", 1e-9, 1e-3, True,
           "assumption: CD19-negative escape makes ~1/3 of relapses (Orlando 2018 Nat Med 24:1504) months after "
-          "infusion, yet responders are MRD-negative at day 28 (Maude 2018): the per-division rate is unknown "
-          "and is searched over three decades up to the uncalibrated default"),
+          "infusion, yet responders are MRD-negative at day 28 (Maude 2018): the per-division rate is unknown. "
+          "Acquired loss needs the gene inactivated (frameshift or nonsense mutations in exons 2-5, often with "
+          "loss of the other allele; Orlando 2018): at ~1e-9 mutations per base and division over a few hundred "
+          "inactivating sites, ~1e-7 per allele and less for both (the floor, 1e-9); alternative splicing of "
+          "exon 2 (Sotillo 2015 Cancer Discov 5:1282) may be faster, up to the uncalibrated default"),
     Prior("relapse.reservoir_kill_per_day", 1e-4, 0.1, True,
           "assumption: leukemia outside the window (CNS, extramedullary, poorly reached marrow) meets CAR-T cells "
           "less often than marrow blasts do (Pui 2009 Lancet Oncol 10:257; CAR-T cells reach the CSF, Maude 2014 "

@@ -127,7 +127,7 @@ class MarrowModel(mesa.Model):
         self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
         self.backend = self.lattice.backend
         capacity = int(np.count_nonzero(state.tissue <= R.OCCUPIABLE))
-        self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)))
+        self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)), self.seed)
         self.exit_threshold = int(self.tables.rates[R.R_EXIT])
         self.coupling_steps = max(1, int(round(params.time.coupling_min / self.dt_min)))
         self.factors = (1.0, 1.0)

@@ -6,14 +6,23 @@ body, coupled to the window once per step. :class:`Body` is what
 :class:`abm.model.MarrowModel` advances every lattice step.
 
 Determinism and noise
-    The body holds no random numbers. It is a *mean-field* compartment
-    standing for ~1e7 windows' worth of marrow plus blood and other tissues,
-    so its outputs (blood CAR-T, serum IL-6, CRS and ICANS grades) must not
-    inherit one window's small-number noise: they depend on the window only
-    through the body's CD19+ load ``A`` (from the window's CD19+ cell count,
-    which is large), never through the window's CAR-T count (tens of cells
-    early on). The same parameters and the same readouts give bit-identical
-    results; :meth:`Body.state`/:meth:`Body.restore` round-trip exactly.
+    The body is a *mean-field* compartment standing for ~1e7 windows' worth
+    of marrow plus blood and other tissues, so its outputs (blood CAR-T,
+    serum IL-6, CRS and ICANS grades) must not inherit one window's
+    small-number noise: they depend on the window only through the body's
+    CD19+ load ``A`` (from the window's CD19+ cell count, which is large),
+    never through the window's CAR-T count (tens of cells early on). The one
+    exception is the residual disease outside the window (``R_+``, ``R_-``,
+    below): a compartment of fewer than :data:`STOCHASTIC_CELLS` cells is a
+    whole number of cells with random births, deaths and losses, because
+    whether the last sanctuary blasts die out or a first target-negative
+    blast appears and survives is what separates cure from relapse, and a
+    continuum of fractional cells can never go extinct. Its random numbers
+    come from one ``numpy`` generator per run, seeded by the run's seed and
+    :data:`RESERVOIR_STREAM` and stored in :meth:`Body.state`; the body runs
+    in Python on every backend, so the same seed and readouts give
+    bit-identical results everywhere, and :meth:`Body.state`/
+    :meth:`Body.restore` round-trip exactly.
 
 Coupling with the window (per step of ``dt`` days)
     * in: :class:`WindowReadout`, refreshed by the model about hourly and
@@ -122,13 +131,24 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
       drawn from the patient's distribution).
 
     ``R_+`` adds to the stimulating load: ``A = cd19_cells / window_share + R_+``.
-    A reservoir compartment that shrinks below one cell is set to 0
-    (extinction; the deterministic stand-in for its stochastic end). One that
-    grows is kept however small: ``R_-`` fed by a loss of a few cells a day
-    gains less than one cell per 2-minute step. Relapse thus follows
-    CAR-T loss when ``R_+`` survives the expansion (target-positive relapse)
-    or the negative share (target-negative relapse), months later, as the
-    reseeded blasts regrow in the window.
+
+    Small numbers: a compartment below :data:`STOCHASTIC_CELLS` cells at the
+    start of a step is a whole number of cells for that step (one entering
+    this regime is rounded up or down at random, keeping its mean). Within
+    each sub-step ``h`` of the step each cell divides with probability
+    ``div h`` (``div = blast.division_rate_per_day``; a division of an
+    ``R_+`` cell makes an ``R_-`` daughter with the per-division loss) and
+    leaves with the complementary hazard ``div - gamma (1 - R / K_R)`` plus
+    killing (``R_+``) and homing, so the mean follows the equations above.
+    A target-negative compartment fed by a large ``R_+`` receives a Poisson
+    number of new cells. So the last cells of a killed compartment go
+    extinct (a one-cell clone facing only its natural death and homing
+    survives with probability ``(gamma - r) / div``, ~52 % by default), and a
+    target-negative reservoir forms only if one of its founders survives.
+    Relapse thus follows CAR-T loss when ``R_+`` survives the expansion
+    (target-positive relapse) or a target-negative clone survives
+    (target-negative relapse), months later, as the reseeded blasts regrow in
+    the window; a patient in whom neither survives is cured of the reservoir.
 
 Serum IL-6 ``I`` [pg/mL]
     ::
@@ -215,6 +235,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from abm.rates import MINUTES_PER_DAY
@@ -230,6 +252,10 @@ MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 # the effector stages follow: E_b^0..E_b^K from E0, then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
 MB, MT, IL6, NEURO, RP, RN = range(6)
 E0 = 6
+# a reservoir compartment below this many cells is a whole number of cells with random births and deaths
+# (assumption: demographic noise is ~3 % at 1000 cells, so the deterministic equations take over there)
+STOCHASTIC_CELLS = 1000.0
+RESERVOIR_STREAM = 0x5E5E  # spawn key of the reservoir's generator (Body.rng)
 ICE_ZERO = 19.0  # (C / K)^n from which round(10 / (1 + (C / K)^n)) is 0
 
 
@@ -304,9 +330,11 @@ class Body:
         Sites of the window that can hold a cell (sets ``window_share``).
     n_portals : int
         Perivascular entry sites of the window (guards the entry quota).
+    seed : int
+        The run's seed (the reservoir's small-number noise).
     """
 
-    def __init__(self, params: Params, window_capacity: int, n_portals: int):
+    def __init__(self, params: Params, window_capacity: int, n_portals: int, seed: int = 0):
         check_body_params(params)
         if window_capacity <= 0:
             raise SimulationError(f"window_capacity = {window_capacity}: expected a window with marrow sites")
@@ -340,11 +368,12 @@ class Body:
         self.reservoir_room = p.relapse.reservoir_fraction * p.patient.marrow_cells_per_kg * weight
         self.reservoir_kill = p.relapse.reservoir_kill_per_day / BILLION
         self.reseed = p.relapse.reseed_rate_per_day
+        self.blast_division = p.blast.division_rate_per_day
         self.blast_growth = p.blast.division_rate_per_day - p.blast.death_rate_per_day
         target = p.product.target
-        loss = (p.blast.cd19_loss_per_division if target == "CD19" else
-                p.blast.cd22_loss_per_division if target == "CD22" else 0.0)
-        self.target_loss = p.blast.division_rate_per_day * loss
+        self.loss_per_division = (p.blast.cd19_loss_per_division if target == "CD19" else
+                                  p.blast.cd22_loss_per_division if target == "CD22" else 0.0)
+        self.target_loss = p.blast.division_rate_per_day * self.loss_per_division
         self.k_a = p.body.antigen_half_saturation_cells
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
@@ -382,6 +411,7 @@ class Body:
         self.held = 0  # fractions withheld for CRS (schedule.hold_crs_grade)
         self.antigen = 0.0
         self.reservoir_seeded = False
+        self.rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(RESERVOIR_STREAM,)))
         self.toci_doses = 0
         self.toci_last: float | None = None
         self.steroids_until: float | None = None
@@ -426,9 +456,8 @@ class Body:
         before = (self.y[RP], self.y[RN])
         for _ in range(n):
             self.y = _rk4(self.y, h, rates)
-        for i, old in zip((RP, RN), before, strict=True):
-            if self.y[i] < 1.0 and self.y[i] <= old:
-                self.y[i] = 0.0  # extinct: below one cell and shrinking (a compartment fed by loss grows from 0)
+        if min(before) < STOCHASTIC_CELLS:
+            self._small_reservoir(before, n, h, kill_now * self.controls().activation_factor)
         self.t_day = t_day + dt_day
         self._grade()
         self._treat()
@@ -442,6 +471,40 @@ class Body:
                 f"its {self.n_portals} perivascular sites; lower time.dt_min or raise grid.sinusoid_fraction"
             )
         return int(round(expected * TWO32))
+
+    def _small_reservoir(self, before: tuple[float, float], n: int, h: float, kill: float) -> None:
+        """Replace the equations' result for reservoir compartments below :data:`STOCHASTIC_CELLS` cells.
+
+        ``before`` is (``R_+``, ``R_-``) at the start of the step, ``n`` sub-steps of ``h`` days, ``kill``
+        the killing hazard of ``R_+`` cells [1/d]; hazards are those of the step's start (see the module
+        docstring, "Small numbers").
+        """
+        room_growth = (self.blast_growth * (1.0 - sum(before) / self.reservoir_room)
+                       if self.reservoir_room > 0.0 else 0.0)
+        leave = max(self.blast_division - room_growth, 0.0) + self.reseed  # natural exits and homing [1/d]
+        pos, neg = (self._whole(v) if v < STOCHASTIC_CELLS else None for v in before)
+        rng, birth = self.rng, self.blast_division * h
+        for _ in range(n):
+            lost = 0
+            if pos is None:  # a large R+ feeds a small R-
+                lost = int(rng.poisson(self.target_loss * before[0] * h)) if self.target_loss > 0.0 else 0
+            elif pos > 0:
+                born = int(rng.poisson(birth * pos))
+                lost = int(rng.binomial(born, self.loss_per_division)) if born and self.loss_per_division else 0
+                pos = int(rng.binomial(pos, math.exp(-(leave + kill) * h))) + born - lost
+            if neg is not None and (neg > 0 or lost > 0):
+                survivors = int(rng.binomial(neg, math.exp(-leave * h))) if neg else 0
+                neg = survivors + (int(rng.poisson(birth * neg)) if neg else 0) + lost
+        if pos is not None:
+            self.y[RP] = float(pos)
+        if neg is not None:
+            self.y[RN] = float(neg)
+
+    def _whole(self, cells: float) -> int:
+        """``cells`` rounded up with probability its fractional part (a whole number with the same mean)."""
+        whole = math.floor(cells)
+        frac = cells - whole
+        return int(whole) + (1 if frac > 0.0 and self.rng.random() < frac else 0)
 
     def _rates(self, t_day: float) -> tuple[float, ...]:
         ctl = self.controls()
@@ -591,6 +654,7 @@ class Body:
             "held": self.held,
             "antigen": self.antigen,
             "reservoir_seeded": self.reservoir_seeded,
+            "rng": self.rng.bit_generator.state,
             "toci_doses": self.toci_doses,
             "toci_last": self.toci_last,
             "steroids_until": self.steroids_until,
@@ -611,6 +675,8 @@ class Body:
         self.held = int(state.get("held", 0))  # checkpoints from before schedule.hold_crs_grade have none
         self.antigen = float(state["antigen"])
         self.reservoir_seeded = bool(state["reservoir_seeded"])
+        if "rng" in state:  # checkpoints from before the small-number reservoir have no generator state
+            self.rng.bit_generator.state = state["rng"]
         self.toci_doses = int(state["toci_doses"])
         self.toci_last = None if state["toci_last"] is None else float(state["toci_last"])
         self.steroids_until = None if state["steroids_until"] is None else float(state["steroids_until"])

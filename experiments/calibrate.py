@@ -26,16 +26,20 @@ set to each value in turn, and the value with the lowest loss is written
 (every other value kept), with the scan in ``--out/profile-KEY.json``. It is
 how a parameter newly added to :data:`abm.calibration.PRIORS` enters the
 calibration without a new search over all of them; the next full search
-refits it jointly.
+refits it jointly. Repeating ``--profile`` scans the grid of all combinations
+of two or more keys that act together (``profile-KEY1+KEY2.json``).
 
     python -m experiments.calibrate --trials 30 --n 24 --workers 2
     python -m experiments.calibrate --profile cart.chemotaxis_bias=0,0.05,0.1,0.2 --n 20 --workers 2
+    python -m experiments.calibrate --profile relapse.reservoir_kill_per_day=0.0005,0.02 \
+        --profile blast.cd19_loss_per_division=1e-9,2.4e-6 --n 12 --days 365 --workers 2
     python -m experiments.calibrate --smoke          # seconds; writes to a temporary folder
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -62,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="study folder (default experiments/results/calibration)")
     p.add_argument("--write", type=Path, default=CALIBRATED_TOML,
                    help="where to write the calibrated values (default abm/calibrated.toml)")
-    p.add_argument("--profile", metavar="KEY=V1,V2,...",
+    p.add_argument("--profile", metavar="KEY=V1,V2,...", action="append",
                    help="instead of a search: the current calibration with one fitted KEY at each value (same "
-                        "cohort); writes the best value")
+                        "cohort); writes the best value; repeat it for the grid over several keys")
     p.add_argument("--smoke", action="store_true", help="2 trials of 2 patients, 32^2 window, 1 day; temp folder")
     return p
 
@@ -160,29 +164,39 @@ def parse_profile(text: str) -> tuple[str, list[float | int]]:
     return prior.key, [_clip(prior, v) for v in values]
 
 
-def run_profile(key: str, values: list[float | int], args: argparse.Namespace, out: Path) -> int:
-    """Evaluate the current calibration with ``key`` at each of ``values``; write the best (module docstring)."""
+def run_profile(grid: list[tuple[str, list[float | int]]], args: argparse.Namespace, out: Path) -> int:
+    """Evaluate the current calibration at each combination of the ``grid``'s values; write the best.
+
+    ``grid`` holds (key, values) pairs (see the module docstring); each scan entry has the combination
+    (``values``; ``value`` too for a one-key profile), its loss and the measured targets.
+    """
+    keys = [key for key, _ in grid]
     base = current_defaults()
     previous = _previous_method()
     scan = []
     start = time.perf_counter()
-    for v in values:
-        rows = evaluate({**base, key: v}, args)
-        scan.append({"value": v, "loss": loss(rows), "measured": measure(rows)})
-        print(f"{key} = {v:g}: loss {scan[-1]['loss']:.4g}", file=sys.stderr, flush=True)
+    for combo in itertools.product(*(values for _, values in grid)):
+        point = dict(zip(keys, combo, strict=True))
+        rows = evaluate({**base, **point}, args)
+        scan.append({**({"value": combo[0]} if len(keys) == 1 else {}), "values": point, "loss": loss(rows),
+                     "measured": measure(rows)})
+        text = ", ".join(f"{k} = {v:g}" for k, v in point.items())
+        print(f"{text}: loss {scan[-1]['loss']:.4g}", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - start
     best = min(range(len(scan)), key=lambda k: scan[k]["loss"])
     out.mkdir(parents=True, exist_ok=True)
+    name = f"profile-{'+'.join(keys)}.json"
     settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
-    write_json(out / f"profile-{key}.json", {"key": key, "base": base, "previous_method": previous,
-                                              "settings": settings, "wall_s": round(elapsed, 1), "scan": scan})
-    values_out = {**base, key: scan[best]["value"]}
-    method = (f"profile of {key} over {', '.join(f'{v:g}' for v in values)} (lowest abm.calibration.loss) "
-              f"at the other values of the previous calibration: {previous}")
+    write_json(out / name, {"key": keys[0] if len(keys) == 1 else keys, "base": base, "previous_method": previous,
+                            "settings": settings, "wall_s": round(elapsed, 1), "scan": scan})
+    values_out = {**base, **scan[best]["values"]}
+    over = " x ".join(f"{key} over {', '.join(f'{v:g}' for v in values)}" for key, values in grid)
+    method = (f"profile of {over} (lowest abm.calibration.loss) at the other values of the previous calibration: "
+              f"{previous}")
     write_text(args.write, toml_text(values_out, method, best, scan[best]["loss"], scan[best]["measured"], args,
                                      len(scan), elapsed))
-    print(f"best {key} = {scan[best]['value']:g}: loss {scan[best]['loss']:.4g}; wrote {args.write} and "
-          f"{out / f'profile-{key}.json'}", file=sys.stderr)
+    chosen = ", ".join(f"{k} = {v:g}" for k, v in scan[best]["values"].items())
+    print(f"best {chosen}: loss {scan[best]['loss']:.4g}; wrote {args.write} and {out / name}", file=sys.stderr)
     return 0
 
 
@@ -215,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.profile:
         try:
-            key, values = parse_profile(args.profile)
+            grid = [parse_profile(text) for text in args.profile]
+            if len({key for key, _ in grid}) < len(grid):
+                raise ValueError(f"a key is named twice: {' '.join(args.profile)}")
         except ValueError as exc:
             print(f"error: --profile: {exc}", file=sys.stderr)
             return 2
-        return run_profile(key, values, args, out)
+        return run_profile(grid, args, out)
     try:
         import optuna
         from optuna.storages import JournalStorage

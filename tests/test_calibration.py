@@ -145,6 +145,25 @@ def test_calibrate_profile_scans_one_key_and_writes_the_best_keeping_the_rest(tm
     assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.no_such=1"]) == 2
     assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0.5"]) == 2
     assert "cart.chemotaxis_bias = 0.5: outside its range [0, 0.2]" in capsys.readouterr().err
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0",
+                           "--profile", "cart.chemotaxis_bias=0.1"]) == 2  # a key twice
+
+
+def test_calibrate_profile_over_two_keys_scans_their_grid(tmp_path):
+    from experiments import calibrate
+
+    out = tmp_path / "grid"
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0,0.1",
+                           "--profile", "relapse.reservoir_kill_per_day=0.001,0.01"]) == 0
+    scan = json.loads((out / "profile-cart.chemotaxis_bias+relapse.reservoir_kill_per_day.json").read_text())
+    assert [tuple(s["values"].values()) for s in scan["scan"]] == [(0.0, 0.001), (0.0, 0.01), (0.1, 0.001),
+                                                                   (0.1, 0.01)]
+    best = min(scan["scan"], key=lambda s: s["loss"])
+    written = tomllib.loads((out / "calibrated.toml").read_text())
+    for key, value in best["values"].items():
+        assert written["values"][key] == pytest.approx(value)
+    assert written["calibration"]["method"].startswith(
+        "profile of cart.chemotaxis_bias over 0, 0.1 x relapse.reservoir_kill_per_day over 0.001, 0.01")
 
 
 def test_calibration_report_smoke(tmp_path, capsys):

@@ -4,6 +4,7 @@ import itertools
 import json
 import math
 
+import numpy as np
 import pytest
 
 from abm.errors import ParamError, SimulationError
@@ -249,22 +250,67 @@ def test_reservoir_without_car_t_grows_logistically_and_turns_target_negative_by
     assert 0.0 < negative < 1.0  # loss makes target-negative blasts, which then grow like the rest
 
 
-def test_target_negative_reservoir_fed_below_one_cell_a_step_does_not_depend_on_the_step():
-    """Loss feeding ``R_-`` by ~0.3 cells per 2-minute step (the calibrated CD19 loss) accumulates as with day steps.
+def test_target_negative_reservoir_fed_a_few_cells_a_day_forms_from_surviving_founders():
+    """Loss feeding ``R_-`` by a few cells a day (the calibrated CD19 loss) makes whole founders.
 
-    Before, every step's fraction of a cell was taken for extinction and ``R_-`` stayed 0 for good.
+    (Before the small-number reservoir, every step's fraction of a cell was taken for extinction and ``R_-``
+    stayed 0 for good.) The same seed gives the same reservoir; another seed, another one.
     """
     p = Params().replace({"relapse.reseed_rate_per_day": 0.0, "blast.cd19_loss_per_division": 2e-6})
     negative = []
-    for dt in (1.0, 2.0 / 1440.0):
-        body = Body(p, CAPACITY, PORTALS)
+    for seed in (0, 0, 1):
+        body = Body(p, CAPACITY, PORTALS, seed)
         body.schedule = []  # no infusion
-        body.advance(0.0, dt, window_with_blasts(body, 1_000))
-        for k in range(1, round(10.0 / dt)):
-            body.advance(k * dt, dt, window_with_blasts(body, 1_000))
+        for k in range(10 * 24):
+            body.advance(k * HOUR, HOUR, window_with_blasts(body, 1_000))
         negative.append(body.observe()["reservoir_target_neg_cells"])
-    assert negative[0] > 100.0
-    assert negative[1] == pytest.approx(negative[0], rel=0.02)
+    assert negative[0] == negative[1] and negative[0] != negative[2]
+    assert all(n > 0 and n == int(n) for n in negative)  # whole cells, below STOCHASTIC_CELLS
+    # founders arrive at loss x division rate x R+ a day (~19 here); about half survive and grow a little
+    founders = p.blast.division_rate_per_day * 2e-6 * body.observe()["reservoir_target_pos_cells"] * 10
+    assert founders > 50 and 0.2 * founders < min(negative) and max(negative) < 5 * founders
+
+
+def bare_reservoir(seed: int, **overrides) -> Body:
+    return Body(Params().replace(overrides), CAPACITY, PORTALS, seed)
+
+
+def test_a_one_cell_reservoir_clone_survives_with_the_birth_death_probability():
+    """A single target-negative blast: P(alive at t) = (b - d) / (b - d exp(-(b - d) t)) for a linear
+    birth-death process (births b = division rate, deaths d = death + homing); 1000 clones, 4 SE."""
+    body = bare_reservoir(7)
+    b = body.blast_division
+    d = b - body.blast_growth + body.reseed
+    t, h = 40.0, 0.05
+    alive = 0
+    for _ in range(1000):
+        body.y[3:6] = [0.0, 0.0, 0.0]  # NEURO, RP, RN
+        body.y[5] = 1.0
+        body._small_reservoir((0.0, 1.0), round(t / h), h, 0.0)
+        alive += body.y[5] > 0
+    expected = (b - d) / (b - d * math.exp(-(b - d) * t))
+    assert 0.5 < expected < 0.6
+    assert alive / 1000 == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / 1000))
+
+
+def test_the_small_number_reservoir_keeps_the_mean_of_the_equations():
+    """500 target-positive cells under killing, with a loss large enough to make negatives: the means of
+    R+ and R- after 5 days match the linear equations' solution (300 runs, 4 SE)."""
+    body = bare_reservoir(11, **{"blast.cd19_loss_per_division": 0.05})
+    kill, t, h = 0.3, 5.0, 0.01
+    g, r, lam = body.blast_growth, body.reseed, body.target_loss
+    pos, neg = [], []
+    for _ in range(300):
+        body._small_reservoir((500.0, 0.0), round(t / h), h, kill)
+        pos.append(body.y[4])
+        neg.append(body.y[5])
+    a = g - r - kill - lam  # dR+/dt = a R+;  dR-/dt = (g - r) R- + lam R+
+    mean_pos = 500.0 * math.exp(a * t)
+    mean_neg = 500.0 * lam * (math.exp(a * t) - math.exp((g - r) * t)) / (a - (g - r))
+    for values, mean in ((pos, mean_pos), (neg, mean_neg)):
+        se = float(np.std(values)) / math.sqrt(len(values))
+        assert float(np.mean(values)) == pytest.approx(mean, abs=4 * se)
+    assert mean_neg > 5  # the loss does make negatives
 
 
 def test_reservoir_is_cleared_by_an_expanding_pool_and_goes_extinct_below_one_cell():
