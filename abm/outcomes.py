@@ -25,9 +25,13 @@ Clinical outcomes over the whole run (:func:`clinical_outcomes`)
       :data:`CART_DETECTION_PER_UL` (``null`` if never detectable;
       ``cart_persistence_censored`` is true when still detectable at the end
       of the run, so the day is only a lower bound);
-    * ``b_cell_aplasia_days``: total time with the window's normal B cells
-      below :data:`B_CELL_APLASIA_FRACTION` of their day-0 count (each
-      observation counts until the next one), censored at the end of the run;
+    * ``b_cell_aplasia_days``: total time with the B-cell share of the
+      window's normal hematopoietic cells (``bcells / (bcells + normal)``)
+      below :data:`B_CELL_APLASIA_FRACTION` of its day-0 value (each
+      observation counts until the next one), censored at the end of the run.
+      A share, not a count: a marrow packed with blasts at infusion holds few
+      B cells, and the regenerating marrow many more cells, so a tenth of the
+      day-0 count would end "aplasia" as soon as the marrow refills;
     * relapse: complete remission (CR) is the first observation after day 0
       with blast fraction < 5 %; ``relapse`` is true when a later observation
       has blast fraction >= 5 % again, false when it never does, and
@@ -79,10 +83,11 @@ BEST_RESPONSE_DAYS = 90.0  # "within 3 months" (ELIANA's overall remission rate)
 # lymphopenic patient (assumption; qPCR of the transgene goes lower, so persistence by qPCR
 # would be longer)
 CART_DETECTION_PER_UL = 1.0
-# B-cell aplasia: normal marrow B cells below 10 % of their day-0 count. Clinically aplasia is
-# near-absence of CD19+ B cells in blood (Maude 2014 NEJM 371:1507); a tenth of baseline is far
-# above one cell in a window (thousands of B cells), so small-number noise does not decide it
-# (assumption)
+# B-cell aplasia: the B-cell share of normal marrow cells below 10 % of its day-0 value (the healthy
+# share, patient.bcell_fraction, since the window's non-blast cells are drawn with it). Clinically
+# aplasia is near-absence of CD19+ B cells among blood lymphocytes (Maude 2014 NEJM 371:1507); a
+# tenth of the healthy share is still tens of B cells in a refilled 200 x 200 window, so
+# small-number noise does not decide it (assumption)
 B_CELL_APLASIA_FRACTION = 0.1
 # antigen-negative relapse: blasts negative for the product's target are the majority at relapse
 ANTIGEN_NEGATIVE_MAJORITY = 0.5
@@ -100,7 +105,7 @@ CLINICAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "cart_auc_28": ("day", "blood_cart_per_ul"),
     "cart_persistence_day": ("day", "blood_cart_per_ul"),
     "cart_persistence_censored": ("day", "blood_cart_per_ul"),
-    "b_cell_aplasia_days": ("day", "bcells"),
+    "b_cell_aplasia_days": ("day", "bcells", "normal"),
     "cr_day": ("day", "blast_fraction"),
     "relapse": ("day", "blast_fraction"),
     "relapse_day": ("day", "blast_fraction"),
@@ -146,7 +151,8 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
     if "cart_peak_blood_per_ul" not in missing:
         out.update(_kinetics(days, df["blood_cart_per_ul"].to_numpy(dtype=float)))
     if "b_cell_aplasia_days" not in missing:
-        out["b_cell_aplasia_days"] = _aplasia_days(days, df["bcells"].to_numpy(dtype=float))
+        out["b_cell_aplasia_days"] = _aplasia_days(days, df["bcells"].to_numpy(dtype=float),
+                                                   df["normal"].to_numpy(dtype=float))
     if "relapse" not in missing:
         out.update(_relapse(df, "relapse_antigen_negative" not in missing))
         fraction = df["blast_fraction"].to_numpy(dtype=float)
@@ -187,10 +193,12 @@ def _kinetics(days: np.ndarray, blood: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _aplasia_days(days: np.ndarray, bcells: np.ndarray) -> float | None:
+def _aplasia_days(days: np.ndarray, bcells: np.ndarray, normal: np.ndarray) -> float | None:
     if bcells[0] <= 0:
         return None
-    below = bcells[:-1] < B_CELL_APLASIA_FRACTION * bcells[0]
+    cells = bcells + normal
+    share = np.divide(bcells, cells, out=np.zeros_like(bcells), where=cells > 0)  # an emptied marrow: aplastic
+    below = share[:-1] < B_CELL_APLASIA_FRACTION * share[0]
     return float(np.sum(np.diff(days)[below]))
 
 

@@ -134,7 +134,7 @@ EXPANSION = Outcome("cart_auc_28", "blood CAR-T exposure, AUC days 0-28", summar
                     unit="cells/uL x d", log=True)
 PERSISTENCE = Outcome("cart_persistence_day", f"last day with blood CAR-T >= {CART_DETECTION_PER_UL:g}/uL",
                       summary_key("cart_persistence_day"), unit="d")
-APLASIA = Outcome("b_cell_aplasia_days", "B-cell aplasia (window B cells < 10 % of day 0)",
+APLASIA = Outcome("b_cell_aplasia_days", "B-cell aplasia (B-cell share of normal marrow < 10 % of day 0)",
                   summary_key("b_cell_aplasia_days"), unit="d")
 RELAPSE = Outcome("relapse", "relapse after CR (among runs that reached CR)", summary_key("relapse"),
                   proportion=True)

@@ -65,7 +65,7 @@ OUTCOMES: tuple[Outcome, ...] = (
             lambda r: r["blast_fraction_final"], abs_tol=0.01, unit="-"),
     Outcome("cr_day28", "CR at the end, blast fraction < 5 % (cr_day28)", "window",
             lambda r: r["blast_fraction_final"] < CR_THRESHOLD, proportion=True),
-    Outcome("b_cell_aplasia_days", "B-cell aplasia (window B cells < 10 % of day 0)", "window",
+    Outcome("b_cell_aplasia_days", "B-cell aplasia (B-cell share of normal marrow < 10 % of day 0)", "window",
             lambda r: r["b_cell_aplasia_days"], abs_tol=1.0, unit="d"),
     Outcome("kills_per_site", "CAR-T kills per window marrow site", "window", _per_site("kills"), unit="/site"),
     Outcome("cart_peak_window_per_site", "window CAR-T per marrow site at its peak", "window",

@@ -85,15 +85,23 @@ def test_day_zero_does_not_count_as_a_response():
 
 
 # -- B-cell aplasia ------------------------------------------------------------------------------
-def test_aplasia_days_count_time_below_a_tenth_of_baseline():
+def test_aplasia_days_count_time_below_a_tenth_of_the_baseline_b_cell_share():
     assert B_CELL_APLASIA_FRACTION == 0.1
-    df = frame([0, 1, 2, 3, 4, 6, 7], bcells=[1000, 500, 50, 99, 150, 20, 10])
-    # below 100 at days 2, 3 (until 4) and 6 (until 7); the last row has no interval after it
-    assert clinical_outcomes(df)["b_cell_aplasia_days"] == pytest.approx(3.0)
+    df = frame([0, 1, 2, 3, 4, 6, 7], bcells=[1000, 500, 50, 99, 150, 20, 10], normal=[9000] * 7)
+    # share 0.1 at day 0; below 0.01 (under ~91 B cells) at days 2 and 6 (until 3 and 7); the last row has
+    # no interval after it
+    assert clinical_outcomes(df)["b_cell_aplasia_days"] == pytest.approx(2.0)
+
+
+def test_aplasia_reads_the_share_so_a_refilling_marrow_does_not_end_it():
+    """A leukemic marrow holds 50 B cells among 500 normal cells; the refilled one 200 among 30,000: the
+    count quadrupled, yet the share (0.7 % against 10 %) is still aplastic."""
+    df = frame([0, 10, 20, 30], bcells=[50, 5, 200, 3_000], normal=[450, 2_000, 30_000, 27_000])
+    assert clinical_outcomes(df)["b_cell_aplasia_days"] == pytest.approx(20.0)
 
 
 def test_aplasia_undefined_without_b_cells_at_day_zero():
-    assert clinical_outcomes(frame([0, 1], bcells=[0, 0]))["b_cell_aplasia_days"] is None
+    assert clinical_outcomes(frame([0, 1], bcells=[0, 0], normal=[10, 10]))["b_cell_aplasia_days"] is None
 
 
 # -- CRS and ICANS onset ------------------------------------------------------------------------------
