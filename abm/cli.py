@@ -114,14 +114,15 @@ def command_trial(args: argparse.Namespace) -> int:
         raise ParamError(f"--seed = {args.seed}: expected an integer in [0, 2**63)")
     fixed = dict(parse_assignment(a) for a in args.overrides)
     jobs = cohort.sample_cohort(args.n, args.seed, base, fixed)
-    spec = {"n": args.n, "seed": args.seed, "fixed": fixed, "base": base.flat(), "profile": "eliana"}
+    spec = {"n": args.n, "seed": args.seed, "fixed": fixed, "base": base.flat(), "profile": "eliana",
+            "model": io.model_fingerprint()}
     folder = Path(args.out)
     done: dict[int, dict] = {}
     if (folder / "trial.json").exists() and io.read_status(folder).get("state") != "complete":
         previous = json.loads((folder / "trial.json").read_text(encoding="utf-8"))
         if previous != json.loads(json.dumps(spec)):
-            raise ParamError(f"--out {str(folder)!r} holds an unfinished trial with other settings; "
-                             "use another folder or repeat its settings to resume it")
+            raise ParamError(f"--out {str(folder)!r} holds an unfinished trial with other settings or another "
+                             "version of the model; use another folder or repeat its settings to resume it")
         done = cohort.read_partial(folder)
     else:
         folder = io.prepare_folder(folder)

@@ -14,6 +14,7 @@ Checkpoints are ``.npz`` archives of plain arrays plus one JSON document
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,22 @@ from typing import Any
 MARKER = ".cart-abm-run"
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.npz"
+
+
+def model_fingerprint() -> str:
+    """A hash of the model's code (``abm/`` and ``kernels/`` sources, ``abm/calibrated.toml``).
+
+    Resumable cohorts (``cart-abm trial``, the calibration report) keep it with their settings, so
+    patients simulated by another version of the model are never mixed with new ones.
+    """
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    files = [*sorted((root / "abm").glob("*.py")), *sorted((root / "kernels").glob("*.py")),
+             root / "abm" / "calibrated.toml"]
+    for path in files:
+        if path.exists():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def write_json(path: Path, data: Any) -> None:

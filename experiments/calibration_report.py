@@ -43,6 +43,7 @@ import abm
 from abm.calibration import DAY28, TARGETS, Target, read_calibrated
 from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
 from abm.errors import ParamError
+from abm.io import model_fingerprint
 from abm.params import Params
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
@@ -93,12 +94,12 @@ def run_cohort(folder: Path, name: str, n: int, seed: int, base: Params, days: f
     """Simulate (or read back) a cohort; finished patients are kept in ``folder/name/`` across interruptions."""
     sub = folder / name
     sub.mkdir(parents=True, exist_ok=True)
-    settings = {"n": n, "seed": seed, "days": days, "params": base.flat()}
+    settings = {"n": n, "seed": seed, "days": days, "params": base.flat(), "model": model_fingerprint()}
     settings_file = sub / "settings.json"
     if settings_file.exists() and json.loads(settings_file.read_text(encoding="utf-8")) != json.loads(
             json.dumps(settings)):
         for partial in sub.glob("*.jsonl"):
-            partial.unlink()  # other settings: start this cohort again
+            partial.unlink()  # other settings or another model: start this cohort again
     write_text(settings_file, json.dumps(settings, sort_keys=True))
     jobs = sample_cohort(n, seed, base, days=days)
     done = read_partial(sub)

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -110,6 +111,29 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys, monkeypatch):
         main(["trial", "--n", "2", "--seed", "1", "--out", str(out), *TINY])
     assert main(["trial", "--n", "3", "--seed", "1", "--out", str(out), *TINY]) == 2
     assert "other settings" in capsys.readouterr().err
+    # the same settings with another version of the model's code: refused too (no mixed patients)
+    from abm import io
+
+    monkeypatch.setattr(io, "model_fingerprint", lambda: "another-model")
+    assert main(["trial", "--n", "2", "--seed", "1", "--out", str(out), *TINY]) == 2
+    assert "another version of the model" in capsys.readouterr().err
+
+
+def test_model_fingerprint_follows_the_code(tmp_path, monkeypatch):
+    from abm import io
+
+    first = io.model_fingerprint()
+    assert first == io.model_fingerprint() and len(first) == 16
+    copy = tmp_path / "abm" / "io.py"  # the same files under another root, one byte changed
+    for sub in ("abm", "kernels"):
+        for path in (Path(io.__file__).resolve().parent.parent / sub).glob("*.py"):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            (tmp_path / sub / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "abm" / "calibrated.toml").write_bytes((Path(io.__file__).parent / "calibrated.toml").read_bytes())
+    monkeypatch.setattr(io, "__file__", str(copy))
+    assert io.model_fingerprint() == first
+    copy.write_bytes(copy.read_bytes() + b"# changed\n")
+    assert io.model_fingerprint() != first
 
 
 def test_unreachable_scheduler_and_bad_arguments_exit_2(tmp_path, capsys):
