@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 
 from abm.errors import ParamError
-from abm.outcomes import CART_DETECTION_PER_UL, MRD_THRESHOLD
+from abm.outcomes import CART_DETECTION_PER_UL, MRD_THRESHOLD, RESPONSE_DAY
 from abm.params import BY_KEY, Params
 from abm.rows import grade_at_least
 from experiments import common
@@ -420,8 +420,9 @@ def standard_notes(result: SweepResult) -> list[str]:
         )
         for r in result.results:
             if r.get("relapse"):
+                crossing = r.get("cr_day28") and (r.get("relapse_day") or 0.0) < RESPONSE_DAY
                 back = (" (back below 5 % by day 28: the blast fraction hovers near the CR threshold, so this is "
-                        "a threshold crossing rather than a clinical relapse)" if r.get("cr_day28") else "")
+                        "a threshold crossing rather than a clinical relapse)" if crossing else "")
                 out.append(f"- Relapse in {r['condition']} seed {r['seed']}: CR on day {f(r.get('cr_day'))}, "
                            f"blast fraction >= 5 % again on day {f(r.get('relapse_day'))}, "
                            f"{f(r.get('mrd_day28'))} at day 28{back}.")

@@ -441,3 +441,29 @@ def test_antigen_escape_tracks_target_negative_blasts_and_ends_with_a_dual_car(t
                                                                            ["--smoke"]))]
     assert float(first[labels[0]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
     assert float(first[labels[-1]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
+
+
+def test_relapse_notes_call_only_a_pre_day_28_return_below_5_percent_a_threshold_crossing():
+    """A relapse after a day-28 CR is a relapse; only blasts >= 5 % before day 28 and below again at day 28 are a
+    threshold crossing (the note once called every relapse after a day-28 CR one)."""
+    from types import SimpleNamespace
+
+    from experiments.sweep import standard_notes
+
+    class Result:
+        sweep = SimpleNamespace(outcomes=[SimpleNamespace(key="relapse")])
+        args = SimpleNamespace(days=90.0)
+        conditions = (SimpleNamespace(label="a"),)
+        results = (
+            {"condition": "a", "seed": 0, "relapse": True, "cr_day": 8.0, "relapse_day": 70.0, "cr_day28": True,
+             "mrd_day28": 0.003},
+            {"condition": "a", "seed": 1, "relapse": True, "cr_day": 8.0, "relapse_day": 20.0, "cr_day28": True,
+             "mrd_day28": 0.04},
+        )
+
+        def __getitem__(self, key):
+            return SimpleNamespace(n=2)
+
+    notes = [n for n in standard_notes(Result()) if n.startswith("- Relapse in")]
+    assert len(notes) == 2
+    assert "threshold crossing" not in notes[0] and "threshold crossing" in notes[1]
