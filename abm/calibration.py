@@ -192,7 +192,7 @@ def _within_3mo(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _relapse_within(days: float) -> Callable[[Sequence[dict[str, Any]]], tuple[float | None, int]]:
     """Share of 3-month responders followed ``days`` days who relapsed by day ``days``."""
     def measure(rows: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
-        responders = [r for r in _within_3mo(rows) if follow_up(r) >= days]
+        responders = _followed(_within_3mo(rows), days)
         return share(responders, lambda r: bool(r.get("relapse")) and (r.get("relapse_day") or math.inf) <= days)
     return measure
 
