@@ -195,8 +195,7 @@ class MarrowModel(mesa.Model):
         s = self.state
         counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
         carries_target = target_levels(s.traits[..., R.ANTIGEN], self.target_mode) > 0
-        blast = s.cell == R.BLAST
-        positive = carries_target & (blast | (s.cell == R.BCELL))
+        positive = carries_target & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
         cart = s.cell == R.CART
         ev = s.events
         return WindowReadout(
@@ -207,7 +206,6 @@ class MarrowModel(mesa.Model):
             cart_active=int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
             il6_mean_pg_ml=float(s.fields[R.F_IL6].mean()) * QUANTUM,
             kills=int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
-            target_negative_blasts=int(np.count_nonzero(blast & ~carries_target)),
         )
 
     def apply_controls(self) -> None:

@@ -109,8 +109,11 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
     sites, marrow spaces CAR-T cells reach poorly): blasts with (``R_+``) and
     without (``R_-``) the product's target. At the first step they are
     ``f = relapse.reservoir_fraction`` of the body's marrow blasts (the
-    window's, over ``window_share``), with the window's target-negative
-    share. With ``C = E_t + M_t`` (tissue CAR-T)::
+    window's, over ``window_share``); ``R_-`` is the patient's expected
+    target-negative share of them (:func:`target_negative_share`), not the
+    window's count, which holds a few cells at most for the pre-existing
+    subclones of 1e-6 to 1e-4 of blasts (:mod:`abm.cohort`). Below
+    :data:`STOCHASTIC_CELLS` the first step rounds it to whole founders. With ``C = E_t + M_t`` (tissue CAR-T)::
 
         dR_+/dt = gamma R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+
         dR_-/dt = gamma R_- (1 - R / K_R) + lambda R_+ - r R_-
@@ -270,7 +273,6 @@ class WindowReadout:
     cart_active: int  # activated CAR-T cells in the window
     il6_mean_pg_ml: float  # mean IL-6 of the window's marrow field
     kills: int  # cumulative CAR-T kills in the window
-    target_negative_blasts: int = 0  # blasts lacking the product's target
 
 
 @dataclass
@@ -279,6 +281,17 @@ class Controls:
 
     proliferation_factor: float  # multiplies CAR-T proliferation hazard (steroids < 1)
     activation_factor: float  # multiplies attach/kill hazards (steroids < 1)
+
+
+def target_negative_share(p: Params) -> float:
+    """Expected share of the patient's blasts without the product's target at infusion.
+
+    The marrow draws each blast's CD19 and CD22 negativity independently
+    (:func:`abm.marrow.build_window`), so a dual CAR misses ``f19 f22`` of
+    them.
+    """
+    f19, f22 = p.patient.cd19_negative_fraction, p.patient.cd22_negative_fraction
+    return {"CD19": f19, "CD22": f22}.get(p.product.target, f19 * f22)
 
 
 def check_body_params(p: Params) -> None:
@@ -374,6 +387,7 @@ class Body:
         self.loss_per_division = (p.blast.cd19_loss_per_division if target == "CD19" else
                                   p.blast.cd22_loss_per_division if target == "CD22" else 0.0)
         self.target_loss = p.blast.division_rate_per_day * self.loss_per_division
+        self.negative_share = target_negative_share(p)
         self.k_a = p.body.antigen_half_saturation_cells
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
@@ -442,9 +456,9 @@ class Body:
             self.infused += dose
             self.given += 1
         if not self.reservoir_seeded:
-            negative = readout.target_negative_blasts
-            self.y[RP] = self.reservoir_fraction * (readout.blasts - negative) / self.window_share
-            self.y[RN] = self.reservoir_fraction * negative / self.window_share
+            reservoir = self.reservoir_fraction * readout.blasts / self.window_share
+            self.y[RP] = reservoir * (1.0 - self.negative_share)
+            self.y[RN] = reservoir * self.negative_share
             self.reservoir_seeded = True
         self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day

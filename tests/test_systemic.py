@@ -213,23 +213,53 @@ def test_no_randomness_same_inputs_same_outputs():
 
 
 # -- residual disease outside the window ------------------------------------------------------------
-def window_with_blasts(body: Body, blasts: int, negative: int = 0) -> WindowReadout:
-    return WindowReadout(blasts, blasts, blasts, 0, 0, 0.0, 0, negative)
+def window_with_blasts(body: Body, blasts: int) -> WindowReadout:
+    return WindowReadout(blasts, blasts, blasts, 0, 0, 0.0, 0)
 
 
-def test_reservoir_starts_as_its_fraction_of_the_body_blasts_with_the_window_negative_share():
-    body = make_body(**{"relapse.reservoir_fraction": 0.02})
-    body.advance(0.0, HOUR, window_with_blasts(body, 10_000, 100))
+NEGATIVE = {"relapse.reservoir_fraction": 0.02, "patient.cd19_negative_fraction": 0.01}
+
+
+def test_reservoir_starts_as_its_fraction_of_the_body_blasts_with_the_patient_negative_share():
+    """The window's blasts scale to the body's; the patient's CD19-negative fraction splits them."""
+    body = make_body(**NEGATIVE)
+    body.advance(0.0, HOUR, window_with_blasts(body, 10_000))
     obs = body.observe()  # an hour of growth later (0.3 %)
     assert obs["reservoir_target_pos_cells"] == pytest.approx(0.02 * 9_900 / body.window_share, rel=5e-3)
     assert obs["reservoir_target_neg_cells"] == pytest.approx(0.02 * 100 / body.window_share, rel=5e-3)
     # only the first readout seeds it, and a checkpoint keeps that
-    copy = make_body(**{"relapse.reservoir_fraction": 0.02})
+    copy = make_body(**NEGATIVE)
     copy.restore(json.loads(json.dumps(body.state())))
     copy.advance(HOUR, HOUR, window_with_blasts(copy, 50_000))
     body.advance(HOUR, HOUR, window_with_blasts(body, 50_000))
     assert copy.observe() == body.observe()
     assert body.observe()["reservoir_target_pos_cells"] < 1.01 * obs["reservoir_target_pos_cells"]
+
+
+@pytest.mark.parametrize(("target", "share"), [("CD19", 0.01), ("CD22", 0.2), ("CD19/CD22", 0.002)])
+def test_reservoir_negative_share_is_that_of_the_product_target(target, share):
+    """A dual CAR misses only blasts negative for both antigens, drawn independently in the marrow."""
+    body = make_body(**NEGATIVE, **{"product.target": target, "patient.cd22_negative_fraction": 0.2})
+    body.schedule = []
+    body.advance(0.0, 1e-9, window_with_blasts(body, 10_000))
+    obs = body.observe()
+    total = obs["reservoir_target_pos_cells"] + obs["reservoir_target_neg_cells"]
+    assert obs["reservoir_target_neg_cells"] / total == pytest.approx(share, rel=1e-6)
+
+
+def test_a_small_pre_existing_negative_subclone_seeds_whole_founders_with_its_expected_number():
+    """A subclone of 1e-7 of the blasts, which the window cannot hold, puts ~60 founders in the reservoir:
+    rounded at random to whole cells with its mean (200 bodies, 4 SE of the mean)."""
+    p = {"relapse.reservoir_fraction": 0.002, "patient.cd19_negative_fraction": 1e-7}
+    founders = []
+    for seed in range(200):
+        body = Body(Params({**EXPANDING, **p}), CAPACITY, PORTALS, seed)
+        body.schedule = []
+        body.advance(0.0, 1e-9, window_with_blasts(body, 60_000))
+        founders.append(body.observe()["reservoir_target_neg_cells"])
+    expected = 0.002 * 60_000 / body.window_share * 1e-7
+    assert 10 < expected < 100 and all(f == int(f) for f in founders)
+    assert np.mean(founders) == pytest.approx(expected, abs=4 * math.sqrt(expected / 200))
 
 
 def test_reservoir_without_car_t_grows_logistically_and_turns_target_negative_by_loss():
@@ -325,9 +355,10 @@ def test_reservoir_is_cleared_by_an_expanding_pool_and_goes_extinct_below_one_ce
 
 
 def test_reseeding_quota_is_the_window_share_of_the_homing_reservoir():
-    p = Params().replace({"relapse.reservoir_fraction": 0.05, "relapse.reseed_rate_per_day": 0.1})
+    p = Params().replace({"relapse.reservoir_fraction": 0.05, "relapse.reseed_rate_per_day": 0.1,
+                          "patient.cd19_negative_fraction": 0.25})
     body = Body(p, CAPACITY, PORTALS)
-    body.advance(0.0, HOUR, window_with_blasts(body, 10_000, 2_500))
+    body.advance(0.0, HOUR, window_with_blasts(body, 10_000))
     quota, negative = body.reseeding(HOUR)
     obs = body.observe()
     reservoir = obs["reservoir_target_pos_cells"] + obs["reservoir_target_neg_cells"]
