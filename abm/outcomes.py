@@ -193,11 +193,17 @@ def _kinetics(days: np.ndarray, blood: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def b_cell_share(bcells: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """B cells' share of the normal marrow cells, ``bcells / (bcells + normal)``; 0 in an emptied marrow."""
+    bcells = np.asarray(bcells, dtype=float)
+    cells = bcells + np.asarray(normal, dtype=float)
+    return np.divide(bcells, cells, out=np.zeros_like(bcells), where=cells > 0)
+
+
 def _aplasia_days(days: np.ndarray, bcells: np.ndarray, normal: np.ndarray) -> float | None:
     if bcells[0] <= 0:
         return None
-    cells = bcells + normal
-    share = np.divide(bcells, cells, out=np.zeros_like(bcells), where=cells > 0)  # an emptied marrow: aplastic
+    share = b_cell_share(bcells, normal)
     below = share[:-1] < B_CELL_APLASIA_FRACTION * share[0]
     return float(np.sum(np.diff(days)[below]))
 

@@ -41,6 +41,7 @@ from matplotlib.patches import Patch, Rectangle
 from PIL import Image
 
 from abm.model import VIEW_CODES
+from abm.outcomes import B_CELL_APLASIA_FRACTION, b_cell_share
 
 #: Colour of each view code (keys of :data:`abm.model.VIEW_CODES`). Cell kinds
 #: use the Okabe-Ito colour-blind-safe set; tissue uses muted, light tones so
@@ -314,8 +315,10 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     [cells/uL, if the frame has it] on a twin axis; (c) marrow IL-6 mean and max [pg/mL] on a log
     scale spanning four decades below the peak (lower values, such as the
     field's fixed-point floor, leave gaps), with CRS grade bands if the frame
-    has a ``crs_grade`` column; (d) normal B cells in the window (B-cell
-    aplasia) against their day-0 level.
+    has a ``crs_grade`` column; (d) B-cell aplasia: the B-cell share of
+    normal marrow cells [%] against its day-0 level and the aplasia threshold
+    (:data:`abm.outcomes.B_CELL_APLASIA_FRACTION` of it) if the frame has a
+    ``normal`` column, else the window's B-cell count.
 
     Parameters
     ----------
@@ -326,7 +329,8 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
         ``bcells``; optional: ``blood_cart_per_ul`` [cells/uL] (a twin axis
         of panel b), ``blasts`` with ``blasts_cd19neg`` (adds a CD19-negative
         blast line) and ``blasts_cd22neg`` (a CD22-negative one, in runs that
-        track CD22), and ``crs_grade`` (integer grade 0-4 per row).
+        track CD22), ``crs_grade`` (integer grade 0-4 per row) and ``normal``
+        (other normal marrow cells; panel d then shows the B-cell share).
     path : str or pathlib.Path
         Output PNG.
     title : str, optional
@@ -422,12 +426,20 @@ def plot_timecourse(df: pd.DataFrame, path: str | Path, *, title: str | None = N
     ax_i.set_ylabel("marrow IL-6\n[pg/mL]")
     ax_i.legend(handles=ax_i.get_legend_handles_labels()[0] + crs, loc="upper right", fontsize=8, frameon=False)
 
-    # (d) B cells
-    ax_c.plot(days, df["bcells"], color=PALETTE["bcell"], lw=1.8, label="normal B cells")
+    # (d) B cells: the share of normal marrow that b_cell_aplasia_days reads, else the count
+    if "normal" in df.columns:
+        level = 100.0 * b_cell_share(df["bcells"].to_numpy(float), df["normal"].to_numpy(float))
+        ylabel = "B cells among normal\nmarrow cells [%]"
+    else:
+        level, ylabel = df["bcells"].to_numpy(float), "normal B cells\nin window [cells]"
+    ax_c.plot(days, level, color=PALETTE["bcell"], lw=1.8, label="normal B cells")
     if len(df):
-        ax_c.axhline(float(df["bcells"].iloc[0]), color=PALETTE["bcell"], lw=0.8, ls=":", label="day-0 level")
+        ax_c.axhline(level[0], color=PALETTE["bcell"], lw=0.8, ls=":", label="day-0 level")
+        if "normal" in df.columns:
+            ax_c.axhline(B_CELL_APLASIA_FRACTION * level[0], color=PALETTE["bcell"], lw=0.8, ls="--",
+                         label="aplasia threshold")
     ax_c.set_ylim(bottom=0)
-    ax_c.set_ylabel("normal B cells\nin window [cells]")
+    ax_c.set_ylabel(ylabel)
     ax_c.legend(loc="lower left", fontsize=8, frameon=False)
     ax_c.set_xlabel("days after infusion")
 

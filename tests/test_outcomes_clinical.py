@@ -7,6 +7,7 @@ from abm.outcomes import (
     B_CELL_APLASIA_FRACTION,
     CART_DETECTION_PER_UL,
     CLINICAL_COLUMNS,
+    b_cell_share,
     clinical_outcomes,
     unavailable_outcomes,
 )
@@ -98,6 +99,10 @@ def test_aplasia_reads_the_share_so_a_refilling_marrow_does_not_end_it():
     count quadrupled, yet the share (0.7 % against 10 %) is still aplastic."""
     df = frame([0, 10, 20, 30], bcells=[50, 5, 200, 3_000], normal=[450, 2_000, 30_000, 27_000])
     assert clinical_outcomes(df)["b_cell_aplasia_days"] == pytest.approx(20.0)
+
+
+def test_b_cell_share_is_of_normal_marrow_cells_and_zero_in_an_emptied_marrow():
+    assert b_cell_share([10, 0, 5], [90, 0, 0]).tolist() == [0.1, 0.0, 1.0]
 
 
 def test_aplasia_undefined_without_b_cells_at_day_zero():
