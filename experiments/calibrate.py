@@ -100,8 +100,13 @@ def evaluate(values: dict[str, float], args: argparse.Namespace) -> list[dict[st
 
 
 def toml_text(values: dict[str, float], method: str, best_number: int, best_loss: float,
-              measured: dict[str, Any], args: argparse.Namespace, study_trials: int, trial_s: float) -> str:
-    """``abm/calibrated.toml``: the values, their ranges and sources, and how well they fit."""
+              measured: dict[str, Any], args: argparse.Namespace, study_trials: int, trial_s: float,
+              history: list[str] | None = None) -> str:
+    """``abm/calibrated.toml``: the values, their ranges and sources, and how well they fit.
+
+    ``history``: the earlier calibration steps this one started from, oldest first (a profile keeps
+    every value but the scanned ones from the calibration before it).
+    """
     lines = [
         "# Calibrated parameter values: the defaults of abm.params.Params (see abm/calibration.py).",
         "# Written by `python -m experiments.calibrate`; change it only by rerunning the calibration.",
@@ -117,6 +122,7 @@ def toml_text(values: dict[str, float], method: str, best_number: int, best_loss
         f"days = {args.days:g}",
         f'date = "{datetime.now(UTC).date().isoformat()}"',
         f"trial_wall_s_total = {trial_s:.0f}",
+        f"history = {json.dumps(history or [])}",
         "",
         "[values]",
     ]
@@ -172,7 +178,7 @@ def run_profile(grid: list[tuple[str, list[float | int]]], args: argparse.Namesp
     """
     keys = [key for key, _ in grid]
     base = current_defaults()
-    previous = _previous_method()
+    history = _history()
     scan = []
     start = time.perf_counter()
     for combo in itertools.product(*(values for _, values in grid)):
@@ -187,28 +193,29 @@ def run_profile(grid: list[tuple[str, list[float | int]]], args: argparse.Namesp
     out.mkdir(parents=True, exist_ok=True)
     name = f"profile-{'+'.join(keys)}.json"
     settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
-    write_json(out / name, {"key": keys[0] if len(keys) == 1 else keys, "base": base, "previous_method": previous,
+    write_json(out / name, {"key": keys[0] if len(keys) == 1 else keys, "base": base, "history": history,
                             "settings": settings, "wall_s": round(elapsed, 1), "scan": scan})
     values_out = {**base, **scan[best]["values"]}
     over = " x ".join(f"{key} over {', '.join(f'{v:g}' for v in values)}" for key, values in grid)
-    method = (f"profile of {over} (lowest abm.calibration.loss) at the other values of the previous calibration: "
-              f"{previous}")
+    method = f"profile of {over} (lowest abm.calibration.loss) at the other values of the previous calibration"
     write_text(args.write, toml_text(values_out, method, best, scan[best]["loss"], scan[best]["measured"], args,
-                                     len(scan), elapsed))
+                                     len(scan), elapsed, history))
     chosen = ", ".join(f"{k} = {v:g}" for k, v in scan[best]["values"].items())
     print(f"best {chosen}: loss {scan[best]['loss']:.4g}; wrote {args.write} and {out / name}", file=sys.stderr)
     return 0
 
 
-def _previous_method() -> str:
-    """The ``[calibration]`` method and loss of the current calibration file, for the record."""
+def _history() -> list[str]:
+    """The current calibration file's steps, oldest first, ending with its own method, loss and date."""
     import tomllib
 
     if not CALIBRATED_TOML.exists():
-        return "none (the sourced defaults)"
+        return ["the sourced defaults"]
     with open(CALIBRATED_TOML, "rb") as fh:
         head = tomllib.load(fh).get("calibration", {})
-    return f"{head.get('method', '?')}, loss {head.get('loss', '?')} ({head.get('trials', '?')} trials)"
+    this = (f"{head.get('method', '?')}: loss {head.get('loss', '?')} ({head.get('trials', '?')} trials, "
+            f"{head.get('patients_per_trial', '?')} patients x {head.get('days', '?')} d, {head.get('date', '?')})")
+    return [*head.get("history", []), this]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,6 +139,9 @@ def test_calibrate_profile_scans_one_key_and_writes_the_best_keeping_the_rest(tm
     assert written["values"]["cart.chemotaxis_bias"] == pytest.approx(best["value"])
     assert written["calibration"]["loss"] == pytest.approx(best["loss"], rel=1e-5)
     assert written["calibration"]["method"].startswith("profile of cart.chemotaxis_bias over 0, 0.1")
+    assert written["calibration"]["history"] == calibrate._history()  # the calibration it started from
+    assert written["calibration"]["history"][-1].startswith(
+        tomllib.loads(calibrate.CALIBRATED_TOML.read_text())["calibration"]["method"])
     for key, value in calibrate.current_defaults().items():  # every other value is the current calibration's
         if key != "cart.chemotaxis_bias":
             assert written["values"][key] == pytest.approx(value, rel=1e-3)
