@@ -201,6 +201,13 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         sim = "not measured" if r.value is None else f"{r.value:.3g} [{r.low:.3g}, {r.high:.3g}]"
         lines.append(f"| {r.target.label} | {sim} | {r.n} | {r.target.low:g}-{r.target.high:g} | {r.status} | "
                      f"{r.target.source} |")
+    f = prov.get("follow_up")
+    if f:
+        relapse = (f"relapse days {', '.join(f'{d:g}' for d in f['relapse_days'])}; "
+                   f"{f['antigen_negative']} of {f['relapses']} target-negative" if f["relapses"] else "none relapsed")
+        aplasia = f"; B-cell aplasia median {f['aplasia_median_days']:g} days" if f["aplasia_median_days"] else ""
+        lines += ["", f"Follow-up cohort (not scored): {f['relapses']} of {f['responders']} responders relapsed "
+                  f"within {prov['relapse_days']:g} days ({relapse}){aplasia}."]
     if prov.get("cart_peak_blood_per_ul"):
         q = prov["cart_peak_blood_per_ul"]
         lines += ["", f"Blood CAR-T peak (Cmax) quartiles in the main cohort: {q[0]:,.0f}, {q[1]:,.0f}, "
@@ -261,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulated": args.simulated,
         "machine": machine(),
         "cart_peak_blood_per_ul": _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main]),
+        "follow_up": follow_up_summary(rows_follow),
     }
     write_text(out / "table.csv", table_csv(table))
     write_text(out / "patients.csv", _patients_csv(rows_main))
@@ -270,6 +278,26 @@ def main(argv: list[str] | None = None) -> int:
     write_text(out / "README.md", readme(table, prov))
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def follow_up_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Relapses of the follow-up cohort's responders (CR/CRi within 3 months) and B-cell aplasia.
+
+    When the responders relapsed, how many relapses lacked the product's target, and the median B-cell
+    aplasia of all patients. Descriptive: no target is scored on it.
+    """
+    if not rows:
+        return None
+    responders = [r for r in rows if r.get("cr_within_3mo")]
+    relapsed = [r for r in responders if r.get("relapse")]
+    aplasia = [float(r["b_cell_aplasia_days"]) for r in rows if r.get("b_cell_aplasia_days") is not None]
+    return {
+        "responders": len(responders),
+        "relapses": len(relapsed),
+        "relapse_days": sorted(float(r["relapse_day"]) for r in relapsed),
+        "antigen_negative": sum(bool(r.get("relapse_antigen_negative")) for r in relapsed),
+        "aplasia_median_days": float(np.median(aplasia)) if aplasia else None,
+    }
 
 
 def _quartiles(values: list[float | None]) -> list[float] | None:
