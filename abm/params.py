@@ -499,10 +499,15 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: unarousable patients are those beyond ICE 0 (Lee 2019 Biol Blood Marrow "
                  "Transplant 25:625); replaces a fixed 6,000 pg/mL level that made grade 3 unreachable for "
                  "calibrated K and n"),
-    Param("therapy.tocilizumab_grade", int, 2, "CRS grade", 0, 4,
-          description="CRS grade at which tocilizumab is given (0: never).",
-          source="Neelapu 2018 Nat Rev Clin Oncol 15:47 (tocilizumab for grade >= 2 CRS); ASTCT grading, "
-                 "Lee 2019 Biol Blood Marrow Transplant 25:625"),
+    Param("therapy.tocilizumab_grade", int, 3, "CRS grade", 0, 4,
+          description="CRS grade at which tocilizumab is given (0: never). The default follows the "
+                      "tisagenlecleucel label and trials; 2 is the CARTOX practice (Neelapu 2018 Nat Rev Clin "
+                      "Oncol 15:47).",
+          source="Kymriah prescribing information, Table 1 (tocilizumab for CRS needing moderate to aggressive "
+                 "intervention: hemodynamic instability despite fluids and vasopressors, or high-flow oxygen or "
+                 "ventilation, i.e. ASTCT grade >= 3, Lee 2019 Biol Blood Marrow Transplant 25:625); JULIET gave "
+                 "it only for severe (Penn 3-4) CRS (Schuster 2020 Blood Adv 4:1432); ELIANA/ENSIGN 40 % of "
+                 "patients with CRS, beside 31 % on high-dose vasopressors (Levine 2021 JITC 9:e002287)"),
     Param("therapy.tocilizumab_blockade", float, 0.9, "-", 0.0, 1.0,
           description="Fraction of the IL-6 signal blocked while a tocilizumab dose acts.",
           source="assumption: near-saturating IL-6 receptor occupancy at 8-12 mg/kg"),

@@ -2,14 +2,15 @@
 
 Runs ``n`` virtual patients of the ELIANA-like cohort (:func:`abm.cohort.sample_patient`:
 weight, blast fraction, CD19 density, CD19-negative fraction, CAR-T fitness
-and dose vary) under three policies, each patient with the same profile and
+and dose vary) under four policies, each patient with the same profile and
 seed under every policy (paired), for 28 days, in a 200 x 200 window (the
 calibration window; ``--grid`` changes it): CRS and ICANS come from the body
-compartment, which sees the window only through its CD19+ count, and 120
-patient-runs at the default 400 x 400 window would take ~1.5 h on 2 cores:
+compartment, which sees the window only through its CD19+ count, and 160
+patient-runs at the default 400 x 400 window would take ~2 h on 2 cores:
 
-- grade-triggered (the defaults: tocilizumab at CRS grade 2, corticosteroids
-  at CRS or ICANS grade 3);
+- label (the defaults, after the tisagenlecleucel label: tocilizumab at CRS
+  grade 3, corticosteroids at CRS or ICANS grade 3);
+- CARTOX (tocilizumab at CRS grade 2, Neelapu 2018; steroids as by default);
 - early tocilizumab (at CRS grade 1; steroids as by default);
 - no anti-cytokine treatment (``therapy.tocilizumab_grade`` and
   ``therapy.steroids_grade`` 0: never).
@@ -17,7 +18,7 @@ patient-runs at the default 400 x 400 window would take ~1.5 h on 2 cores:
 It reports the CRS and ICANS maximum grades and rates against CR and MRD at
 day 28 and the blood CAR-T peak and exposure, and fits a severe-CRS predictor:
 a penalised logistic regression (:mod:`experiments.predictor`) of
-``crs_max_grade >= 3`` under the grade-triggered policy on log10 blood CAR-T
+``crs_max_grade >= 3`` under the label policy on log10 blood CAR-T
 and log10 serum IL-6 on days 1, 2 and 3, trained on the first half of the
 patients and scored by ROC AUC on the other half.
 
@@ -43,7 +44,8 @@ DEFAULT_N = 40
 GRID = 200  # window side of the full-size study (see the module docstring)
 TOCI, STEROIDS = "therapy.tocilizumab_grade", "therapy.steroids_grade"
 POLICIES = (  # label, tocilizumab grade, steroids grade (0 = never)
-    ("grade-triggered", BY_KEY[TOCI].default, BY_KEY[STEROIDS].default),
+    ("label", BY_KEY[TOCI].default, BY_KEY[STEROIDS].default),
+    ("CARTOX", 2, BY_KEY[STEROIDS].default),
     ("early tocilizumab", 1, BY_KEY[STEROIDS].default),
     ("no tocilizumab or steroids", 0, 0),
 )
@@ -52,9 +54,9 @@ FEATURES = (("blood_cart_per_ul", "blood CAR-T"), ("serum_il6_pg_ml", "serum IL-
 LOG_FLOOR = 1e-3  # floor before log10 (cells/uL, pg/mL)
 PENALTY = 1.0  # L2 penalty on the standardised coefficients
 QUESTION = (
-    "How do tocilizumab and steroid policies (grade-triggered as by label, early tocilizumab at CRS grade 1, or "
-    "none) change CRS and ICANS grades, and what do they cost in remission and CAR-T expansion? And can severe CRS "
-    "(grade >= 3) be predicted from blood CAR-T and serum IL-6 on days 1-3?"
+    "How do tocilizumab and steroid policies (at CRS grade 3 as by the tisagenlecleucel label, at grade 2 as by "
+    "CARTOX, early at grade 1, or none) change CRS and ICANS grades, and what do they cost in remission and CAR-T "
+    "expansion? And can severe CRS (grade >= 3) be predicted from blood CAR-T and serum IL-6 on days 1-3?"
 )
 OUTCOMES = (
     sweep.CRS_GRADE, sweep.SEVERE_CRS, sweep.ICANS_GRADE, sweep.ICANS_ANY, sweep.ICANS_SEVERE, sweep.CR, sweep.MRD,
@@ -84,7 +86,7 @@ def setup(result: sweep.SweepResult) -> list[str]:
         "same seed. Tocilizumab blocks the IL-6 signal while a dose acts and is repeated while CRS stays at the "
         "trigger (`therapy.tocilizumab_*`); corticosteroids damp CAR-T proliferation, activation, IL-6 "
         "production and the neurotoxic drive (`therapy.steroid_*`).",
-        "CRS predictor: for each patient under the grade-triggered policy, the features are log10 blood CAR-T "
+        "CRS predictor: for each patient under the label policy, the features are log10 blood CAR-T "
         f"[cells/uL] and log10 serum IL-6 [pg/mL] (floored at {LOG_FLOOR:g}) on day(s) "
         f"{', '.join(f'{d:g}' for d in feature_days(args.days))}, the label is severe CRS (`crs_max_grade >= 3` "
         "over the whole run). A logistic regression with an L2 penalty of "
@@ -118,7 +120,7 @@ def _finite(x: float) -> float | None:
 
 
 def analyse(result: sweep.SweepResult) -> sweep.Analysis:
-    """Fit the severe-CRS predictor on the grade-triggered arm and score it on held-out patients."""
+    """Fit the severe-CRS predictor on the label arm and score it on held-out patients."""
     f = common.fmt
     arm = result.conditions[0]
     runs = sorted(result.runs(arm), key=lambda r: r["replicate"])
@@ -148,7 +150,7 @@ def analyse(result: sweep.SweepResult) -> sweep.Analysis:
               "severe_train": int(y[train].sum()), "severe_test": int(y[test].sum()), "reason": reason,
               "early_severe": early, "feature_days": list(days)}
     lines = ["## CRS predictor", "",
-             f"Severe CRS under the grade-triggered policy: {int(y[train].sum())}/{int(train.sum())} training and "
+             f"Severe CRS under the label policy: {int(y[train].sum())}/{int(train.sum())} training and "
              f"{int(y[test].sum())}/{int(test.sum())} held-out patients; {early}/{len(runs)} had already reached "
              f"grade 3 by day {f(days[-1])} (for them the early measurements are concurrent, not predictive).", ""]
     if math.isnan(auc):
@@ -187,7 +189,7 @@ def analyse(result: sweep.SweepResult) -> sweep.Analysis:
 
     return sweep.Analysis(
         sections=tuple(lines), tables={"predictor.csv": table},
-        files=("- `predictor.csv`: one row per patient under the grade-triggered policy: split, features, label "
+        files=("- `predictor.csv`: one row per patient under the label policy: split, features, label "
                "and predicted probability of severe CRS;",),
         provenance={"predictor": {**{k: (_finite(v) if isinstance(v, float) else v) for k, v in values.items()},
                                   "features": names, "penalty": PENALTY,

@@ -445,7 +445,8 @@ def test_tocilizumab_at_trigger_lowers_crs_grade_and_raises_serum_il6():
 
 
 def test_tocilizumab_never_exceeds_max_doses_nor_redoses_early():
-    rows = run_constant(make_body(**SEVERE, **{"therapy.tocilizumab_max_doses": 3}), ELIANA_CD19, 10.0)
+    body = make_body(**SEVERE, **{"therapy.tocilizumab_max_doses": 3, "therapy.tocilizumab_grade": 2})
+    rows = run_constant(body, ELIANA_CD19, 10.0)
     doses = [r["tocilizumab_doses"] for r in rows]
     assert max(doses) == 3
     given = [rows[i]["t"] for i in range(1, len(rows)) if doses[i] > doses[i - 1]]
@@ -538,7 +539,8 @@ def test_window_without_marrow_rejected():
 # -- dose hold on CRS ----------------------------------------------------------------------------
 def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
     split = {"schedule.days": [0.0, 4.0, 8.0], "schedule.fractions": [0.1, 0.3, 0.6],
-             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
+             "therapy.tocilizumab_grade": 2}
     given = make_body(**split)
     held = make_body(**split, **{"schedule.hold_crs_grade": 1})
     dose = 3e6 * 30.0
