@@ -20,6 +20,10 @@ evidence.
 The study is stored in ``--out/study.journal`` (Optuna's journal file), so an
 interrupted calibration resumes where it stopped: run the same command again.
 
+``--only KEY,KEY,...`` searches a subset of the fitted keys, keeping the others
+at the current calibration (its first trial), e.g. the CRS and ICANS keys on a
+28-day cohort after a year-long relapse profile.
+
 A profile (``--profile KEY=V1,V2,...``) is a one-parameter step after a search:
 the current calibration is evaluated on the same cohort with the fitted ``KEY``
 set to each value in turn, and the value with the lowest loss is written
@@ -33,6 +37,7 @@ of two or more keys that act together (``profile-KEY1+KEY2.json``).
     python -m experiments.calibrate --profile cart.chemotaxis_bias=0,0.05,0.1,0.2 --n 20 --workers 2
     python -m experiments.calibrate --profile relapse.reservoir_kill_per_day=0.0005,0.02 \
         --profile blast.cd19_loss_per_division=1e-9,2.4e-6 --n 12 --days 365 --workers 2
+    python -m experiments.calibrate --only serum.il6_production_pg_ml_per_day,crs.grade3_il6_pg_ml --trials 20
     python -m experiments.calibrate --smoke          # seconds; writes to a temporary folder
 """
 
@@ -69,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="KEY=V1,V2,...", action="append",
                    help="instead of a search: the current calibration with one fitted KEY at each value (same "
                         "cohort); writes the best value; repeat it for the grid over several keys")
+    p.add_argument("--only", metavar="KEY,KEY,...",
+                   help="search only these fitted keys, keeping the others at the current calibration (a refit of "
+                        "the keys a shorter cohort measures, e.g. the CRS and ICANS ones with --days 28)")
     p.add_argument("--smoke", action="store_true", help="2 trials of 2 patients, 32^2 window, 1 day; temp folder")
     return p
 
@@ -243,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --profile: {exc}", file=sys.stderr)
             return 2
         return run_profile(grid, args, out)
+    only = sorted(set(args.only.split(","))) if args.only else []
+    unknown = [key for key in only if key not in PRIOR_BY_KEY]
+    if unknown:
+        print(f"error: --only: {', '.join(unknown)} not fitted (abm.calibration.PRIORS: "
+              f"{', '.join(PRIOR_BY_KEY)})", file=sys.stderr)
+        return 2
+    history = _history()  # read before the search writes the calibration file
     try:
         import optuna
         from optuna.storages import JournalStorage
@@ -256,21 +271,23 @@ def main(argv: list[str] | None = None) -> int:
     sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, n_startup_trials=min(8, args.trials))
     study = optuna.create_study(study_name="cart-abm", storage=storage, sampler=sampler, direction="minimize",
                                 load_if_exists=True)
-    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
+    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days, "only": only}
     if "settings" in study.user_attrs and study.user_attrs["settings"] != settings:
         print(f"error: {out}/study.journal was made with {study.user_attrs['settings']}, not {settings}; "
               "use another --out", file=sys.stderr)
         return 2
     study.set_user_attr("settings", settings)
+    current = current_defaults()
+    searched = [p for p in PRIORS if not only or p.key in only]
     if not study.trials:
-        study.enqueue_trial(uncalibrated_defaults())
-        current = current_defaults()
-        if current != uncalibrated_defaults():
-            study.enqueue_trial(current)
+        if not only:
+            study.enqueue_trial(uncalibrated_defaults())
+        if only or current != uncalibrated_defaults():
+            study.enqueue_trial({p.key: current[p.key] for p in searched})
 
     def objective(trial: Any) -> float:
-        values = {p.key: trial.suggest_int(p.key, int(p.low), int(p.high)) if p.integer
-                  else trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in PRIORS}
+        values = {**current, **{p.key: trial.suggest_int(p.key, int(p.low), int(p.high)) if p.integer
+                                else trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in searched}}
         rows = evaluate(values, args)
         trial.set_user_attr("measured", measure(rows))
         value = loss(rows)
@@ -286,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     best = study.best_trial
-    values = {p.key: best.params[p.key] for p in PRIORS}
+    values = {**current, **{p.key: best.params[p.key] for p in searched}}
     finished = [t for t in study.trials if t.state.is_finished()]
     trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished)
     method = f"Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising abm.calibration.loss"
+    if only:
+        method += f" over {', '.join(only)} at the other values of the previous calibration"
     write_text(args.write, toml_text(values, method, best.number, best.value, best.user_attrs.get("measured", {}),
-                                     args, len(finished), trial_s))
+                                     args, len(finished), trial_s, history if only else None))
     write_json(out / "trials.json", [
         {"number": t.number, "loss": t.value, "params": t.params, "measured": t.user_attrs.get("measured")}
         for t in study.trials if t.state.is_finished()

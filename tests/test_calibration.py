@@ -127,6 +127,29 @@ def test_calibrate_smoke_writes_a_calibration_file_and_resumes(tmp_path):
     assert calibrate.main(["--smoke", "--out", str(out), "--n", "5"]) == 2  # other settings: refused
 
 
+def test_calibrate_only_searches_the_named_keys_and_keeps_the_rest(tmp_path, capsys):
+    from experiments import calibrate
+
+    out = tmp_path / "only"
+    keys = ["icans.ice_hill", "serum.il6_production_pg_ml_per_day"]
+    assert calibrate.main(["--smoke", "--out", str(out), "--trials", "3", "--only", ",".join(keys)]) == 0
+    trials = json.loads((out / "trials.json").read_text())
+    assert [sorted(t["params"]) for t in trials] == [sorted(keys)] * 3
+    current = calibrate.current_defaults()
+    assert trials[0]["params"] == {k: pytest.approx(current[k]) for k in keys}  # starts at the calibration
+    written = tomllib.loads((out / "calibrated.toml").read_text())
+    best = min(trials, key=lambda t: t["loss"])
+    for key, value in written["values"].items():
+        expected = best["params"][key] if key in keys else current[key]
+        assert value == pytest.approx(expected, rel=1e-3), key
+    assert written["calibration"]["method"].endswith(f"over {', '.join(keys)} at the other values of the "
+                                                     "previous calibration")
+    assert written["calibration"]["history"] == calibrate._history()
+    assert calibrate.main(["--smoke", "--out", str(out), "--trials", "4", "--only", keys[0]]) == 2  # other keys
+    assert calibrate.main(["--smoke", "--out", str(tmp_path / "x"), "--only", "cart.no_such"]) == 2
+    assert "cart.no_such not fitted" in capsys.readouterr().err
+
+
 def test_calibrate_profile_scans_one_key_and_writes_the_best_keeping_the_rest(tmp_path, capsys):
     from experiments import calibrate
 
