@@ -116,6 +116,14 @@ PRIORS: tuple[Prior, ...] = (
           "less often than marrow blasts do (Pui 2009 Lancet Oncol 10:257; CAR-T cells reach the CSF, Maude 2014 "
           "NEJM 371:1507): from barely touched at the pool's peak (1e-4 per 1e9 cells a day) to cleared within "
           "days (0.1); it sets relapse (fitted only by cohorts followed 6-12 months)"),
+    Prior("crs.fever_il6_pg_ml", 10.0, 90.0, True,
+          "assumption: fever (ASTCT grade 1) comes with a serum IL-6 excess of some tens of pg/mL (mild CRS: "
+          "IL-6 in the tens of pg/mL, Teachey 2016 Cancer Discov 6:664); a factor 3 either side of the "
+          "uncalibrated 30, below grade 2's 150"),
+    Prior("crs.grade3_il6_pg_ml", 300.0, 2000.0, True,
+          "assumption: vasopressor-dependent (ASTCT grade 3) CRS comes with serum IL-6 in the hundreds to "
+          "thousands of pg/mL (Teachey 2016 Cancer Discov 6:664); a factor 2-3 either side of the uncalibrated "
+          "600, between grade 2's 150 and grade 4's 2,500"),
     Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
           "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
           "7:1404; Teachey 2016)"),
