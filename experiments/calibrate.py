@@ -140,9 +140,12 @@ def toml_text(values: dict[str, float], method: str, best_number: int, best_loss
     for p in PRIORS:
         lines += ["", f'[ranges."{p.key}"]', f"low = {p.low:g}", f"high = {p.high:g}",
                   f"log = {str(p.log).lower()}", f"source = {json.dumps(p.source)}"]
-    lines += ["", "# the calibration cohort's value of each target at the best trial (band: low-high)"]
+    lines += ["", "# the calibration cohort's value of each target it measures at the best trial (band: low-high;",
+              "# the targets beyond its follow-up are left out)"]
     for t in TARGETS:
-        m = measured.get(t.key, {})
+        if t.key not in measured:
+            continue
+        m = measured[t.key]
         value = "nan" if m.get("value") is None else f"{m['value']:.4g}"
         lines += ["", f"[fit.{t.key}]", f"value = {value}", f"n = {m.get('n', 0)}", f"low = {t.low:g}",
                   f"high = {t.high:g}", f"miss = {m.get('miss', float('nan')):.3g}"]
