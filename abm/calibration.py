@@ -192,7 +192,7 @@ def _with_crs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if (r.get("crs_max_grade") or 0) >= 1]
 
 
-def _within_3mo(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def responders_within_3mo(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Responders by ELIANA's definition (CR/CRi within 3 months) among rows followed 3 months."""
     return [r for r in _followed(rows, 90.0) if r.get("cr_within_3mo")]
 
@@ -200,7 +200,7 @@ def _within_3mo(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _relapse_within(days: float) -> Callable[[Sequence[dict[str, Any]]], tuple[float | None, int]]:
     """Share of 3-month responders followed ``days`` days who relapsed by day ``days``."""
     def measure(rows: Sequence[dict[str, Any]]) -> tuple[float | None, int]:
-        responders = _followed(_within_3mo(rows), days)
+        responders = _followed(responders_within_3mo(rows), days)
         return share(responders, lambda r: bool(r.get("relapse")) and (r.get("relapse_day") or math.inf) <= days)
     return measure
 
@@ -248,7 +248,8 @@ TARGETS: tuple[Target, ...] = (
            lambda rows: share(_followed(rows, 90.0), lambda r: r.get("cr_within_3mo")), horizon_days=90.0),
     Target("mrd_negative_within_3mo", "MRD-negative within 3 months among responders", 0.90, 1.0, 0.05,
            "ELIANA: all responders MRD-negative by flow cytometry (Maude 2018); 64 of 65 in the update",
-           lambda rows: share(_within_3mo(rows), lambda r: r.get("mrd_negative_within_3mo")), horizon_days=90.0),
+           lambda rows: share(responders_within_3mo(rows), lambda r: r.get("mrd_negative_within_3mo")),
+           horizon_days=90.0),
     Target("relapse_within_6mo", "relapse by 6 months among responders", 0.11, 0.35, 0.05,
            "ELIANA: relapse-free survival among responders 80 % [65, 89] at 6 months (Maude 2018 NEJM 378:439)",
            _relapse_within(180.0), horizon_days=180.0),

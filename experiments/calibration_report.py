@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import abm
-from abm.calibration import DAY28, TARGETS, Target, read_calibrated
+from abm.calibration import DAY28, TARGETS, Target, read_calibrated, responders_within_3mo
 from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
 from abm.errors import ParamError
 from abm.io import model_fingerprint
@@ -281,14 +281,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def follow_up_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Relapses of the follow-up cohort's responders (CR/CRi within 3 months) and B-cell aplasia.
+    """Relapses of the follow-up cohort's responders and B-cell aplasia.
 
-    When the responders relapsed, how many relapses lacked the product's target, and the median B-cell
-    aplasia of all patients. Descriptive: no target is scored on it.
+    Responders as the relapse targets count them (:func:`abm.calibration.responders_within_3mo`): when
+    they relapsed and how many relapses lacked the product's target; and the median B-cell aplasia of all
+    patients. Descriptive: no target is scored on it.
     """
     if not rows:
         return None
-    responders = [r for r in rows if r.get("cr_within_3mo")]
+    responders = responders_within_3mo(rows)
     relapsed = [r for r in responders if r.get("relapse")]
     aplasia = [float(r["b_cell_aplasia_days"]) for r in rows if r.get("b_cell_aplasia_days") is not None]
     return {

@@ -213,14 +213,14 @@ def test_calibration_report_smoke(tmp_path, capsys):
 def test_follow_up_summary_counts_relapses_of_responders_and_their_antigen():
     from experiments.calibration_report import follow_up_summary
 
-    rows = [
+    rows = [{"follow_up_days": 365.0, **r} for r in (
         {"cr_within_3mo": True, "relapse": True, "relapse_day": 200.0, "relapse_antigen_negative": True,
          "b_cell_aplasia_days": 100.0},
         {"cr_within_3mo": True, "relapse": True, "relapse_day": 90.0, "relapse_antigen_negative": False,
          "b_cell_aplasia_days": 50.0},
         {"cr_within_3mo": True, "relapse": False, "b_cell_aplasia_days": 300.0},
         {"cr_within_3mo": False, "relapse": True, "relapse_day": 10.0, "b_cell_aplasia_days": None},
-    ]
+    )]
     assert follow_up_summary(rows) == {"responders": 3, "relapses": 2, "relapse_days": [90.0, 200.0],
                                        "antigen_negative": 1, "aplasia_median_days": 100.0}
     assert follow_up_summary([]) is None
