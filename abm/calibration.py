@@ -95,9 +95,13 @@ PRIORS: tuple[Prior, ...] = (
           "Westermann & Pabst 1992 (marrow ~10 % of lymphocytes); assumption: CAR-T home to leukemic marrow "
           "up to 3x that"),
     Prior("serum.il6_production_pg_ml_per_day", 1.0, 300.0, True,
-          "assumption: 1e9 stimulated effectors give fever-range serum IL-6 (tens of pg/mL; Teachey 2016 "
+          "assumption: 1e9 freshly stimulated effectors give fever-range serum IL-6 (tens of pg/mL; Teachey 2016 "
           "Cancer Discov 6:664), within a factor ~5 above and ~50 below (the first calibration hit the former "
           "floor of 10 with every virtual patient febrile)"),
+    Prior("serum.il6_division_decay", 0.5, 1.0, False,
+          "Weber 2021 Science 372:eaba1786; Long 2015 Nat Med 21:581 (repeated stimulation cuts CAR-T cytokine "
+          "secretion); range: assumption, from no decline (1) to half per division (0.5: IL-6 stays flat while "
+          "the pool doubles), since ELIANA CRS starts ~day 3, a week before the CAR-T peak"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.7, False,
           "assumption: the host cytokine response varies between patients beyond burden and expansion "
           "(Teachey 2016: peak IL-6 spans >2 logs); up to a factor 5 (1 SD) either way"),

@@ -450,6 +450,13 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: the host cytokine response (monocyte/macrophage IL-6, IL-1) varies between "
                  "patients beyond tumour burden and expansion (Teachey 2016 Cancer Discov 6:664: peak IL-6 "
                  "spans >2 logs; Giavridis 2018 Nat Med 24:731); calibrated (issue 4)"),
+    Param("serum.il6_division_decay", float, 1.0, "-", 0.3, 1.0,
+          description="IL-6 production of an effector CAR-T cell after i divisions, as a fraction delta^i of a "
+                      "freshly stimulated one (1: every division stage produces alike).",
+          source="Weber 2021 Science 372:eaba1786; Long 2015 Nat Med 21:581 (repeated antigen stimulation "
+                 "progressively cuts CAR-T cytokine secretion, exhaustion); ELIANA CRS starts ~day 3 "
+                 "(SCIENCE.md), a week before the CAR-T peak (~day 10), so IL-6 rises less steeply than the "
+                 "pool; size: assumption, calibrated (issue 4)"),
     Param("serum.myeloid_amplification", float, 9.0, "-", 0.0, 100.0,
           description="Maximal extra IL-6 production of the myeloid response, as a multiple of the "
                       "T-cell-driven production (self-reinforcing, saturating in serum IL-6).",

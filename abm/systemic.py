@@ -158,7 +158,11 @@ Serum IL-6 ``I`` [pg/mL]
 
         dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) - k_el (1 - r_R b) I
 
-    * ``X = a E_t / 1e9``: antigen-activated effectors [1e9 cells];
+    * ``X = a sum_i delta^i E_t^i / 1e9``: antigen-activated effectors
+      [1e9 cells], those that have divided ``i`` times weighted by
+      ``delta^i`` (``delta = serum.il6_division_decay``: repeated stimulation
+      cuts cytokine secretion, so IL-6 rises less steeply than the pool and
+      fever comes days before its peak, as in the clinic);
       ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
     * myeloid amplification: up to ``g = serum.myeloid_amplification`` times
       more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
@@ -392,6 +396,7 @@ class Body:
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
         self.il6_prod = p.serum.il6_production_pg_ml_per_day
+        self.il6_weights = tuple(p.serum.il6_division_decay ** i for i in range(self.max_divs + 1))
         self.gain = p.serum.myeloid_amplification
         self.k_m = p.serum.myeloid_half_il6_pg_ml
         self.r_rec = p.serum.receptor_clearance_fraction
@@ -533,7 +538,7 @@ class Body:
                 self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
                 self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
                 self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
-                self.max_divs)
+                self.max_divs, self.il6_weights)
 
     def reseeding(self, dt_day: float) -> tuple[int, int]:
         """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
@@ -703,7 +708,7 @@ class Body:
 
 def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
     (k_bt, k_tb, d_e, mu, d_m, div, mu_rest, recall, prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau,
-     growth, room, loss, kill, reseed, k) = r
+     growth, room, loss, kill, reseed, k, il6_weights) = r
     mb, mt, il6, c, rp, rn = y[:E0]
     eb = y[E0:E0 + k + 1]
     et = y[E0 + k + 1:]
@@ -721,11 +726,12 @@ def _derivative(y: list[float], r: tuple[float, ...]) -> list[float]:
             tissue = -exchange - d_e * et[i]
         out[E0 + k + 1 + i] = tissue + (2.0 * div * et[i - 1] if i > 0 else recall * mt)
     effectors_t = math.fsum(et)
+    producing = math.fsum(w * e for w, e in zip(il6_weights, et, strict=True))  # division-weighted, for IL-6
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
     room_growth = growth * (1.0 - (rp + rn) / room) if room > 0.0 else 0.0  # reservoir blasts, logistic
     out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
     out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
-    out[IL6] = base + prod * effectors_t * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6
+    out[IL6] = base + prod * producing * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6
     out[NEURO] = (neuro * excess - c) * k_tau
     out[RP] = (room_growth - loss - kill * (effectors_t + mt) - reseed) * rp
     out[RN] = room_growth * rn + loss * rp - reseed * rn

@@ -10,9 +10,11 @@ import pytest
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from abm.systemic import (
+    IL6,
     MT,
     Body,
     WindowReadout,
+    _derivative,
     astct_crs_grade,
     crs_surrogates,
     icans_surrogate,
@@ -426,6 +428,36 @@ def test_crs_starts_before_icans_in_an_eliana_like_patient():
     assert 1.0 <= crs_onset <= 7.0  # SCIENCE.md: median day 3
     assert icans_onset > crs_onset
     assert rows[-1]["crs_grade"] == 0 and rows[-1]["icans_grade"] == 0  # resolves once antigen is gone
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.6])
+def test_il6_production_per_cell_falls_by_the_division_decay_with_each_division(decay):
+    body = make_body(**{"serum.il6_division_decay": decay, "serum.myeloid_amplification": 0.0})
+    body.antigen = 1e15  # saturating stimulation
+    rates = body._rates(0.0)
+    stage = body.tissue_e.start
+
+    def production(divisions: int) -> float:
+        y = [0.0] * body.n_state
+        y[IL6] = body.il6_0  # at baseline: d(IL-6)/dt is the CAR-T-driven production alone
+        y[stage + divisions] = 1e9
+        return _derivative(y, rates)[IL6]
+
+    fresh = production(0)
+    assert fresh > 0.0
+    for divisions in (1, 3, body.max_divs):
+        assert production(divisions) == pytest.approx(fresh * decay**divisions, rel=1e-12)
+
+
+def test_division_decay_brings_il6_forward_relative_to_its_peak():
+    """With decay the early, little-divided pool weighs more: IL-6 is nearer its peak on day 3 (CRS onset)."""
+    def early_share(decay: float) -> float:
+        rows = run_toy_killing(make_body(**{"serum.il6_division_decay": decay, "therapy.tocilizumab_grade": 0,
+                                            "therapy.steroids_grade": 0}), 14.0)
+        excess = [r["serum_il6_pg_ml"] - rows[0]["serum_il6_pg_ml"] for r in rows]
+        return excess[int(round(3.0 / HOUR)) - 1] / max(excess)
+
+    assert early_share(0.6) > 3 * early_share(1.0)
 
 
 # -- therapy ------------------------------------------------------------------------------------
