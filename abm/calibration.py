@@ -280,10 +280,15 @@ def measure(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def loss(rows: Sequence[dict[str, Any]]) -> float:
-    """Weighted sum of squared band-scaled misses over the :func:`scored` targets (0: all within their bands)."""
+def loss(rows: Sequence[dict[str, Any]], targets: Sequence[str] | None = None) -> float:
+    """Weighted sum of squared band-scaled misses over the :func:`scored` targets (0: all within their bands).
+
+    ``targets``: score only these target keys (a fit of the parameters that inform them; the others are
+    still measured); ``None``: all.
+    """
     measured = measure(rows)
-    return float(sum(TARGET_BY_KEY[key].weight * m["miss"] ** 2 for key, m in measured.items()))
+    return float(sum(TARGET_BY_KEY[key].weight * m["miss"] ** 2 for key, m in measured.items()
+                     if targets is None or key in targets))
 
 
 def read_calibrated(path: Path = CALIBRATED_TOML) -> dict[str, Any]:

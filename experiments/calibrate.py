@@ -22,7 +22,12 @@ interrupted calibration resumes where it stopped: run the same command again.
 
 ``--only KEY,KEY,...`` searches a subset of the fitted keys, keeping the others
 at the current calibration (its first trial), e.g. the CRS and ICANS keys on a
-28-day cohort after a year-long relapse profile.
+28-day cohort after a year-long relapse profile. ``--targets KEY,KEY,...``
+scores only those targets (:data:`abm.calibration.TARGETS` keys; all are still
+measured and written), so that such a subset is fitted to the data that inform
+it: a miss it cannot change (MRD-negativity among CR at day 28, set by the
+window's CAR-T search) would otherwise outweigh them through the noise of a
+few patients.
 
 A profile (``--profile KEY=V1,V2,...``) is a one-parameter step after a search:
 the current calibration is evaluated on the same cohort with the fitted ``KEY``
@@ -38,6 +43,8 @@ of two or more keys that act together (``profile-KEY1+KEY2.json``).
     python -m experiments.calibrate --profile relapse.reservoir_kill_per_day=0.0005,0.02 \
         --profile blast.cd19_loss_per_division=1e-9,2.4e-6 --n 12 --days 365 --workers 2
     python -m experiments.calibrate --only serum.il6_production_pg_ml_per_day,crs.grade3_il6_pg_ml --trials 20
+    python -m experiments.calibrate --profile serum.il6_production_pg_ml_per_day=125,150,175 \
+        --targets crs_any_rate,crs_grade3plus_rate,crs_onset_median_day --n 24 --workers 2
     python -m experiments.calibrate --smoke          # seconds; writes to a temporary folder
 """
 
@@ -53,7 +60,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from abm.calibration import CALIBRATED_TOML, PRIOR_BY_KEY, PRIORS, TARGETS, Prior, loss, measure
+from abm.calibration import CALIBRATED_TOML, PRIOR_BY_KEY, PRIORS, TARGET_BY_KEY, TARGETS, Prior, loss, measure
 from abm.errors import ParamError
 from abm.io import write_json, write_text
 from abm.params import UNCALIBRATED_DEFAULTS, Params
@@ -77,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="KEY,KEY,...",
                    help="search only these fitted keys, keeping the others at the current calibration (a refit of "
                         "the keys a shorter cohort measures, e.g. the CRS and ICANS ones with --days 28)")
+    p.add_argument("--targets", metavar="KEY,KEY,...",
+                   help="score only these targets (abm.calibration.TARGETS keys; all are still measured), e.g. the "
+                        "toxicity targets when fitting the IL-6 keys")
     p.add_argument("--smoke", action="store_true", help="2 trials of 2 patients, 32^2 window, 1 day; temp folder")
     return p
 
@@ -195,7 +205,8 @@ def run_profile(grid: list[tuple[str, list[float | int]]], args: argparse.Namesp
     for combo in itertools.product(*(values for _, values in grid)):
         point = dict(zip(keys, combo, strict=True))
         rows = evaluate({**base, **point}, args)
-        scan.append({**({"value": combo[0]} if len(keys) == 1 else {}), "values": point, "loss": loss(rows),
+        scan.append({**({"value": combo[0]} if len(keys) == 1 else {}), "values": point,
+                     "loss": loss(rows, args.target_keys),
                      "measured": measure(rows)})
         text = ", ".join(f"{k} = {v:g}" for k, v in point.items())
         print(f"{text}: loss {scan[-1]['loss']:.4g}", file=sys.stderr, flush=True)
@@ -203,17 +214,24 @@ def run_profile(grid: list[tuple[str, list[float | int]]], args: argparse.Namesp
     best = min(range(len(scan)), key=lambda k: scan[k]["loss"])
     out.mkdir(parents=True, exist_ok=True)
     name = f"profile-{'+'.join(keys)}.json"
-    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days}
+    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days,
+                "targets": args.target_keys}
     write_json(out / name, {"key": keys[0] if len(keys) == 1 else keys, "base": base, "history": history,
                             "settings": settings, "wall_s": round(elapsed, 1), "scan": scan})
     values_out = {**base, **scan[best]["values"]}
     over = " x ".join(f"{key} over {', '.join(f'{v:g}' for v in values)}" for key, values in grid)
-    method = f"profile of {over} (lowest abm.calibration.loss) at the other values of the previous calibration"
+    method = (f"profile of {over} (lowest abm.calibration.loss{_over_targets(args)}) at the other values of the "
+              "previous calibration")
     write_text(args.write, toml_text(values_out, method, best, scan[best]["loss"], scan[best]["measured"], args,
                                      len(scan), elapsed, history))
     chosen = ", ".join(f"{k} = {v:g}" for k, v in scan[best]["values"].items())
     print(f"best {chosen}: loss {scan[best]['loss']:.4g}; wrote {args.write} and {out / name}", file=sys.stderr)
     return 0
+
+
+def _over_targets(args: argparse.Namespace) -> str:
+    """`` over TARGET, ...`` for a loss restricted by ``--targets`` (empty for all targets)."""
+    return f" over {', '.join(args.target_keys)}" if args.target_keys else ""
 
 
 def _history() -> list[str]:
@@ -245,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         if value < low:
             print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
             return 2
+    args.target_keys = sorted(set(args.targets.split(","))) if args.targets else None
+    unknown = [key for key in args.target_keys or [] if key not in TARGET_BY_KEY]
+    if unknown:
+        print(f"error: --targets: {', '.join(unknown)} not a target (abm.calibration.TARGETS: "
+              f"{', '.join(TARGET_BY_KEY)})", file=sys.stderr)
+        return 2
     if args.profile:
         try:
             grid = [parse_profile(text) for text in args.profile]
@@ -274,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler = optuna.samplers.TPESampler(seed=args.seed, multivariate=True, n_startup_trials=min(8, args.trials))
     study = optuna.create_study(study_name="cart-abm", storage=storage, sampler=sampler, direction="minimize",
                                 load_if_exists=True)
-    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days, "only": only}
+    settings = {"n": args.n, "seed": args.seed, "grid": args.grid, "days": args.days, "only": only,
+                **({"targets": args.target_keys} if args.target_keys else {})}
     if "settings" in study.user_attrs and study.user_attrs["settings"] != settings:
         print(f"error: {out}/study.journal was made with {study.user_attrs['settings']}, not {settings}; "
               "use another --out", file=sys.stderr)
@@ -293,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                                 else trial.suggest_float(p.key, p.low, p.high, log=p.log) for p in searched}}
         rows = evaluate(values, args)
         trial.set_user_attr("measured", measure(rows))
-        value = loss(rows)
+        value = loss(rows, args.target_keys)
         print(f"trial {trial.number}: loss {value:.3g}  " + "  ".join(
             f"{k.split('.')[-1]}={v:.3g}" for k, v in values.items()), file=sys.stderr, flush=True)
         return value
@@ -309,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     values = {**current, **{p.key: best.params[p.key] for p in searched}}
     finished = [t for t in study.trials if t.state.is_finished()]
     trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in finished)
-    method = f"Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising abm.calibration.loss"
+    method = (f"Optuna {_optuna_version()} TPE (multivariate, seed {args.seed}) minimising "
+              f"abm.calibration.loss{_over_targets(args)}")
     if only:
         method += f" over {', '.join(only)} at the other values of the previous calibration"
     write_text(args.write, toml_text(values, method, best.number, best.value, best.user_attrs.get("measured", {}),

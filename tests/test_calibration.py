@@ -45,6 +45,17 @@ def test_loss_grows_with_the_distance_outside_a_band():
     assert C.measure(severe)["crs_grade3plus_rate"]["miss"] == pytest.approx((0.70 - t.high) / t.scale)
 
 
+def test_loss_over_named_targets_sums_only_their_terms():
+    severe = [dict(r, crs_max_grade=3, cr_day28=True) for r in cohort_in_every_band()]  # all CR, all severe CRS
+    measured = C.measure(severe)
+    keys = ["crs_grade3plus_rate", "icans_any_rate"]
+    expected = sum(C.TARGET_BY_KEY[k].weight * measured[k]["miss"] ** 2 for k in keys)
+    assert expected > 0
+    assert C.loss(severe, keys) == pytest.approx(expected)
+    assert C.loss(severe) > C.loss(severe, keys)  # the CR miss counts only without the restriction
+    assert C.loss(severe, ["icans_any_rate"]) == 0.0
+
+
 def followed(days, responder=True, relapse_day=None):
     return {**patient(), "follow_up_days": days, "cr_within_3mo": responder, "mrd_negative_within_3mo": responder,
             "relapse": None if not responder else relapse_day is not None, "relapse_day": relapse_day}
@@ -190,6 +201,24 @@ def test_calibrate_profile_over_two_keys_scans_their_grid(tmp_path):
         assert written["values"][key] == pytest.approx(value)
     assert written["calibration"]["method"].startswith(
         "profile of cart.chemotaxis_bias over 0, 0.1 x relapse.reservoir_kill_per_day over 0.001, 0.01")
+
+
+def test_calibrate_targets_scores_only_the_named_targets(tmp_path, capsys):
+    from experiments import calibrate
+
+    out = tmp_path / "targets"
+    targets = ["crs_any_rate", "crs_onset_median_day"]
+    assert calibrate.main(["--smoke", "--out", str(out), "--profile", "cart.chemotaxis_bias=0,0.1",
+                           "--targets", ",".join(targets)]) == 0
+    scan = json.loads((out / "profile-cart.chemotaxis_bias.json").read_text())
+    assert scan["settings"]["targets"] == sorted(targets)
+    for point in scan["scan"]:
+        assert point["loss"] == pytest.approx(sum(C.TARGET_BY_KEY[k].weight * point["measured"][k]["miss"] ** 2
+                                                  for k in targets if k in point["measured"]))
+    written = tomllib.loads((out / "calibrated.toml").read_text())
+    assert f"abm.calibration.loss over {', '.join(sorted(targets))})" in written["calibration"]["method"]
+    assert calibrate.main(["--smoke", "--out", str(out), "--targets", "cr_rate,no_such_target"]) == 2
+    assert "no_such_target not a target" in capsys.readouterr().err
 
 
 def test_calibration_report_smoke(tmp_path, capsys):
