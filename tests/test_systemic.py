@@ -32,7 +32,8 @@ EXPANDING = {"cart.max_divisions": 13}
 
 
 # a patient whose CRS reaches tocilizumab and steroids (the uncalibrated cytokine response)
-SEVERE = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0}
+SEVERE = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
+          "serum.il6_division_decay": 1.0}
 
 
 def make_body(**overrides) -> Body:
@@ -511,9 +512,8 @@ def test_steroids_lower_controls_and_icans():
 def test_steroids_stop_after_duration_once_grades_fall():
     # the uncalibrated, more inflammatory IL-6 and ICANS settings, so that the toy patient reaches the steroid
     # grade and its grades fall within the month
-    rows = run_toy_killing(make_body(**{"serum.il6_production_pg_ml_per_day": 80.0,
-                                        "serum.myeloid_amplification": 9.0, "icans.ice_half_il6_pg_ml": 1500.0,
-                                        "icans.ice_hill": 2.0}), 30.0)
+    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0}),
+                           30.0)
     assert any(r["steroids_on"] for r in rows)
     assert rows[-1]["steroids_on"] == 0
 
@@ -573,8 +573,7 @@ def test_window_without_marrow_rejected():
 # -- dose hold on CRS ----------------------------------------------------------------------------
 def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
     split = {"schedule.days": [0.0, 4.0, 8.0], "schedule.fractions": [0.1, 0.3, 0.6],
-             "serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
-             "therapy.tocilizumab_grade": 2, "crs.fever_il6_pg_ml": 30.0}
+             **SEVERE, "therapy.tocilizumab_grade": 2, "crs.fever_il6_pg_ml": 30.0}
     given = make_body(**split)
     held = make_body(**split, **{"schedule.hold_crs_grade": 1})
     dose = 3e6 * 30.0
@@ -589,7 +588,7 @@ def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
 
 def test_held_fractions_survive_a_checkpoint():
     split = {"schedule.days": [0.0, 4.0], "schedule.fractions": [0.5, 0.5], "schedule.hold_crs_grade": 1,
-             "serum.il6_production_pg_ml_per_day": 300.0, "serum.myeloid_amplification": 9.0}
+             **SEVERE, "serum.il6_production_pg_ml_per_day": 300.0}
     body = make_body(**split)
     run_constant(body, ELIANA_CD19, 5.0)
     copy = make_body(**split)
@@ -603,8 +602,7 @@ def test_held_fractions_survive_a_checkpoint():
 
 def test_running_maximum_grades_keep_every_step_and_survive_a_checkpoint():
     # no reservoir, so that CRS resolves once the window's blasts are gone
-    toy = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
-           "crs.fever_il6_pg_ml": 30.0, "relapse.reservoir_fraction": 0.0}
+    toy = {**SEVERE, "crs.fever_il6_pg_ml": 30.0, "relapse.reservoir_fraction": 0.0}
     body = make_body(**toy)
     rows = run_toy_killing(body, 30.0)
     running_crs = running_icans = 0
