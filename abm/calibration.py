@@ -131,6 +131,9 @@ PRIORS: tuple[Prior, ...] = (
     Prior("icans.ice_half_il6_pg_ml", 500.0, 5000.0, True,
           "assumption: neurotoxicity tracks serum IL-6 in the thousands of pg/mL (Gust 2017 Cancer Discov "
           "7:1404; Teachey 2016)"),
+    Prior("icans.delay_days", 0.5, 4.0, False,
+          "assumption: ICANS typically starts days after CRS, often as it subsides (Neelapu 2018 Nat Rev Clin Oncol "
+          "15:47): a mean lag of the neurotoxic effect behind serum IL-6 of half a day to four days"),
     Prior("icans.ice_hill", 1.0, 6.0, False,
           "assumption: ICANS follows endothelial activation / blood-brain-barrier disruption, a threshold-like "
           "event (Gust 2017): from a graded (1) to a switch-like (6) ICE response"),

@@ -488,7 +488,8 @@ SCHEMA: tuple[Param, ...] = (
     Param("icans.delay_days", float, 2.0, "d", 0.1, 14.0,
           description="Mean delay of the neurotoxic effect compartment behind the serum IL-6 excess (ICANS "
                       "follows CRS by days).",
-          source="assumption: ICANS typically starts days after CRS (Neelapu 2018 Nat Rev Clin Oncol 15:47)"),
+          source="assumption: ICANS typically starts days after CRS (Neelapu 2018 Nat Rev Clin Oncol 15:47); "
+                 "calibrated (issue 4)"),
     Param("icans.ice_half_il6_pg_ml", float, 1500.0, "pg/mL", 1.0, 1e6,
           description="Effect-compartment level C at which the ICE-score surrogate is 5 of 10: "
                       "ICE = round(10 / (1 + (C / K)^n)) (n = icans.ice_hill).",
