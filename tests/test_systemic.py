@@ -34,6 +34,8 @@ EXPANDING = {"cart.max_divisions": 13}
 # a patient whose CRS reaches tocilizumab and steroids (the uncalibrated cytokine response)
 SEVERE = {"serum.il6_production_pg_ml_per_day": 80.0, "serum.myeloid_amplification": 9.0,
           "serum.il6_division_decay": 1.0}
+# the uncalibrated ICANS response, which such a patient reaches
+UNCALIBRATED_ICANS = {"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0, "icans.delay_days": 2.0}
 
 
 def make_body(**overrides) -> Body:
@@ -422,8 +424,7 @@ def test_icans_grade_follows_ice_score():
 def test_crs_starts_before_icans_in_an_eliana_like_patient():
     # an ICANS scale this patient reaches (the calibrated one makes ICANS rare): the mechanism, not the rate
     # no reservoir: "antigen gone" means the window's blasts killed and no sanctuary disease left to stimulate
-    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0,
-                                                  "relapse.reservoir_fraction": 0.0}), 30.0)
+    rows = run_toy_killing(make_body(**SEVERE, **UNCALIBRATED_ICANS, **{"relapse.reservoir_fraction": 0.0}), 30.0)
     crs_onset = next(r["t"] for r in rows if r["crs_grade"] >= 1)
     icans_onset = next(r["t"] for r in rows if r["icans_grade"] >= 1)
     assert 1.0 <= crs_onset <= 7.0  # SCIENCE.md: median day 3
@@ -512,8 +513,7 @@ def test_steroids_lower_controls_and_icans():
 def test_steroids_stop_after_duration_once_grades_fall():
     # the uncalibrated, more inflammatory IL-6 and ICANS settings, so that the toy patient reaches the steroid
     # grade and its grades fall within the month
-    rows = run_toy_killing(make_body(**SEVERE, **{"icans.ice_half_il6_pg_ml": 1500.0, "icans.ice_hill": 2.0}),
-                           30.0)
+    rows = run_toy_killing(make_body(**SEVERE, **UNCALIBRATED_ICANS), 30.0)
     assert any(r["steroids_on"] for r in rows)
     assert rows[-1]["steroids_on"] == 0
 
@@ -573,7 +573,7 @@ def test_window_without_marrow_rejected():
 # -- dose hold on CRS ----------------------------------------------------------------------------
 def test_later_fractions_are_held_while_crs_is_at_the_hold_grade():
     split = {"schedule.days": [0.0, 4.0, 8.0], "schedule.fractions": [0.1, 0.3, 0.6],
-             **SEVERE, "therapy.tocilizumab_grade": 2, "crs.fever_il6_pg_ml": 30.0}
+             **SEVERE, **UNCALIBRATED_ICANS, "therapy.tocilizumab_grade": 2, "crs.fever_il6_pg_ml": 30.0}
     given = make_body(**split)
     held = make_body(**split, **{"schedule.hold_crs_grade": 1})
     dose = 3e6 * 30.0
