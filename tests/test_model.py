@@ -106,7 +106,24 @@ def test_every_marrow_site_is_reachable_from_a_sinusoid():
     tissue[5, 4] = R.MARROW  # a diagonal opening: cells move between Moore neighbours, so it is reachable
     tissue[6, 5] = R.MARROW
     assert not closed_pockets(tissue).any()
-    for seed in range(5):  # generated windows keep none, and the bone fraction stays as asked
+    for seed in range(5):  # generated windows keep none; the bone fraction is as asked plus the filled pockets
         t = build_tissue(Params.default().replace({"grid.size": 200}), np.random.default_rng(seed))
         assert not closed_pockets(t).any()
-        assert abs((t == R.BONE).mean() - 0.2) < 0.005
+        assert 0.195 < (t == R.BONE).mean() < 0.23
+
+
+def test_a_pocket_with_its_own_sinusoid_is_closed():
+    """CAR-T cells would enter it only through its own portals, which its blasts keep full (issue 4)."""
+    tissue = np.full((9, 9), R.MARROW, dtype=np.uint8)
+    tissue[0, :] = R.SINUSOID
+    tissue[1, :] = R.PERIVASCULAR
+    tissue[3:9, 3:9] = R.BONE
+    tissue[5:8, 5:8] = R.MARROW  # a 3 x 3 pocket in bone ...
+    tissue[6, 6] = R.SINUSOID  # ... around a sinusoid of its own
+    tissue[5:8, 5:8][tissue[5:8, 5:8] == R.MARROW] = R.PERIVASCULAR
+    closed = closed_pockets(tissue)
+    assert closed.sum() == 8 and closed[5:8, 5:8].sum() == 8
+    tissue[1, :] = R.MARROW  # no perivascular site in the main space: a window CAR-T cells cannot enter
+    tissue[0, :] = R.BONE
+    closed = closed_pockets(tissue)  # the main space is now the pocket, the largest component CAR-T cells enter
+    assert not closed[5:8, 5:8].any() and closed.sum() == (tissue == R.MARROW).sum()
