@@ -1,8 +1,12 @@
 """Peak ICANS effect C per patient of the 100-patient calibration cohort (seed 2018, 200^2, 28 d)."""
-import json, sys
+
+import json
+import sys
 from concurrent.futures import ProcessPoolExecutor
-from abm.params import Params
+
 from abm.cohort import sample_cohort
+from abm.params import Params
+
 
 def one(job_and_base):
     job, base = job_and_base
@@ -13,6 +17,7 @@ def one(job_and_base):
     return {"patient": job.index, "c_peak": float(df["icans_effect_pg_ml"].max()), "icans": int(m.body.icans_peak),
             "crs": int(m.body.crs_peak), "steroids": bool(m.body.steroids_given),
             "il6_peak": float(df["serum_il6_pg_ml"].max())}
+
 
 if __name__ == "__main__":
     n = int(sys.argv[1])
