@@ -115,7 +115,8 @@ SCHEMA: tuple[Param, ...] = (
           description="Edge of a lattice site (about one hematopoietic cell diameter).",
           source="SCIENCE.md: cells ~10 um; PhysiCell/CARTopiaX use 20 um voxels"),
     Param("grid.bone_fraction", float, 0.2, "-", 0.0, 0.6,
-          description="Fraction of the window that is trabecular bone (BV/TV).",
+          description="Fraction of the window that is trabecular bone (BV/TV); marrow pockets that bone closes off "
+                      "from the main marrow space are filled too (~0.5 % of the window more; abm.marrow).",
           source="Glorieux et al. 2000 Bone 26:103 (iliac BV/TV ~20-30 % in children)"),
     Param("grid.sinusoid_fraction", float, 0.05, "-", 0.0, 0.3,
           description="Fraction of the window that is sinusoid lumen (CAR-T entry and exit).",
