@@ -78,6 +78,7 @@ OUTCOME_KEYS = (
     "cr_day28",
     "mrd_day28",
     "mrd_negative_day28",
+    "mrd_detection_limit",
     "crs_max_grade",
     "crs_onset_day",
     "icans_max_grade",

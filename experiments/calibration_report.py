@@ -208,6 +208,12 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         aplasia = f"; B-cell aplasia median {f['aplasia_median_days']:g} days" if f["aplasia_median_days"] else ""
         lines += ["", f"Follow-up cohort (not scored): {f['relapses']} of {f['responders']} responders relapsed "
                   f"within {prov['relapse_days']:g} days ({relapse}){aplasia}."]
+    m = prov.get("mrd_residue")
+    if m and m["positive"]:
+        lines += ["", f"Day-28 MRD of the main cohort's {m['responders']} responders: {m['positive']} positive "
+                  f"(>= 0.01 %), of which {m['few_blasts']} hold at most {FEW_BLASTS} blasts in the window. A window "
+                  "cannot measure below one blast in its nucleated cells (`mrd_detection_limit`, median "
+                  f"{m['limit_median']:.2g} among responders; see `abm/outcomes.py`)."]
     if prov.get("cart_peak_blood_per_ul"):
         q = prov["cart_peak_blood_per_ul"]
         lines += ["", f"Blood CAR-T peak (Cmax) quartiles in the main cohort: {q[0]:,.0f}, {q[1]:,.0f}, "
@@ -269,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "cart_peak_blood_per_ul": _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main]),
         "follow_up": follow_up_summary(rows_follow),
+        "mrd_residue": mrd_residue(rows_main),
     }
     write_text(out / "table.csv", table_csv(table))
     write_text(out / "patients.csv", _patients_csv(rows_main))
@@ -298,6 +305,28 @@ def follow_up_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "relapse_days": sorted(float(r["relapse_day"]) for r in relapsed),
         "antigen_negative": sum(bool(r.get("relapse_antigen_negative")) for r in relapsed),
         "aplasia_median_days": float(np.median(aplasia)) if aplasia else None,
+    }
+
+
+FEW_BLASTS = 3  # "a few blasts": the residue a window's one-cell detection limit makes positive
+
+
+def mrd_residue(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How many day-28 responders are MRD-positive, and how many of those by at most :data:`FEW_BLASTS` blasts.
+
+    The window's blast count is ``mrd_day28 / mrd_detection_limit`` (the limit is one over its nucleated
+    cells). ``None`` when the rows lack the limit (a cohort from before it was recorded).
+    """
+    responders = [r for r in rows if r.get("cr_day28")]
+    if not responders or any(r.get("mrd_detection_limit") is None for r in responders):
+        return None
+    positive = [r for r in responders if not r.get("mrd_negative_day28")]
+    blasts = [round(float(r["mrd_day28"]) / float(r["mrd_detection_limit"])) for r in positive]
+    return {
+        "responders": len(responders),
+        "positive": len(positive),
+        "few_blasts": sum(b <= FEW_BLASTS for b in blasts),
+        "limit_median": float(np.median([float(r["mrd_detection_limit"]) for r in responders])),
     }
 
 

@@ -255,6 +255,20 @@ def test_follow_up_summary_counts_relapses_of_responders_and_their_antigen():
     assert follow_up_summary([]) is None
 
 
+def test_mrd_residue_counts_positive_responders_by_their_window_blasts():
+    from experiments.calibration_report import mrd_residue
+
+    def row(cr, mrd, nucleated):
+        return {"cr_day28": cr, "mrd_day28": mrd, "mrd_negative_day28": mrd < 1e-4,
+                "mrd_detection_limit": 1 / nucleated}
+
+    rows = [row(True, 0.0, 20_000), row(True, 2 / 8_000, 8_000), row(True, 3 / 10_000, 10_000),
+            row(True, 40 / 20_000, 20_000), row(False, 0.3, 5_000)]
+    assert mrd_residue(rows) == {"responders": 4, "positive": 3, "few_blasts": 2,
+                                 "limit_median": pytest.approx(7.5e-5)}  # median of 1/20k, 1/8k, 1/10k, 1/20k
+    assert mrd_residue([{**rows[0], "mrd_detection_limit": None}]) is None  # rows from before the limit was kept
+
+
 def test_bootstrap_median_interval_is_seeded_and_brackets_the_median():
     from experiments.calibration_report import bootstrap_median
 
