@@ -74,7 +74,9 @@ import pandas as pd
 import abm
 from abm.model import MarrowModel
 
+#: Complete remission threshold on the marrow blast fraction (5 %).
 CR_THRESHOLD = 0.05
+#: Measurable residual disease threshold on the marrow blast fraction (0.01 %, 1e-4; ELIANA's flow cytometry).
 MRD_THRESHOLD = 1e-4
 RESPONSE_DAY = 28.0
 BEST_RESPONSE_DAYS = 90.0  # "within 3 months" (ELIANA's overall remission rate)

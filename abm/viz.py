@@ -41,7 +41,7 @@ from matplotlib.patches import Patch, Rectangle
 from PIL import Image
 
 from abm.model import VIEW_CODES
-from abm.outcomes import B_CELL_APLASIA_FRACTION, b_cell_share
+from abm.outcomes import B_CELL_APLASIA_FRACTION, CR_THRESHOLD, MRD_THRESHOLD, b_cell_share
 
 #: Colour of each view code (keys of :data:`abm.model.VIEW_CODES`). Cell kinds
 #: use the Okabe-Ito colour-blind-safe set; tissue uses muted, light tones so
@@ -86,10 +86,6 @@ LABELS: dict[str, str] = {
     "cart_exhausted": "CAR-T exhausted",
 }
 
-#: Complete remission threshold on the marrow blast fraction (5 %).
-CR_THRESHOLD = 0.05
-#: Measurable residual disease threshold on the marrow blast fraction (0.01 %, 1e-4).
-MRD_THRESHOLD = 1e-4
 #: Blast fractions of zero are drawn at this value on log axes (1e-6 = 0.0001 %).
 BLAST_FRACTION_FLOOR = 1e-6
 

@@ -227,7 +227,8 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         f"- cart-abm {prov['cart_abm_version']}, commit `{prov['git_commit']}`; command `{prov['command']}`",
         f"- cohort seed {prov['seed']} (calibration used another cohort); date (UTC) {prov['date_utc']}; "
         f"wall time {prov['wall_s']:.0f} s with {prov['workers']} worker(s) for the {prov['simulated']} patients "
-        f"this invocation simulated (the others were finished by an earlier, interrupted invocation and read back)",
+        f"this invocation simulated" + (" (the others were finished by an earlier, interrupted invocation and read "
+                                         "back)" if prov["simulated"] < prov["n"] + prov["relapse_n"] else ""),
         f"- machine: {prov['machine']['cpu']}, {prov['machine']['cpu_count']} CPUs; Python "
         f"{prov['machine']['python']}, NumPy {prov['machine']['numpy']}, Numba {prov['machine']['numba']}, "
         f"Mesa {prov['machine']['mesa']}",

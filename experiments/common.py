@@ -434,14 +434,19 @@ def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
     return ["condition", "replicate", "seed", "day", *names], rows
 
 
-def git_commit() -> str | None:
-    """The checkout's commit (with ``-dirty`` when tracked files differ from it), or None outside git."""
+def git_commit(root: Path = ROOT) -> str | None:
+    """The checkout's commit, or None outside git.
+
+    ``-dirty`` is appended when tracked files other than ``experiments/results/``
+    differ from it: a study rewrites its own committed results while it runs,
+    which must not mark its provenance dirty.
+    """
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)experiments/results"], cwd=root, capture_output=True, text=True, timeout=10)
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -467,3 +467,25 @@ def test_relapse_notes_call_only_a_pre_day_28_return_below_5_percent_a_threshold
     notes = [n for n in standard_notes(Result()) if n.startswith("- Relapse in")]
     assert len(notes) == 2
     assert "threshold crossing" not in notes[0] and "threshold crossing" in notes[1]
+
+
+def test_git_commit_is_dirty_for_code_changes_but_not_for_rewritten_results(tmp_path):
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    (repo / "experiments" / "results" / "study").mkdir(parents=True)
+    plain.mkdir()
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    (repo / "experiments" / "results" / "study" / "README.md").write_text("old result\n")
+    (repo / "model.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "start")
+    head = common.git_commit(repo)
+    assert head is not None and len(head) == 40
+    (repo / "experiments" / "results" / "study" / "README.md").write_text("new result\n")  # a study rerun
+    assert common.git_commit(repo) == head
+    (repo / "model.py").write_text("x = 2\n")
+    assert common.git_commit(repo) == head + "-dirty"
+    assert common.git_commit(plain) is None  # outside git
