@@ -33,15 +33,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from abm.rows import grade_at_least, share
-
-CALIBRATED_TOML = Path(__file__).with_name("calibrated.toml")
 
 
 @dataclass(frozen=True)
@@ -292,11 +288,3 @@ def loss(rows: Sequence[dict[str, Any]], targets: Sequence[str] | None = None) -
     measured = measure(rows)
     return float(sum(TARGET_BY_KEY[key].weight * m["miss"] ** 2 for key, m in measured.items()
                      if targets is None or key in targets))
-
-
-def read_calibrated(path: Path = CALIBRATED_TOML) -> dict[str, Any]:
-    """The ``[values]`` table of the calibration file (``{}`` when there is none)."""
-    if not path.exists():
-        return {}
-    with open(path, "rb") as fh:
-        return dict(tomllib.load(fh).get("values", {}))

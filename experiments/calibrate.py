@@ -60,10 +60,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from abm.calibration import CALIBRATED_TOML, PRIOR_BY_KEY, PRIORS, TARGET_BY_KEY, TARGETS, Prior, loss, measure
+from abm.calibration import PRIOR_BY_KEY, PRIORS, TARGET_BY_KEY, TARGETS, Prior, loss, measure
 from abm.errors import ParamError
 from abm.io import write_json, write_text
-from abm.params import UNCALIBRATED_DEFAULTS, Params
+from abm.params import CALIBRATED_TOML, UNCALIBRATED_DEFAULTS, Params
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 
 import abm
-from abm.calibration import DAY28, TARGETS, Target, read_calibrated, responders_within_3mo
+from abm.calibration import DAY28, TARGETS, Target, responders_within_3mo
 from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
 from abm.errors import ParamError
 from abm.io import model_fingerprint
-from abm.params import Params
+from abm.params import Params, read_calibrated
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
@@ -189,7 +189,7 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         f"follow-up cohort of {prov['relapse_n']} patients ({prov['relapse_days']:g} days, "
         f"{prov['relapse_grid']}^2 window), all with the calibrated defaults of `abm/calibrated.toml` "
         f"({', '.join(f'`{k}` = {v:g}' for k, v in prov['calibrated'].items()) or 'none yet'}). "
-        "CRS and ICANS are graded as ASTCT 2019 surrogates (see `abm/systemic.py`).",
+        "CRS and ICANS are graded as ASTCT 2019 surrogates (see `abm/body/toxicity.py`).",
         "",
         f"**{len(met)} of {len(rows)} targets reached** (value in the band, or its 95 % interval overlapping it); "
         f"missed: {', '.join(r.target.label for r in missed) or 'none'}.",

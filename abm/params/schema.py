@@ -1,110 +1,22 @@
-"""Typed, validated parameters: each declared once with unit, default, range and source.
+"""The declared parameters: every key once, with its sourced (uncalibrated) default.
 
-A run's parameters are a :class:`Params` object: sections of keys (``grid.size``,
-``product.dose_per_kg``, ...). Every key is declared in :data:`SCHEMA` with its
-type, unit, default, valid range (or choices), a description and a source (a
-paper, or "assumption" with the reason). Values come from the defaults, a TOML
-file and ``section.key=value`` overrides (TOML values; a bare word is a
-string), and are validated on the way in: an unknown key, a wrong type, a
-value out of range, NaN/inf or an inconsistent combination raises
-:class:`~abm.errors.ParamError` naming the key, the value and what is allowed.
-
-Calibrated defaults: where ``abm/calibrated.toml`` (written by ``python -m
-experiments.calibrate``, see :mod:`abm.calibration`) holds a value for a key,
-that value is the key's default, and its source says so;
+:data:`DECLARED` is the schema as written from the sources; the defaults a run
+uses are these merged with ``abm/calibrated.toml`` (:mod:`abm.params.defaults`).
 :data:`UNCALIBRATED_DEFAULTS` keeps the sourced values the calibration started
-from.
-
-``docs/parameters.md`` is generated from :data:`SCHEMA` (``python -m abm.params``).
+from; ``docs/parameters.md`` is generated from the merged schema
+(``python -m abm.params``).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import tomllib
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from abm.errors import ParamError
-
-
-@dataclass(frozen=True)
-class Param:
-    """Declaration of one parameter."""
-
-    key: str  # "section.name"
-    type: type  # float, int, str, bool or list (of floats)
-    default: Any
-    unit: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] | None = None
-    description: str = ""
-    source: str = ""
-
-    def allowed(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        kind = {float: "a number", int: "an integer", bool: "true or false", list: "a list of numbers", str: "text"}
-        text = kind[self.type]
-        if self.low is not None or self.high is not None:
-            bounds = f"[{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}]"
-            text = f"a list of numbers each in {bounds}" if self.type is list else f"{text} in {bounds}"
-        return text + (f" [{self.unit}]" if self.unit and self.unit != "-" else "")
-
-    def check(self, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's type, or raise :class:`ParamError`."""
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if self.type is list:
-            if not isinstance(value, list) or not value:
-                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
-            return [self._check_number(self.key, v) for v in value]
-        if self.type is float:
-            return self._check_number(self.key, value)
-        if self.type is int:
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
-            self._check_range(self.key, value)
-            return value
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
-            return value
-        if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
-            raise ParamError(f"{self.key} = {_show(value)}: expected {self.allowed()}")
-        return value
-
-    def _check_number(self, key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamError(f"{key} = {_show(value)}: expected {self.allowed()}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ParamError(f"{key} = {_show(value)}: expected {self.allowed()} (NaN and infinity are not allowed)")
-        self._check_range(key, value)
-        return value
-
-    def _check_range(self, key: str, value: float) -> None:
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise ParamError(f"{key} = {_show(value)}: out of range, expected {self.allowed()}")
-
-
-def _fmt(x: float | None, unbounded: str) -> str:
-    return unbounded if x is None else f"{x:g}"
-
-
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f'"{value}"'
-
+from abm.params.param import Param
 
 HARRISON = "Harrison 1962 J Clin Pathol 15:254"
 ASSUMPTION = "assumption"
 
-SCHEMA: tuple[Param, ...] = (
+DECLARED: tuple[Param, ...] = (
     # grid -----------------------------------------------------------------
     Param("grid.size", int, 400, "sites per side", 8, 16384,
           description="Side of the square marrow window; one site holds one cell.",
@@ -394,7 +306,7 @@ SCHEMA: tuple[Param, ...] = (
     Param("cxcl12.half_life_h", float, 2.0, "h", 0.05, 48.0,
           description="CXCL12 half-life in marrow.",
           source="assumption"),
-    # -- body, cytokines, toxicity and therapy (abm/systemic.py) --
+    # -- body, cytokines, toxicity and therapy (abm/body) --
     Param("body.antigen_half_saturation_cells", float, 1e10, "cells", 1e6, 1e13,
           description="Body CD19+ cell load K_A at which antigen-driven stimulation of body CAR-T (expansion, "
                       "IL-6, memory recall) is half maximal: stimulation = A / (A + K_A).",
@@ -417,7 +329,7 @@ SCHEMA: tuple[Param, ...] = (
           description="Hazard that a memory CAR-T cell in tissue turns effector, at saturating antigen "
                       "(times the stimulation A / (A + K_A)).",
           source="assumption: memory T cells re-expand within days of meeting antigen again"),
-    # -- residual disease outside the window (abm/systemic.py) --
+    # -- residual disease outside the window (abm/body) --
     Param("relapse.reservoir_fraction", float, 0.01, "-", 0.0, 0.5,
           description="Leukemia the window does not sample (CNS, testes, extramedullary sites, marrow spaces CAR-T "
                       "cells reach poorly) at infusion, as a fraction of the body's marrow blasts; it grows, is "
@@ -549,199 +461,4 @@ SCHEMA: tuple[Param, ...] = (
           source="assumption: dexamethasone reduces CNS inflammation and endothelial activation"),
 )
 
-UNCALIBRATED_DEFAULTS: dict[str, Any] = {p.key: p.default for p in SCHEMA}
-
-
-def _calibrated(schema: tuple[Param, ...]) -> tuple[Param, ...]:
-    from abm.calibration import CALIBRATED_TOML, read_calibrated
-
-    values = read_calibrated()
-    known = {p.key for p in schema}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ParamError(f"{CALIBRATED_TOML}: unknown parameter(s) {', '.join(unknown)}")
-    return tuple(
-        replace(p, default=p.check(values[p.key]),
-                source=f"{p.source}; calibrated (abm/calibrated.toml; uncalibrated {p.default!r})")
-        if p.key in values else p
-        for p in schema
-    )
-
-
-SCHEMA = _calibrated(SCHEMA)
-BY_KEY: dict[str, Param] = {p.key: p for p in SCHEMA}
-SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(p.key.split(".")[0] for p in SCHEMA))
-
-
-class Section:
-    """Read-only attribute view of one section (``params.grid.size``)."""
-
-    def __init__(self, name: str, values: dict[str, Any]):
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_values", values)
-
-    def __getattr__(self, item: str) -> Any:
-        try:
-            return self._values[f"{self._name}.{item}"]
-        except KeyError:
-            raise AttributeError(f"no parameter {self._name}.{item}") from None
-
-    def __setattr__(self, key, value):
-        raise AttributeError("parameters are read-only; use Params.replace")
-
-
-class Params:
-    """A complete, validated set of parameters.
-
-    Build with :meth:`default`, :meth:`from_toml`, :meth:`from_dict` and
-    :meth:`replace`; read as ``params["grid.size"]`` or ``params.grid.size``.
-    """
-
-    def __init__(self, values: dict[str, Any] | None = None):
-        merged = {p.key: _copy(p.default) for p in SCHEMA}
-        for key, value in (values or {}).items():
-            if key not in BY_KEY:
-                raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
-            merged[key] = BY_KEY[key].check(value)
-        _check_consistency(merged)
-        self._values = merged
-
-    @classmethod
-    def default(cls) -> Params:
-        return cls()
-
-    @classmethod
-    def from_dict(cls, nested: dict[str, Any]) -> Params:
-        """From ``{"section": {"key": value}}`` (the TOML shape)."""
-        return cls(_flatten(nested))
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> Params:
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ParamError(f"cannot read config {str(path)!r}: {exc.strerror}") from None
-        try:
-            nested = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ParamError(f"config {str(path)!r} is not valid TOML: {exc}") from None
-        return cls.from_dict(nested)
-
-    def replace(self, values: dict[str, Any]) -> Params:
-        """A copy with some keys changed (validated)."""
-        return Params({**self._values, **values})
-
-    def with_overrides(self, assignments: list[str]) -> Params:
-        """Apply ``section.key=value`` strings (TOML values; a bare word is a string)."""
-        return self.replace(dict(parse_assignment(a) for a in assignments))
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._values:
-            raise KeyError(f"unknown parameter {key!r}")
-        return self._values[key]
-
-    def __getattr__(self, item: str) -> Section:
-        if item.startswith("_") or item not in SECTIONS:
-            raise AttributeError(item)
-        return Section(item, self._values)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Params) and self._values == other._values
-
-    def as_dict(self) -> dict[str, dict[str, Any]]:
-        """Nested ``{section: {key: value}}``, every key present."""
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in self._values.items():
-            section, name = key.split(".", 1)
-            nested.setdefault(section, {})[name] = _copy(value)
-        return nested
-
-    def flat(self) -> dict[str, Any]:
-        return {k: _copy(v) for k, v in self._values.items()}
-
-    def to_toml(self) -> str:
-        header = "# cart-abm parameters (every key; units and sources in docs/parameters.md)\n"
-        return header + tomli_w.dumps(self.as_dict())
-
-
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """Parse ``section.key=value``; the value is TOML, or a plain string if it is a bare word."""
-    if "=" not in text:
-        raise ParamError(f"override {text!r}: expected section.key=value")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    if key not in BY_KEY:
-        raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        if not raw or any(c in raw for c in "[]{}\"'=,"):
-            raise ParamError(f"{key} = {raw}: not a valid TOML value; expected {BY_KEY[key].allowed()}") from None
-        value = raw
-    return key, value
-
-
-def _flatten(nested: dict[str, Any]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for section, body in nested.items():
-        if section not in SECTIONS:
-            raise ParamError(f"unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
-        if not isinstance(body, dict):
-            raise ParamError(f"{section}: expected a [{section}] table, got {_show(body)}")
-        for name, value in body.items():
-            flat[f"{section}.{name}"] = value
-    return flat
-
-
-def _check_consistency(v: dict[str, Any]) -> None:
-    days, fractions = v["schedule.days"], v["schedule.fractions"]
-    if len(days) != len(fractions):
-        raise ParamError(
-            f"schedule.days = {days} and schedule.fractions = {fractions}: expected lists of the same length"
-        )
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ParamError(
-            f"schedule.fractions = {fractions}: expected fractions summing to 1 (sum is {sum(fractions):g})"
-        )
-    if any(b <= a for a, b in itertools.pairwise(days)):
-        raise ParamError(f"schedule.days = {days}: expected strictly increasing days")
-    solid = v["grid.bone_fraction"] + v["grid.sinusoid_fraction"]
-    if solid > 0.8:
-        raise ParamError(
-            f"grid.bone_fraction + grid.sinusoid_fraction = {solid:g}: expected at most 0.8 so that marrow remains"
-        )
-    from abm.systemic import check_body_params  # local: systemic imports this module
-
-    check_body_params(v)
-    if v["time.observe_every_h"] * 60.0 < v["time.dt_min"]:
-        raise ParamError(
-            f"time.observe_every_h = {v['time.observe_every_h']:g}: expected at least one step "
-            f"(time.dt_min = {v['time.dt_min']:g} min)"
-        )
-
-
-def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value
-
-
-def markdown_table() -> str:
-    """The parameter reference, as written to ``docs/parameters.md``."""
-    lines = [
-        "# Parameters",
-        "",
-        "Generated from `abm/params.py` by `python -m abm.params`; do not edit by hand.",
-        "",
-        "| key | default | unit | allowed | description | source |",
-        "|---|---|---|---|---|---|",
-    ]
-    for p in SCHEMA:
-        allowed = p.allowed().replace("|", "/")
-        lines.append(f"| `{p.key}` | `{p.default}` | {p.unit} | {allowed} | {p.description} | {p.source} |")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    out = Path("docs/parameters.md")
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(markdown_table(), encoding="utf-8")
-    print(f"wrote {out}")
+UNCALIBRATED_DEFAULTS: dict[str, Any] = {p.key: p.default for p in DECLARED}
