@@ -240,7 +240,7 @@ def timecourse_png(df: pd.DataFrame, *, dpi: int = 90) -> bytes:
         blood.tick_params(axis="y", colors="0.35")
         blood.set_ylim(bottom=0)
     ax_t.legend(handles=handles, fontsize=7, frameon=False, loc="upper left")
-    crs = viz._crs_bands(ax_i, df)  # CRS grade bands, if the model grades CRS
+    crs = viz.crs_bands(ax_i, df)  # CRS grade bands, if the model grades CRS
     ax_i.plot(days, df["il6_max_pg_ml"], color="#7b3294", lw=1.2, ls="--", label="max")
     ax_i.plot(days, df["il6_mean_pg_ml"], color="#7b3294", lw=1.6, label="mean")
     ax_i.set_ylim(bottom=0)

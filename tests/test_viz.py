@@ -14,6 +14,7 @@ from PIL import Image
 from abm import viz
 from abm.cli import main
 from abm.model import VIEW_CODES, MarrowModel
+from abm.viz.render import _CART_CODES
 
 
 def _rgb(name: str) -> np.ndarray:
@@ -77,8 +78,8 @@ def test_palette_and_labels_cover_every_view_code_with_distinct_colours():
 
 
 def test_cart_markers_cover_every_cart_code_with_active_on_top():
-    assert set(viz._CART_CODES) == {c for k, c in VIEW_CODES.items() if k.startswith("cart_")}
-    assert viz._CART_CODES[-1] == VIEW_CODES["cart_active"]
+    assert set(_CART_CODES) == {c for k, c in VIEW_CODES.items() if k.startswith("cart_")}
+    assert _CART_CODES[-1] == VIEW_CODES["cart_active"]
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_animate_run_out_file_without_field_keeps_exact_palette_colours(run_dir,
 def _near_cart(view, i, j, reach=2):
     """A CAR-T dot (a few sites wide) may cover the site."""
     window = view[max(0, i - reach) : i + reach + 1, max(0, j - reach) : j + reach + 1]
-    return bool(np.isin(window, viz._CART_CODES).any())
+    return bool(np.isin(window, _CART_CODES).any())
 
 
 def test_animate_run_without_snapshots_says_how_to_record_them(run_dir, tmp_path):
