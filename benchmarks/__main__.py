@@ -7,7 +7,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import benchmarks
+from benchmarks.machine import max_threads
+from benchmarks.registry import RULE_SETS, config_for, registry
+from benchmarks.report import RESULTS_DIR, compare, document, load, markdown, write
+from benchmarks.runner import patient_runs, run
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -42,9 +45,9 @@ def parse_days(text: str) -> tuple[float, ...]:
 
 def parse_rules(text: str) -> tuple[str, ...]:
     rules = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not rules or any(r not in benchmarks.RULE_SETS for r in rules):
+    if not rules or any(r not in RULE_SETS for r in rules):
         raise argparse.ArgumentTypeError(f"--rules {text!r}: expected a comma-separated subset of "
-                                         f"{','.join(benchmarks.RULE_SETS)}")
+                                         f"{','.join(RULE_SETS)}")
     return rules
 
 
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cases", action="store_true", help="run no lattice cases (only --patient)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--seed", type=int, help="seed of the window, the CAR-T sites and the runs")
-    p.add_argument("--out", type=Path, default=benchmarks.RESULTS_DIR,
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
                    help="folder for <name>.json and <name>.md (default: benchmarks/results)")
     p.add_argument("--name", help="file name stem (default: <UTC timestamp>-<mode>)")
     p.add_argument("--in-process", action="store_true",
@@ -101,22 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.compare:
         try:
-            old, new = (benchmarks.load(path) for path in args.compare)
+            old, new = (load(path) for path in args.compare)
         except (OSError, ValueError, KeyError) as exc:
             print(f"error: --compare: {exc}", file=sys.stderr)
             return 2
-        print(benchmarks.compare(old, new), end="")
+        print(compare(old, new), end="")
         return 0
     mode = args.mode
     if args.gpu:
         mode = "gpu-smoke" if mode == "smoke" else "gpu"
     threads = args.threads
     if threads is None and mode.startswith("gpu"):
-        threads = (benchmarks.max_threads(),)  # the cpu side of a GPU session: the backend as users run it
-    config = benchmarks.config_for(mode, sizes=args.sizes, cuda_sizes=args.cuda_sizes, rules=args.rules,
-                                   threads=threads, repeats=args.repeats, seed=args.seed,
-                                   isolate=False if args.in_process else None)
-    cases, skipped = ([], []) if args.no_cases else benchmarks.registry(config)
+        threads = (max_threads(),)  # the cpu side of a GPU session: the backend as users run it
+    config = config_for(mode, sizes=args.sizes, cuda_sizes=args.cuda_sizes, rules=args.rules,
+                        threads=threads, repeats=args.repeats, seed=args.seed,
+                        isolate=False if args.in_process else None)
+    cases, skipped = ([], []) if args.no_cases else registry(config)
     if args.list:
         for case in cases:
             print(case.name)
@@ -129,19 +132,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_cases and not args.patient:
         print("error: --no-cases without --patient measures nothing", file=sys.stderr)
         return 2
-    doc = benchmarks.run(config, cases, progress=progress)
+    doc = run(config, cases, progress=progress)
     if args.patient:
         try:
-            patients = benchmarks.patient_runs(args.patient, threads=args.patient_threads, progress=progress)
+            patients = patient_runs(args.patient, threads=args.patient_threads, progress=progress)
         except RuntimeError as exc:
             print(f"error: --patient: {exc}", file=sys.stderr)
             return 1
-        doc = benchmarks.document(config, doc["rows"], skipped, patients)
+        doc = document(config, doc["rows"], skipped, patients)
     else:
         doc["skipped"] = skipped
     name = args.name or f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{config.mode}"
-    paths = benchmarks.write(doc, args.out, name, with_plots=not args.no_plots)
-    print(benchmarks.markdown(doc), end="")
+    paths = write(doc, args.out, name, with_plots=not args.no_plots)
+    print(markdown(doc), end="")
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 from numba import cuda, prange
 
 from kernels.config import jit_parallel
+from kernels.layout import N_TRAITS, P_DIE
 from kernels.rng import draw
-from kernels.rules import N_TRAITS, P_DIE
 
 P_LIMIT = P_DIE  # same purpose as the visit test of a real step (the draw's cost does not depend on it)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from abm.io import atomic_write
-from benchmarks import rss_mib
+from benchmarks.machine import rss_mib
 
 
 def children(pid: int) -> list[int]:

@@ -90,19 +90,19 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ["CART_ABM_CACHE_DIR"] = tempfile.mkdtemp(prefix="cart-abm-profile-")
     import kernels
-    from benchmarks import config_for, scenario
+    from benchmarks.registry import config_for, scenario
     from kernels import cpu
 
-    _, state, tables, n_cart, (quota, exit_threshold, memory) = scenario(args.size, config_for("quick"), args.rules)
+    _, state, tables, n_cart, traffic = scenario(args.size, config_for("quick"), args.rules)
     lattice = kernels.Lattice(state, tables, backend="cpu", threads=args.threads)
-    lattice.step(0, quota, exit_threshold, memory)  # compiles
+    lattice.step(0, traffic)  # compiles
     functions = compiled_functions(cpu.step)
     print(f"{len(functions)} compiled functions -> {write_perf_map(functions)}")
     if args.dump:
         print(f"machine code of {dump_code(functions, args.dump)} functions -> {args.dump}/")
     start = time.perf_counter()
     for k in range(1, args.steps + 1):
-        lattice.step(k, quota, exit_threshold, memory)
+        lattice.step(k, traffic)
     elapsed = time.perf_counter() - start
     print(f"{args.rules} {args.size}^2, {n_cart} CAR-T cells, {args.threads} thread(s): "
           f"{elapsed / args.steps * 1e3:.3f} ms/step over {args.steps} steps")

@@ -20,7 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import benchmarks  # noqa: E402  (the benchmarks package lives at the repository root, not in the distribution)
+# the benchmarks package lives at the repository root, not in the distribution
+from benchmarks.compare import TARGETS, bootstrap_ratio, targets  # noqa: E402
+from benchmarks.registry import Case, config_for, scenario  # noqa: E402
+from benchmarks.report import MACHINE_KEYS, ROW_KEYS, SCHEMA_VERSION, validate  # noqa: E402
+from benchmarks.runner import run_case  # noqa: E402
 
 
 def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -40,8 +44,8 @@ def smoke(tmp_path_factory) -> tuple[dict, Path]:
 
 def test_smoke_writes_json_markdown_and_plots_with_documented_schema(smoke):
     doc, out = smoke
-    benchmarks.validate(doc)
-    assert doc["mode"] == "smoke" and doc["schema_version"] == benchmarks.SCHEMA_VERSION
+    validate(doc)
+    assert doc["mode"] == "smoke" and doc["schema_version"] == SCHEMA_VERSION
     md = (out / "smoke.md").read_text(encoding="utf-8")
     assert "| implementation | rules | size |" in md and "Ratios (median over median" in md
     assert (out / "smoke-throughput.png").stat().st_size > 0
@@ -57,7 +61,7 @@ def test_smoke_rows_cover_reference_cpu_both_rule_sets_and_limit_with_machine_in
     if top > 1:
         assert {f"cpu-16-t{top}-core", f"cpu-16-t{top}-full", f"limit-16-t{top}"} <= cases
     for row in doc["rows"]:
-        assert set(benchmarks.ROW_KEYS) <= row.keys() and set(benchmarks.MACHINE_KEYS) <= row.keys()
+        assert set(ROW_KEYS) <= row.keys() and set(MACHINE_KEYS) <= row.keys()
         assert row["sites"] == row["size"] ** 2 and row["seed"] == doc["config"]["seed"]
         assert row["steps"] >= 1 and row["repeats"] == doc["config"]["repeats"] == len(row["step_ms_samples"])
         assert row["step_ms_min"] <= row["step_ms_median"] <= row["step_ms_max"]
@@ -87,7 +91,7 @@ def test_smoke_comparisons_pair_rows_with_their_baselines(smoke):
             expected = rows[c["case"]]["site_updates_per_s"] / rows[c["baseline"]]["site_updates_per_s"]
             assert abs(c["ratio"] / expected - 1) < 1e-9
     names = [t["target"] for t in doc["targets"]]
-    assert len(names) == len(benchmarks.TARGETS) and all(t["holds"] is None for t in doc["targets"]
+    assert len(names) == len(TARGETS) and all(t["holds"] is None for t in doc["targets"]
                                                           if t["measured"] is None)
 
 
@@ -95,16 +99,16 @@ def test_bootstrap_ratio_interval_brackets_a_clear_ratio():
     g = np.random.default_rng(0)
     num = list(2.0 + 0.01 * g.standard_normal(9))
     den = list(1.0 + 0.01 * g.standard_normal(9))
-    ratio, lo, hi = benchmarks.bootstrap_ratio(num, den)
+    ratio, lo, hi = bootstrap_ratio(num, den)
     assert lo <= ratio <= hi and 1.9 < lo and hi < 2.1
-    assert benchmarks.bootstrap_ratio([3.0], [1.5]) == (2.0, 2.0, 2.0)
+    assert bootstrap_ratio([3.0], [1.5]) == (2.0, 2.0, 2.0)
 
 
 def test_targets_hold_or_not_by_their_bound():
     comps = [{"kind": "vs_limit", "size": 1024, "rules": "full", "threads": 2, "ratio": 5.0, "ci_low": 4.5,
               "ci_high": 5.5, "case": "a", "baseline": "b"}]
     patients = [{"label": "28-day", "days": 28.0, "cache": "warm", "wall_s": 14.0, "compile_s": None}]
-    t = {x["target"]: x for x in benchmarks.targets([], comps, patients)}
+    t = {x["target"]: x for x in targets([], comps, patients)}
     assert t["full step <= 4x the limit kernel, 1024^2"]["holds"] is False
     assert t["default 28-day patient <= 60 s (warm cache)"]["holds"] is True
     assert t["cpu >= 200x the Mesa reference, core rules, 256^2"]["holds"] is None
@@ -115,15 +119,15 @@ def test_validate_names_the_broken_field(smoke):
     broken = copy.deepcopy(doc)
     del broken["rows"][0]["site_updates_per_s"]
     with pytest.raises(ValueError, match="site_updates_per_s"):
-        benchmarks.validate(broken)
+        validate(broken)
     broken = copy.deepcopy(doc)
     broken["rows"][0]["impl"] = "gpu"
     with pytest.raises(ValueError, match="impl"):
-        benchmarks.validate(broken)
+        validate(broken)
     broken = copy.deepcopy(doc)
     broken["rows"][0]["step_ms_samples"] = []
     with pytest.raises(ValueError, match="step_ms_samples"):
-        benchmarks.validate(broken)
+        validate(broken)
 
 
 def test_compare_reports_each_shared_case_with_an_interval(smoke):
@@ -173,17 +177,17 @@ def test_bad_arguments_exit_2_with_a_message(args):
 
 
 def test_in_process_run_case_returns_a_complete_row():
-    config = benchmarks.config_for("smoke", isolate=False)
-    row = benchmarks.run_case(benchmarks.Case("reference", 16), config)
-    assert set(benchmarks.ROW_KEYS) <= row.keys()
+    config = config_for("smoke", isolate=False)
+    row = run_case(Case("reference", 16), config)
+    assert set(ROW_KEYS) <= row.keys()
     assert row["impl"] == "reference" and row["backend"] == "mesa" and row["size"] == 16
 
 
 def test_limit_kernel_leaves_the_state_unchanged():
     from benchmarks.limit import limit_step
 
-    config = benchmarks.config_for("smoke")
-    _, state, tables, _, _ = benchmarks.scenario(16, config, "full")
+    config = config_for("smoke")
+    _, state, tables, _, _ = scenario(16, config, "full")
     before = state.copy()
     for k in range(3):
         limit_step(state.cell, state.tissue, state.traits, state.fields, tables.key, k, 0)
@@ -197,7 +201,7 @@ def test_gpu_smoke_runs_cuda_rows_under_the_simulator(tmp_path):
     proc = cli("--gpu", "--smoke", "--no-plots", "--out", str(tmp_path), "--name", "g", env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "g.json").read_text(encoding="utf-8"))
-    benchmarks.validate(doc)
+    validate(doc)
     cases = {r["case"] for r in doc["rows"]}
     assert {"cuda-16-full", "cuda-24-full", "limit-cuda-16"} <= cases
     assert doc["machine"]["cuda_simulated"] is True
