@@ -1,4 +1,4 @@
-"""Unit tests of the body compartment (abm/systemic.py) with synthetic window readouts; no lattice."""
+"""Unit tests of the body compartment (abm/body/) with synthetic window readouts; no lattice."""
 
 import itertools
 import json
@@ -7,18 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from abm.errors import ParamError, SimulationError
-from abm.params import Params
-from abm.systemic import (
+from abm.body import (
     IL6,
     MT,
     Body,
     WindowReadout,
-    _derivative,
     astct_crs_grade,
     crs_surrogates,
     icans_surrogate,
 )
+from abm.body.kinetics import derivative
+from abm.errors import ParamError, SimulationError
+from abm.params import Params
 from kernels.rng import TWO32
 
 CAPACITY = 65_536  # a 256 x 256 window
@@ -443,7 +443,7 @@ def test_il6_production_per_cell_falls_by_the_division_decay_with_each_division(
         y = [0.0] * body.n_state
         y[IL6] = body.il6_0  # at baseline: d(IL-6)/dt is the CAR-T-driven production alone
         y[stage + divisions] = 1e9
-        return _derivative(y, rates)[IL6]
+        return derivative(y, rates)[IL6]
 
     fresh = production(0)
     assert fresh > 0.0
