@@ -345,13 +345,13 @@ def write_outputs(model, folder: Path, wall: float, animate: bool, progress: boo
 
 
 def _trait_names() -> list[str]:
-    from kernels.rules import TRAIT_NAMES
+    from kernels import layout
 
-    return list(TRAIT_NAMES)
+    return list(layout.TRAIT_NAMES)
 
 
 def _field_quantum() -> float:
-    from kernels.diffusion import QUANTUM
+    from kernels import QUANTUM
 
     return QUANTUM
 

@@ -109,7 +109,7 @@ class Job:
 
 def patient_seed(cohort_seed: int, index: int) -> int:
     """Seed of patient ``index`` in a cohort: a SplitMix64 hash, so neighbours are unrelated."""
-    from kernels.rng import draw_reference
+    from kernels import draw_reference
 
     return (draw_reference(cohort_seed, 0, index, 250) << 31) | draw_reference(cohort_seed, 1, index, 250) >> 1
 

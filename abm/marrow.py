@@ -57,7 +57,7 @@ from scipy import ndimage
 from abm.params import Params
 from abm.rates import cd22_tracked, molecules_to_level, pack_levels
 from kernels import LatticeState
-from kernels import rules as R
+from kernels import layout as L
 
 CORRELATION_SITES = 12.0
 CD22_STREAM = 0xCD22  # spawn key of the CD22 generator (cd22_generator)
@@ -76,24 +76,24 @@ def smooth_field(rng: np.random.Generator, n: int, length: float) -> np.ndarray:
 def build_tissue(params: Params, rng: np.random.Generator) -> np.ndarray:
     """Tissue codes (uint8[n, n]): MARROW, PERIVASCULAR, BONE, SINUSOID (NICHE is added with the stroma)."""
     n = params.grid.size
-    tissue = np.full((n, n), R.MARROW, dtype=np.uint8)
+    tissue = np.full((n, n), L.MARROW, dtype=np.uint8)
     length = min(CORRELATION_SITES, n / 4.0)
     bone_f = params.grid.bone_fraction
     if bone_f > 0:
         field = smooth_field(rng, n, length)
         cut = np.quantile(field, 1.0 - bone_f)
-        tissue[field > cut] = R.BONE
+        tissue[field > cut] = L.BONE
     sin_f = params.grid.sinusoid_fraction
     if sin_f > 0:
         field = np.abs(smooth_field(rng, n, length))
-        open_sites = tissue == R.MARROW
+        open_sites = tissue == L.MARROW
         target = sin_f * n * n
         if target >= 1 and open_sites.sum() > target:
             cut = np.quantile(field[open_sites], target / open_sites.sum())
-            tissue[open_sites & (field <= cut)] = R.SINUSOID
-    tissue[moore_adjacent(tissue == R.SINUSOID) & (tissue == R.MARROW)] = R.PERIVASCULAR
-    if (tissue == R.PERIVASCULAR).any():
-        tissue[closed_pockets(tissue)] = R.BONE
+            tissue[open_sites & (field <= cut)] = L.SINUSOID
+    tissue[moore_adjacent(tissue == L.SINUSOID) & (tissue == L.MARROW)] = L.PERIVASCULAR
+    if (tissue == L.PERIVASCULAR).any():
+        tissue[closed_pockets(tissue)] = L.BONE
     return tissue
 
 
@@ -105,12 +105,12 @@ def closed_pockets(tissue: np.ndarray) -> np.ndarray:
     it holds perivascular sites of its own: see the module docstring. Without
     any perivascular site, all marrow is closed.
     """
-    marrow = (tissue == R.MARROW) | (tissue == R.PERIVASCULAR)
+    marrow = (tissue == L.MARROW) | (tissue == L.PERIVASCULAR)
     labels, _ = ndimage.label(marrow, structure=np.ones((3, 3), bool))
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     entered = np.zeros_like(sizes, dtype=bool)
-    entered[labels[tissue == R.PERIVASCULAR]] = True
+    entered[labels[tissue == L.PERIVASCULAR]] = True
     if not entered.any():
         return marrow
     main = int(np.argmax(np.where(entered, sizes, -1)))
@@ -154,12 +154,12 @@ def build_window(
     n = params.grid.size
     tissue = build_tissue(params, rng)
     cell = np.zeros((n, n), dtype=np.uint8)
-    traits = np.zeros((n, n, R.N_TRAITS), dtype=np.uint16)
-    occupiable = tissue <= R.OCCUPIABLE
+    traits = np.zeros((n, n, L.N_TRAITS), dtype=np.uint16)
+    occupiable = tissue <= L.OCCUPIABLE
     u = rng.random((n, n))
-    stroma = occupiable & (tissue == R.MARROW) & (u < params.grid.stroma_fraction)
-    cell[stroma] = R.STROMA
-    tissue[moore_adjacent(stroma) & (tissue == R.MARROW) & ~stroma] = R.NICHE
+    stroma = occupiable & (tissue == L.MARROW) & (u < params.grid.stroma_fraction)
+    cell[stroma] = L.STROMA
+    tissue[moore_adjacent(stroma) & (tissue == L.MARROW) & ~stroma] = L.NICHE
     free = occupiable & ~stroma
     occupied = free & (rng.random((n, n)) < params.patient.marrow_cellularity)
     p = params.patient
@@ -172,9 +172,9 @@ def build_window(
         spared = rng.random((n, n)) < params.lymphodepletion.normal_cell_survival
         bcell &= spared
         normal &= spared
-    cell[blast] = R.BLAST
-    cell[bcell] = R.BCELL
-    cell[normal] = R.NORMAL
+    cell[blast] = L.BLAST
+    cell[bcell] = L.BCELL
+    cell[normal] = L.NORMAL
     log_density = np.log10(p.cd19_median_molecules) + p.cd19_sd_log10 * rng.standard_normal((n, n))
     blast_level = molecules_to_level(10.0**log_density)
     negative = rng.random((n, n)) < p.cd19_negative_fraction
@@ -189,12 +189,12 @@ def build_window(
         blast_level[g.random((n, n)) < p.cd22_negative_fraction] = 0
         cd22 = np.where(blast, blast_level, 0)
         cd22[bcell] = int(molecules_to_level(params.bcell.cd22_molecules))
-    traits[..., R.ANTIGEN] = pack_levels(cd19, cd22)
+    traits[..., L.ANTIGEN] = pack_levels(cd19, cd22)
     m = -(-n // params.grid.coarsen)
     return LatticeState(
         cell=cell,
         tissue=tissue,
         traits=traits,
-        fields=np.zeros((R.N_FIELDS, m, m), dtype=np.int64),
-        events=np.zeros(R.N_EVENTS, dtype=np.int64),
+        fields=np.zeros((L.N_FIELDS, m, m), dtype=np.int64),
+        events=np.zeros(L.N_EVENTS, dtype=np.int64),
     )

@@ -14,7 +14,7 @@ rules). Everything random is keyed by ``seed``: the initial window comes from
 decision from the counter-based generator in :mod:`kernels.rng`.
 
 Antigens: the lattice's ``ANTIGEN`` trait holds a CD19 and a CD22 level
-(:mod:`kernels.rules`). The observables count blasts negative for CD19
+(:mod:`kernels.layout`). The observables count blasts negative for CD19
 (``blasts_cd19neg``), for the product's target (``blasts_target_neg``: no
 CD19 for a CD19 CAR, no CD22 for a CD22 CAR, neither for a dual CAR) and,
 when CD22 is tracked (:func:`abm.rates.cd22_tracked`), for CD22
@@ -32,6 +32,7 @@ import mesa
 import numpy as np
 
 import kernels
+from abm.body import Body, WindowReadout
 from abm.errors import SimulationError
 from abm.marrow import build_window
 from abm.params import Params
@@ -45,10 +46,8 @@ from abm.rates import (
     target_levels,
     target_mode,
 )
-from abm.systemic import Body, WindowReadout
-from kernels import rules as R
-from kernels.diffusion import MAX_QUANTA, QUANTUM
-from kernels.rng import threshold
+from kernels import MAX_QUANTA, QUANTUM, Traffic, threshold
+from kernels import layout as L
 
 CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
 
@@ -126,14 +125,14 @@ class MarrowModel(mesa.Model):
             state = build_window(params, self.rng)
         self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
         self.backend = self.lattice.backend
-        capacity = int(np.count_nonzero(state.tissue <= R.OCCUPIABLE))
-        self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == R.PERIVASCULAR)), self.seed)
-        self.exit_threshold = int(self.tables.rates[R.R_EXIT])
+        capacity = int(np.count_nonzero(state.tissue <= L.OCCUPIABLE))
+        self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == L.PERIVASCULAR)), self.seed)
+        self.exit_threshold = int(self.tables.rates[L.R_EXIT])
         self.coupling_steps = max(1, int(round(params.time.coupling_min / self.dt_min)))
         self.factors = (1.0, 1.0)
         self.readout = self.read_window()
         self.lattice_step = 0
-        self.initial_counts = np.bincount(state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
+        self.initial_counts = np.bincount(state.cell.ravel(), minlength=L.N_KINDS).astype(np.int64)
         self.check_invariants_each_step = check_invariants
         self.snapshot_every = None
         if snapshot_every_min is not None:
@@ -183,7 +182,9 @@ class MarrowModel(mesa.Model):
             self.apply_controls()
         memory = threshold(min(max(self.body.blood_memory_fraction(), 0.0), 1.0))
         seeds, negative = self.body.reseeding(dt_day)
-        self.lattice.step(self.lattice_step, quota, self.exit_threshold, memory, seeds, negative)
+        traffic = Traffic(enter_quota=quota, exit_threshold=self.exit_threshold, memory_threshold=memory,
+                          seed_quota=seeds, negative_threshold=negative)
+        self.lattice.step(self.lattice_step, traffic)
         self.lattice_step += 1
         if self.check_invariants_each_step:
             self.check_invariants()
@@ -191,21 +192,21 @@ class MarrowModel(mesa.Model):
             self._snapshot()
 
     def read_window(self) -> WindowReadout:
-        """What the body learns from the window (see :class:`abm.systemic.WindowReadout`)."""
+        """What the body learns from the window (see :class:`abm.body.WindowReadout`)."""
         s = self.state
-        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
-        carries_target = target_levels(s.traits[..., R.ANTIGEN], self.target_mode) > 0
-        positive = carries_target & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
-        cart = s.cell == R.CART
+        counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
+        carries_target = target_levels(s.traits[..., L.ANTIGEN], self.target_mode) > 0
+        positive = carries_target & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
+        cart = s.cell == L.CART
         ev = s.events
         return WindowReadout(
             cd19_cells=int(np.count_nonzero(positive)),
-            blasts=int(counts[R.BLAST]),
-            nucleated=int(counts[R.BLAST] + counts[R.BCELL] + counts[R.NORMAL]),
-            cart=int(counts[R.CART]),
-            cart_active=int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
-            il6_mean_pg_ml=float(s.fields[R.F_IL6].mean()) * QUANTUM,
-            kills=int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
+            blasts=int(counts[L.BLAST]),
+            nucleated=int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL]),
+            cart=int(counts[L.CART]),
+            cart_active=int(np.count_nonzero(cart & (s.traits[..., L.STATE] == L.ACTIVE))),
+            il6_mean_pg_ml=float(s.fields[L.F_IL6].mean()) * QUANTUM,
+            kills=int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL]),
         )
 
     def apply_controls(self) -> None:
@@ -236,43 +237,43 @@ class MarrowModel(mesa.Model):
     # -- observation -------------------------------------------------------
     def counts(self) -> np.ndarray:
         """Cells of each kind in the window (int64[N_KINDS])."""
-        return np.bincount(self.state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
+        return np.bincount(self.state.cell.ravel(), minlength=L.N_KINDS).astype(np.int64)
 
     def _observe(self) -> None:
         s = self.state
-        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
-        blasts = s.cell == R.BLAST
-        nucleated = int(counts[R.BLAST] + counts[R.BCELL] + counts[R.NORMAL])
-        cart = s.cell == R.CART
-        il6 = s.fields[R.F_IL6]
+        counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
+        blasts = s.cell == L.BLAST
+        nucleated = int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL])
+        cart = s.cell == L.CART
+        il6 = s.fields[L.F_IL6]
         if s.fields.max(initial=0) >= MAX_QUANTA or s.fields.min(initial=0) < 0:
             raise SimulationError(
                 f"a field left its exact range [0, 2**55 quanta) by lattice step {self.lattice_step} (day "
                 f"{self.day:g}): secretion is too high for the decay; lower il6/cxcl12 secretion or raise decay"
             )
         ev = s.events
-        antigen = s.traits[..., R.ANTIGEN]
+        antigen = s.traits[..., L.ANTIGEN]
         self._observed = {
             "day": self.day,
-            "blasts": int(counts[R.BLAST]),
+            "blasts": int(counts[L.BLAST]),
             "blasts_cd19neg": int(np.count_nonzero(blasts & (cd19_levels(antigen) == 0))),
             "blasts_target_neg": int(np.count_nonzero(blasts & (target_levels(antigen, self.target_mode) == 0))),
-            "bcells": int(counts[R.BCELL]),
-            "normal": int(counts[R.NORMAL]),
-            "cart": int(counts[R.CART]),
-            "cart_active": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.ACTIVE))),
-            "cart_exhausted": int(np.count_nonzero(cart & (s.traits[..., R.STATE] == R.EXHAUSTED))),
-            "cart_memory": int(np.count_nonzero(cart & (s.traits[..., R.PHENO] == R.MEMORY))),
-            "blast_fraction": float(counts[R.BLAST] / nucleated) if nucleated else 0.0,
+            "bcells": int(counts[L.BCELL]),
+            "normal": int(counts[L.NORMAL]),
+            "cart": int(counts[L.CART]),
+            "cart_active": int(np.count_nonzero(cart & (s.traits[..., L.STATE] == L.ACTIVE))),
+            "cart_exhausted": int(np.count_nonzero(cart & (s.traits[..., L.STATE] == L.EXHAUSTED))),
+            "cart_memory": int(np.count_nonzero(cart & (s.traits[..., L.PHENO] == L.MEMORY))),
+            "blast_fraction": float(counts[L.BLAST] / nucleated) if nucleated else 0.0,
             "il6_mean_pg_ml": float(il6.mean()) * QUANTUM,
             "il6_max_pg_ml": float(il6.max()) * QUANTUM,
             **self.body.observe(),
-            "kills": int(ev[R.EV_KILLED + R.BLAST] + ev[R.EV_KILLED + R.BCELL]),
-            "cart_entered": int(ev[R.EV_ENTERED]),
-            "cart_exited": int(ev[R.EV_EXITED]),
-            "cart_born": int(ev[R.EV_BORN + R.CART]),
-            "bcells_made": int(ev[R.EV_BCELL_MADE]),
-            "blasts_seeded": int(ev[R.EV_SEEDED]),
+            "kills": int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL]),
+            "cart_entered": int(ev[L.EV_ENTERED]),
+            "cart_exited": int(ev[L.EV_EXITED]),
+            "cart_born": int(ev[L.EV_BORN + L.CART]),
+            "bcells_made": int(ev[L.EV_BCELL_MADE]),
+            "blasts_seeded": int(ev[L.EV_SEEDED]),
         }
         if self.cd22_tracked:
             self._observed["blasts_cd22neg"] = int(np.count_nonzero(blasts & (cd22_levels(antigen) == 0)))
@@ -287,38 +288,38 @@ class MarrowModel(mesa.Model):
 
     def il6_pg_ml(self) -> np.ndarray:
         """IL-6 field on the voxel grid [pg/mL]."""
-        return self.state.fields[R.F_IL6] * QUANTUM
+        return self.state.fields[L.F_IL6] * QUANTUM
 
     def view(self) -> np.ndarray:
         """Compact picture of the window (uint8[n, n] of :data:`VIEW_CODES`)."""
         s = self.state
         v = np.zeros(s.cell.shape, dtype=np.uint8)
-        v[s.tissue == R.NICHE] = VIEW_CODES["niche"]
-        v[s.tissue == R.BONE] = VIEW_CODES["bone"]
-        v[s.tissue == R.SINUSOID] = VIEW_CODES["sinusoid"]
-        v[s.cell == R.STROMA] = VIEW_CODES["stroma"]
-        v[s.cell == R.NORMAL] = VIEW_CODES["normal"]
-        v[s.cell == R.BCELL] = VIEW_CODES["bcell"]
-        cd19 = cd19_levels(s.traits[..., R.ANTIGEN])
-        v[(s.cell == R.BLAST) & (cd19 > 0)] = VIEW_CODES["blast_cd19pos"]
-        v[(s.cell == R.BLAST) & (cd19 == 0)] = VIEW_CODES["blast_cd19neg"]
-        cart = s.cell == R.CART
-        state = s.traits[..., R.STATE]
+        v[s.tissue == L.NICHE] = VIEW_CODES["niche"]
+        v[s.tissue == L.BONE] = VIEW_CODES["bone"]
+        v[s.tissue == L.SINUSOID] = VIEW_CODES["sinusoid"]
+        v[s.cell == L.STROMA] = VIEW_CODES["stroma"]
+        v[s.cell == L.NORMAL] = VIEW_CODES["normal"]
+        v[s.cell == L.BCELL] = VIEW_CODES["bcell"]
+        cd19 = cd19_levels(s.traits[..., L.ANTIGEN])
+        v[(s.cell == L.BLAST) & (cd19 > 0)] = VIEW_CODES["blast_cd19pos"]
+        v[(s.cell == L.BLAST) & (cd19 == 0)] = VIEW_CODES["blast_cd19neg"]
+        cart = s.cell == L.CART
+        state = s.traits[..., L.STATE]
         v[cart] = VIEW_CODES["cart_resting"]
-        v[cart & (s.traits[..., R.PHENO] == R.MEMORY)] = VIEW_CODES["cart_memory"]
-        v[cart & (state == R.EXHAUSTED)] = VIEW_CODES["cart_exhausted"]
-        v[cart & (state == R.ACTIVE)] = VIEW_CODES["cart_active"]
+        v[cart & (s.traits[..., L.PHENO] == L.MEMORY)] = VIEW_CODES["cart_memory"]
+        v[cart & (state == L.EXHAUSTED)] = VIEW_CODES["cart_exhausted"]
+        v[cart & (state == L.ACTIVE)] = VIEW_CODES["cart_active"]
         return v
 
     def blast_cd19_molecules(self) -> np.ndarray:
         """CD19 molecules per cell of every blast in the window."""
         s = self.state
-        return level_to_molecules(cd19_levels(s.traits[..., R.ANTIGEN][s.cell == R.BLAST]))
+        return level_to_molecules(cd19_levels(s.traits[..., L.ANTIGEN][s.cell == L.BLAST]))
 
     def blast_cd22_molecules(self) -> np.ndarray:
         """CD22 molecules per cell of every blast in the window (all 0 when CD22 is not tracked)."""
         s = self.state
-        return level_to_molecules(cd22_levels(s.traits[..., R.ANTIGEN][s.cell == R.BLAST]))
+        return level_to_molecules(cd22_levels(s.traits[..., L.ANTIGEN][s.cell == L.BLAST]))
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -397,23 +398,23 @@ class MarrowModel(mesa.Model):
         """
         s = self.state
         where = f"at lattice step {self.lattice_step}"
-        if s.cell.max() >= R.N_KINDS or s.tissue.max() > R.SINUSOID:
+        if s.cell.max() >= L.N_KINDS or s.tissue.max() > L.SINUSOID:
             raise SimulationError(f"invalid cell kind or tissue code {where}")
-        if np.any((s.tissue > R.OCCUPIABLE) & (s.cell != R.EMPTY)):
+        if np.any((s.tissue > L.OCCUPIABLE) & (s.cell != L.EMPTY)):
             raise SimulationError(f"a cell sits in bone or a sinusoid {where}")
-        if np.any(s.traits[s.cell == R.EMPTY]):
+        if np.any(s.traits[s.cell == L.EMPTY]):
             raise SimulationError(f"an empty site carries traits {where}")
-        counts = np.bincount(s.cell.ravel(), minlength=R.N_KINDS)
+        counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
         ev = s.events
-        expected = self.initial_counts + ev[R.EV_BORN : R.EV_BORN + R.N_KINDS] - ev[R.EV_DIED : R.EV_DIED + R.N_KINDS]
-        expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
-        expected[R.CART] += ev[R.EV_ENTERED] - ev[R.EV_EXITED]
-        expected[R.BLAST] += ev[R.EV_SEEDED]
-        displaced = ev[R.EV_DISPLACED : R.EV_DISPLACED + R.N_KINDS]
+        expected = self.initial_counts + ev[L.EV_BORN : L.EV_BORN + L.N_KINDS] - ev[L.EV_DIED : L.EV_DIED + L.N_KINDS]
+        expected = expected - ev[L.EV_KILLED : L.EV_KILLED + L.N_KINDS]
+        expected[L.CART] += ev[L.EV_ENTERED] - ev[L.EV_EXITED]
+        expected[L.BLAST] += ev[L.EV_SEEDED]
+        displaced = ev[L.EV_DISPLACED : L.EV_DISPLACED + L.N_KINDS]
         expected = expected - displaced
-        expected[R.BLAST] += displaced.sum()
-        expected[R.NORMAL] -= ev[R.EV_BCELL_MADE]
-        expected[R.BCELL] += ev[R.EV_BCELL_MADE]
+        expected[L.BLAST] += displaced.sum()
+        expected[L.NORMAL] -= ev[L.EV_BCELL_MADE]
+        expected[L.BCELL] += ev[L.EV_BCELL_MADE]
         if np.any(counts[1:] != expected[1:]):
             raise SimulationError(f"counts {counts[1:].tolist()} != bookkeeping {expected[1:].tolist()} {where}")
         if np.any(s.fields < 0):

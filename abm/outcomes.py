@@ -13,7 +13,7 @@ Definitions (window-level, pediatric B-ALL conventions)
 
 Clinical outcomes over the whole run (:func:`clinical_outcomes`)
     * CRS and ICANS: ``crs_max_grade``, ``icans_max_grade`` (ASTCT 0-4, the
-      surrogates of :mod:`abm.systemic`: the highest grade at any lattice step,
+      surrogates of :mod:`abm.body.toxicity`: the highest grade at any lattice step,
       read from the body's running maxima ``crs_grade_max``/``icans_grade_max``
       when the frame has them, so a grade held for less than an observation
       interval counts) and ``crs_onset_day``, ``icans_onset_day`` (first

@@ -6,7 +6,7 @@ thresholds (:func:`kernels.rng.threshold`), and where antigen densities become
 antigen levels.
 
 CD19 and CD22 levels share one trait slot (``ANTIGEN``: CD19 in the low byte,
-CD22 in the high byte; see :mod:`kernels.rules`). The array helpers here
+CD22 in the high byte; see :mod:`kernels.layout`). The array helpers here
 (:func:`cd19_levels`, :func:`cd22_levels`, :func:`pack_levels`,
 :func:`target_levels`) are the host-side, vectorised twins of the kernels'
 scalar ``cd19_level``, ``cd22_level``, ``pack`` and ``target_level``.
@@ -20,10 +20,8 @@ from statistics import NormalDist
 import numpy as np
 
 from abm.params import Params
-from kernels import RuleTables
-from kernels import rules as R
-from kernels.diffusion import DECAY_SHIFT, MAX_RATIO, QUANTUM, SHIFT
-from kernels.rng import threshold
+from kernels import DECAY_SHIFT, MAX_RATIO, QUANTUM, SHIFT, RuleTables, threshold
+from kernels import layout as L
 
 MINUTES_PER_DAY = 1440.0
 MINUTES_PER_HOUR = 60.0
@@ -38,7 +36,7 @@ def per_step_probability(rate: float, dt: float) -> float:
     return -math.expm1(-rate * dt)
 
 
-TARGET_MODES = {"CD19": R.TARGET_CD19, "CD22": R.TARGET_CD22, "CD19/CD22": R.TARGET_BOTH}
+TARGET_MODES = {"CD19": L.TARGET_CD19, "CD22": L.TARGET_CD22, "CD19/CD22": L.TARGET_BOTH}
 
 
 def target_mode(params: Params) -> int:
@@ -53,17 +51,17 @@ def cd22_tracked(params: Params) -> bool:
     CD19-only run then holds no CD22 at all and is identical, bit for bit, to
     a run of the model before CD22 existed.
     """
-    return params.patient.cd22_tracking == "always" or target_mode(params) != R.TARGET_CD19
+    return params.patient.cd22_tracking == "always" or target_mode(params) != L.TARGET_CD19
 
 
 def cd19_levels(antigen: np.ndarray) -> np.ndarray:
     """CD19 levels (int64, 0..255) of ``ANTIGEN`` trait values: the low byte."""
-    return np.asarray(antigen, dtype=np.int64) & R.LEVEL_MASK
+    return np.asarray(antigen, dtype=np.int64) & L.LEVEL_MASK
 
 
 def cd22_levels(antigen: np.ndarray) -> np.ndarray:
     """CD22 levels (int64, 0..255) of ``ANTIGEN`` trait values: the high byte."""
-    return (np.asarray(antigen, dtype=np.int64) >> R.CD22_SHIFT) & R.LEVEL_MASK
+    return (np.asarray(antigen, dtype=np.int64) >> L.CD22_SHIFT) & L.LEVEL_MASK
 
 
 def pack_levels(cd19: np.ndarray | int, cd22: np.ndarray | int) -> np.ndarray:
@@ -71,9 +69,9 @@ def pack_levels(cd19: np.ndarray | int, cd22: np.ndarray | int) -> np.ndarray:
     cd19 = np.asarray(cd19, dtype=np.int64)
     cd22 = np.asarray(cd22, dtype=np.int64)
     for name, level in (("cd19", cd19), ("cd22", cd22)):
-        if level.size and (level.min() < 0 or level.max() >= R.N_LEVELS):
-            raise ValueError(f"{name} levels must lie in [0, {R.N_LEVELS}), got {level.min()}..{level.max()}")
-    return ((cd22 << R.CD22_SHIFT) | cd19).astype(np.uint16)
+        if level.size and (level.min() < 0 or level.max() >= L.N_LEVELS):
+            raise ValueError(f"{name} levels must lie in [0, {L.N_LEVELS}), got {level.min()}..{level.max()}")
+    return ((cd22 << L.CD22_SHIFT) | cd19).astype(np.uint16)
 
 
 def target_levels(antigen: np.ndarray, mode: int) -> np.ndarray:
@@ -82,11 +80,11 @@ def target_levels(antigen: np.ndarray, mode: int) -> np.ndarray:
     Array form of :func:`kernels.rules.target_level`: CD19, CD22, or the
     higher of the two for a dual (OR-gate) CAR.
     """
-    if mode == R.TARGET_CD19:
+    if mode == L.TARGET_CD19:
         return cd19_levels(antigen)
-    if mode == R.TARGET_CD22:
+    if mode == L.TARGET_CD22:
         return cd22_levels(antigen)
-    if mode == R.TARGET_BOTH:
+    if mode == L.TARGET_BOTH:
         return np.maximum(cd19_levels(antigen), cd22_levels(antigen))
     raise ValueError(f"target mode {mode!r}: expected one of {sorted(TARGET_MODES.values())}")
 
@@ -94,7 +92,7 @@ def target_levels(antigen: np.ndarray, mode: int) -> np.ndarray:
 def level_to_molecules(level: np.ndarray | int) -> np.ndarray:
     """Antigen molecules per cell of an antigen level (level 0 -> 0), for CD19 and CD22 alike."""
     level = np.asarray(level, dtype=np.float64)
-    molecules = 10.0 ** (LOG10_MIN_MOLECULES + LOG10_SPAN * (level - 1.0) / (R.N_LEVELS - 2))
+    molecules = 10.0 ** (LOG10_MIN_MOLECULES + LOG10_SPAN * (level - 1.0) / (L.N_LEVELS - 2))
     return np.where(level > 0, molecules, 0.0)
 
 
@@ -102,8 +100,8 @@ def molecules_to_level(molecules: np.ndarray | float) -> np.ndarray:
     """Nearest antigen level (1..255) of a positive antigen density; 0 for zero."""
     molecules = np.asarray(molecules, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        raw = 1.0 + (np.log10(molecules) - LOG10_MIN_MOLECULES) * (R.N_LEVELS - 2) / LOG10_SPAN
-    level = np.clip(np.rint(raw), 1, R.N_LEVELS - 1)
+        raw = 1.0 + (np.log10(molecules) - LOG10_MIN_MOLECULES) * (L.N_LEVELS - 2) / LOG10_SPAN
+    level = np.clip(np.rint(raw), 1, L.N_LEVELS - 1)
     return np.where(molecules > 0, level, 0).astype(np.int64)
 
 
@@ -128,7 +126,7 @@ def antigen_response(params: Params) -> np.ndarray:
     a50 = c.antigen_threshold_molecules * affinity_factor(params)
     if is_cd28(params):
         a50 *= params.costim.cd28_threshold_factor
-    a = level_to_molecules(np.arange(R.N_LEVELS))
+    a = level_to_molecules(np.arange(L.N_LEVELS))
     h = c.antigen_hill
     return a**h / (a**h + a50**h)
 
@@ -138,24 +136,24 @@ def field_rates(params: Params, dt_min: float) -> tuple[np.ndarray, list[int]]:
     site_um = params.grid.site_um
     voxel_um = site_um * params.grid.coarsen
     voxel_ml = voxel_um * voxel_um * site_um * 1e-12  # one cell layer thick; 1 mL = 1e12 um^3
-    table = np.zeros((R.N_FIELDS, R.N_FIELD_RATES), dtype=np.int64)
-    specs = {R.F_IL6: params.il6, R.F_CXCL12: params.cxcl12}
+    table = np.zeros((L.N_FIELDS, L.N_FIELD_RATES), dtype=np.int64)
+    specs = {L.F_IL6: params.il6, L.F_CXCL12: params.cxcl12}
     for f, sec in specs.items():
         # fg/cell/h -> pg/mL per cell per step in the voxel, in quanta.
         per_step_pg_per_ml = sec.secretion_fg_per_cell_per_h * 1e-3 * dt_min / MINUTES_PER_HOUR / voxel_ml
         quanta = int(round(per_step_pg_per_ml / QUANTUM))
-        if f == R.F_IL6:
-            table[f, R.FR_SECRETE_ACTIVE_CART] = quanta
+        if f == L.F_IL6:
+            table[f, L.FR_SECRETE_ACTIVE_CART] = quanta
         else:
-            table[f, R.FR_SECRETE_STROMA] = quanta
+            table[f, L.FR_SECRETE_STROMA] = quanta
         ratio = sec.diffusion_um2_per_s * 60.0 * dt_min / (voxel_um * voxel_um)
         substeps = max(1, math.ceil(ratio / MAX_RATIO))
-        table[f, R.FR_DIFFUSE] = int(round(ratio / substeps * (1 << SHIFT)))
+        table[f, L.FR_DIFFUSE] = int(round(ratio / substeps * (1 << SHIFT)))
         decay_rate_per_min = math.log(2.0) / (sec.half_life_h * MINUTES_PER_HOUR)
         decay_p = per_step_probability(decay_rate_per_min, dt_min / substeps)
-        table[f, R.FR_DECAY] = int(round(decay_p * (1 << DECAY_SHIFT)))
-        table[f, R.FR_SUBSTEPS] = substeps
-    return table, [int(s) for s in table[:, R.FR_SUBSTEPS]]
+        table[f, L.FR_DECAY] = int(round(decay_p * (1 << DECAY_SHIFT)))
+        table[f, L.FR_SUBSTEPS] = substeps
+    return table, [int(s) for s in table[:, L.FR_SUBSTEPS]]
 
 
 def cd19_noise_table(sd_levels: float) -> np.ndarray:
@@ -182,7 +180,7 @@ def exhaustion_engagements(params: Params) -> int:
     value = params.cart.exhaustion_engagements * affinity_factor(params)
     if is_cd28(params):
         value *= params.costim.cd28_exhaustion_factor
-    return int(min(max(1, round(value)), R.TRAIT_MAX))
+    return int(min(max(1, round(value)), L.TRAIT_MAX))
 
 
 def build_tables(
@@ -204,31 +202,31 @@ def build_tables(
     def thr_hour(rate):
         return threshold(per_step_probability(rate, per_hour))
 
-    kind_rates = np.zeros((R.N_KIND_RATES, R.N_KINDS), dtype=np.int64)
-    for kind, section in ((R.BLAST, params.blast), (R.BCELL, params.bcell), (R.NORMAL, params.normal)):
-        kind_rates[R.KR_DIE, kind] = thr_day(section.death_rate_per_day)
-        kind_rates[R.KR_DIVIDE, kind] = thr_day(section.division_rate_per_day)
-    kind_rates[R.KR_CONVERT, R.NORMAL] = thr_day(params.bcell.production_per_day)
-    kind_rates[R.KR_DIE, R.CART] = thr_day(params.cart.death_rate_per_day)
-    for kind in range(R.N_KINDS):
+    kind_rates = np.zeros((L.N_KIND_RATES, L.N_KINDS), dtype=np.int64)
+    for kind, section in ((L.BLAST, params.blast), (L.BCELL, params.bcell), (L.NORMAL, params.normal)):
+        kind_rates[L.KR_DIE, kind] = thr_day(section.death_rate_per_day)
+        kind_rates[L.KR_DIVIDE, kind] = thr_day(section.division_rate_per_day)
+    kind_rates[L.KR_CONVERT, L.NORMAL] = thr_day(params.bcell.production_per_day)
+    kind_rates[L.KR_DIE, L.CART] = thr_day(params.cart.death_rate_per_day)
+    for kind in range(L.N_KINDS):
         if kind_rates[:, kind].sum() > 1 << 32:
             from abm.errors import ParamError
 
             raise ParamError(
-                f"{R.KIND_NAMES[kind]} death, division and conversion rates add up to more than one event per "
+                f"{L.KIND_NAMES[kind]} death, division and conversion rates add up to more than one event per "
                 f"step at time.dt_min = {dt:g}; lower the rates or time.dt_min"
             )
 
     response = antigen_response(params) * activation_factor
     shelter = 1.0 - params.niche.kill_protection
-    antigen_rates = np.zeros((R.N_ANTIGEN_RATES, R.N_LEVELS), dtype=np.int64)
-    for level in range(R.N_LEVELS):
+    antigen_rates = np.zeros((L.N_ANTIGEN_RATES, L.N_LEVELS), dtype=np.int64)
+    for level in range(L.N_LEVELS):
         attach = params.cart.attach_rate_per_h * response[level]
         kill = params.cart.kill_rate_per_h * response[level]
-        antigen_rates[R.AR_ATTACH, level] = thr_hour(attach)
-        antigen_rates[R.AR_KILL, level] = thr_hour(kill)
-        antigen_rates[R.AR_ATTACH_NICHE, level] = thr_hour(attach * shelter)
-        antigen_rates[R.AR_KILL_NICHE, level] = thr_hour(kill * shelter)
+        antigen_rates[L.AR_ATTACH, level] = thr_hour(attach)
+        antigen_rates[L.AR_KILL, level] = thr_hour(kill)
+        antigen_rates[L.AR_ATTACH_NICHE, level] = thr_hour(attach * shelter)
+        antigen_rates[L.AR_KILL_NICHE, level] = thr_hour(kill * shelter)
 
     c = params.cart
     move_p = c.speed_um_per_min * dt / params.grid.site_um
@@ -240,38 +238,38 @@ def build_tables(
             f"{params.grid.site_um:g} means {move_p:.2f} sites per step; expected at most 1 (lower time.dt_min)"
         )
     active_steps = max(1, round(c.activation_h * MINUTES_PER_HOUR / dt))
-    if active_steps > R.TRAIT_MAX:
+    if active_steps > L.TRAIT_MAX:
         from abm.errors import ParamError
 
         raise ParamError(
             f"cart.activation_h = {c.activation_h:g} is {active_steps} steps of {dt:g} min; "
-            f"expected at most {R.TRAIT_MAX}"
+            f"expected at most {L.TRAIT_MAX}"
         )
-    rates = np.zeros(R.N_RATES, dtype=np.int64)
-    rates[R.R_MOVE] = threshold(move_p)
-    rates[R.R_SWAP] = threshold(c.swap_probability)
-    rates[R.R_CHEMO] = threshold(c.chemotaxis_bias)
-    rates[R.R_DETACH] = thr_hour(c.detach_rate_per_h)
+    rates = np.zeros(L.N_RATES, dtype=np.int64)
+    rates[L.R_MOVE] = threshold(move_p)
+    rates[L.R_SWAP] = threshold(c.swap_probability)
+    rates[L.R_CHEMO] = threshold(c.chemotaxis_bias)
+    rates[L.R_DETACH] = thr_hour(c.detach_rate_per_h)
     prolif = c.proliferation_rate_per_day * proliferation_factor
     memory = c.memory_conversion_per_day
     if is_cd28(params):
         prolif *= params.costim.cd28_proliferation_factor
         memory *= params.costim.cd28_memory_factor
-    rates[R.R_PROLIF] = thr_day(prolif)
-    rates[R.R_MAX_DIVS] = c.max_divisions
-    rates[R.R_ACTIVE_STEPS] = active_steps
-    rates[R.R_EXIT] = thr_day(c.marrow_exit_rate_per_day)
-    rates[R.R_EXHAUST_STIM] = exhaustion_engagements(params)
-    rates[R.R_EXHAUST_DIE] = threshold(c.exhausted_apoptosis_fraction)
-    rates[R.R_AICD] = threshold(c.aicd_per_engagement)
-    rates[R.R_MEMORY] = thr_day(memory)
-    rates[R.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
-    rates[R.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
-    rates[R.R_DISPLACE] = threshold(params.blast.displacement_probability)
-    rates[R.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
-    rates[R.R_TARGET_MODE] = target_mode(params)
-    rates[R.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)
-    rates[R.R_BCELL_CD22_LEVEL] = int(molecules_to_level(params.bcell.cd22_molecules)) if cd22_tracked(params) else 0
+    rates[L.R_PROLIF] = thr_day(prolif)
+    rates[L.R_MAX_DIVS] = c.max_divisions
+    rates[L.R_ACTIVE_STEPS] = active_steps
+    rates[L.R_EXIT] = thr_day(c.marrow_exit_rate_per_day)
+    rates[L.R_EXHAUST_STIM] = exhaustion_engagements(params)
+    rates[L.R_EXHAUST_DIE] = threshold(c.exhausted_apoptosis_fraction)
+    rates[L.R_AICD] = threshold(c.aicd_per_engagement)
+    rates[L.R_MEMORY] = thr_day(memory)
+    rates[L.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
+    rates[L.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
+    rates[L.R_DISPLACE] = threshold(params.blast.displacement_probability)
+    rates[L.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
+    rates[L.R_TARGET_MODE] = target_mode(params)
+    rates[L.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)
+    rates[L.R_BCELL_CD22_LEVEL] = int(molecules_to_level(params.bcell.cd22_molecules)) if cd22_tracked(params) else 0
 
     table, _ = field_rates(params, dt)
     return RuleTables(
@@ -281,7 +279,7 @@ def build_tables(
         rates=rates,
         field_rates=table,
         coarsen=params.grid.coarsen,
-        chemokine_field=R.F_CXCL12,
+        chemokine_field=L.F_CXCL12,
         seed=seed,
         entry_levels=entry_level_tables(params),
     )

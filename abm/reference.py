@@ -54,15 +54,15 @@ from abm.marrow import build_window
 from abm.params import Params
 from abm.rates import build_tables
 from kernels import LatticeState, RuleTables
-from kernels import rules as R
+from kernels import layout as L
 
 TWO32 = float(1 << 32)
 
 # Moore offsets in the kernels' direction order (kernels.rules.neighbour): direction d is OFFSETS[d].
 OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 DIRECTION = {offset: d for d, offset in enumerate(OFFSETS)}
-TARGET_KINDS = (R.BLAST, R.BCELL)
-SWAPPABLE_KINDS = (R.BLAST, R.BCELL, R.NORMAL)
+TARGET_KINDS = (L.BLAST, L.BCELL)
+SWAPPABLE_KINDS = (L.BLAST, L.BCELL, L.NORMAL)
 
 
 def core_tables(params: Params, seed: int) -> RuleTables:
@@ -77,25 +77,25 @@ def core_tables(params: Params, seed: int) -> RuleTables:
     :class:`ReferenceModel`.
     """
     tables = build_tables(params, seed)
-    tables.field_rates[:, R.FR_SUBSTEPS] = 0
-    tables.field_rates[:, R.FR_SECRETE_ACTIVE_CART] = 0
-    tables.field_rates[:, R.FR_SECRETE_STROMA] = 0
-    tables.rates[R.R_CHEMO] = 0
-    tables.rates[R.R_AICD] = 0
-    tables.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX
-    tables.rates[R.R_MEMORY] = 0
-    tables.rates[R.R_LOSS] = 0
-    tables.rates[R.R_LOSS_CD22] = 0
-    tables.rates[R.R_DISPLACE] = 0
-    tables.kind_rates[R.KR_CONVERT, :] = 0
-    tables.antigen_rates[R.AR_ATTACH_NICHE] = tables.antigen_rates[R.AR_ATTACH]
-    tables.antigen_rates[R.AR_KILL_NICHE] = tables.antigen_rates[R.AR_KILL]
+    tables.field_rates[:, L.FR_SUBSTEPS] = 0
+    tables.field_rates[:, L.FR_SECRETE_ACTIVE_CART] = 0
+    tables.field_rates[:, L.FR_SECRETE_STROMA] = 0
+    tables.rates[L.R_CHEMO] = 0
+    tables.rates[L.R_AICD] = 0
+    tables.rates[L.R_EXHAUST_STIM] = L.TRAIT_MAX
+    tables.rates[L.R_MEMORY] = 0
+    tables.rates[L.R_LOSS] = 0
+    tables.rates[L.R_LOSS_CD22] = 0
+    tables.rates[L.R_DISPLACE] = 0
+    tables.kind_rates[L.KR_CONVERT, :] = 0
+    tables.antigen_rates[L.AR_ATTACH_NICHE] = tables.antigen_rates[L.AR_ATTACH]
+    tables.antigen_rates[L.AR_KILL_NICHE] = tables.antigen_rates[L.AR_KILL]
     return tables
 
 
 def free_sites(state: LatticeState) -> np.ndarray:
     """Flat indices of the sites a cell may be placed on (marrow or perivascular, empty), ascending."""
-    open_ = (state.tissue <= R.OCCUPIABLE) & (state.cell == R.EMPTY)
+    open_ = (state.tissue <= L.OCCUPIABLE) & (state.cell == L.EMPTY)
     return np.flatnonzero(open_)
 
 
@@ -128,20 +128,20 @@ def place_cart(state: LatticeState, sites: Iterable[tuple[int, int]]) -> None:
     """
     n = state.cell.shape[0]
     for i, j in sites:
-        if not (0 <= i < n and 0 <= j < n) or state.tissue[i, j] > R.OCCUPIABLE or state.cell[i, j] != R.EMPTY:
+        if not (0 <= i < n and 0 <= j < n) or state.tissue[i, j] > L.OCCUPIABLE or state.cell[i, j] != L.EMPTY:
             raise ValueError(f"site ({i}, {j}) is not a free marrow site of the {n} x {n} window")
-        state.cell[i, j] = R.CART
+        state.cell[i, j] = L.CART
         state.traits[i, j, :] = 0
-        state.traits[i, j, R.ACTED] = R.UNVISITED
+        state.traits[i, j, L.ACTED] = L.UNVISITED
 
 
 def target_level(antigen: int, mode: int) -> int:
     """The level a CAR with target choice ``mode`` sees on ``antigen``: :func:`kernels.rules.target_level` in Python."""
-    cd19 = antigen & R.LEVEL_MASK
-    if mode == R.TARGET_CD19:
+    cd19 = antigen & L.LEVEL_MASK
+    if mode == L.TARGET_CD19:
         return cd19
-    cd22 = antigen >> R.CD22_SHIFT
-    if mode == R.TARGET_CD22:
+    cd22 = antigen >> L.CD22_SHIFT
+    if mode == L.TARGET_CD22:
         return cd22
     return max(cd19, cd22)
 
@@ -154,7 +154,7 @@ def _occupant(site) -> MarrowCell | None:
 
 def _is_open(site) -> bool:
     """Tell whether a cell may be placed at a Mesa grid cell (marrow tissue, empty)."""
-    return site.tissue <= R.OCCUPIABLE and site.is_empty
+    return site.tissue <= L.OCCUPIABLE and site.is_empty
 
 
 class MarrowCell(CellAgent):
@@ -167,7 +167,7 @@ class MarrowCell(CellAgent):
         The grid cell it occupies (capacity one).
     antigen : int
         The kernels' ``ANTIGEN`` trait: CD19 level (low byte) and CD22 level
-        (high byte), each 0..255 (0 = antigen-negative; see :mod:`kernels.rules`).
+        (high byte), each 0..255 (0 = antigen-negative; see :mod:`kernels.layout`).
 
     Attributes
     ----------
@@ -176,7 +176,7 @@ class MarrowCell(CellAgent):
         target choice), fixed for the cell's life.
     """
 
-    kind = R.EMPTY
+    kind = L.EMPTY
 
     def __init__(self, model: ReferenceModel, site, antigen: int = 0):
         super().__init__(model)
@@ -202,7 +202,7 @@ class MarrowCell(CellAgent):
 class StromalCell(MarrowCell):
     """A stromal niche cell: occupies its site and does nothing (it secretes CXCL12 only in the full model)."""
 
-    kind = R.STROMA
+    kind = L.STROMA
 
     def step(self) -> None:
         return
@@ -225,7 +225,7 @@ class TissueCell(MarrowCell):
         rand = self.random.random
         kind = self.kind
         if rand() < model.p_die[kind]:
-            self.die(R.EV_DIED + kind)
+            self.die(L.EV_DIED + kind)
             return
         if not rand() < model.p_divide[kind]:
             return
@@ -233,33 +233,33 @@ class TissueCell(MarrowCell):
         if site is None:
             return
         antigen = self.antigen
-        if kind == R.BLAST:
-            cd19, cd22 = antigen & R.LEVEL_MASK, antigen >> R.CD22_SHIFT
+        if kind == L.BLAST:
+            cd19, cd22 = antigen & L.LEVEL_MASK, antigen >> L.CD22_SHIFT
             if cd19 > 0:
-                cd19 = min(max(cd19 + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
+                cd19 = min(max(cd19 + model.cd19_noise[self.random.randrange(256)], 1), L.N_LEVELS - 1)
             if cd22 > 0:
-                cd22 = min(max(cd22 + model.cd19_noise[self.random.randrange(256)], 1), R.N_LEVELS - 1)
-            antigen = cd19 | cd22 << R.CD22_SHIFT
+                cd22 = min(max(cd22 + model.cd19_noise[self.random.randrange(256)], 1), L.N_LEVELS - 1)
+            antigen = cd19 | cd22 << L.CD22_SHIFT
         type(self)(model, site, antigen=antigen)
-        model.record(R.EV_BORN + kind)
+        model.record(L.EV_BORN + kind)
 
 
 class Blast(TissueCell):
     """A leukemic blast (CD19 level from the patient profile, possibly 0)."""
 
-    kind = R.BLAST
+    kind = L.BLAST
 
 
 class BCell(TissueCell):
     """A normal B cell (CD19+; killed by CAR-T cells: B-cell aplasia)."""
 
-    kind = R.BCELL
+    kind = L.BCELL
 
 
 class NormalCell(TissueCell):
     """Another hematopoietic marrow cell (CD19-negative)."""
 
-    kind = R.NORMAL
+    kind = L.NORMAL
 
 
 class CarTCell(MarrowCell):
@@ -277,9 +277,9 @@ class CarTCell(MarrowCell):
         Steps of activation left.
     """
 
-    kind = R.CART
+    kind = L.CART
 
-    def __init__(self, model: ReferenceModel, site, *, state: int = R.RESTING, stim: int = 0, kills: int = 0,
+    def __init__(self, model: ReferenceModel, site, *, state: int = L.RESTING, stim: int = 0, kills: int = 0,
                  divs: int = 0, timer: int = 0):
         super().__init__(model, site, antigen=0)
         self.state = state
@@ -291,7 +291,7 @@ class CarTCell(MarrowCell):
 
     def activate(self) -> None:
         """Become ACTIVE for ``active_steps`` steps."""
-        self.state = R.ACTIVE
+        self.state = L.ACTIVE
         self.timer = self.model.active_steps
 
     def step(self) -> None:
@@ -301,35 +301,35 @@ class CarTCell(MarrowCell):
         model = self.model
         rand = self.random.random
         # 1. natural death
-        if rand() < model.p_die[R.CART]:
-            self.die(R.EV_DIED + R.CART)
+        if rand() < model.p_die[L.CART]:
+            self.die(L.EV_DIED + L.CART)
             return
         # 2. activation timer
         if self.timer > 0:
             self.timer -= 1
             if self.timer == 0:
-                self.state = R.RESTING
+                self.state = L.RESTING
         # 3. engaged: kill or detach; a target that has gone releases the cell
         if self.target is not None:
             victim = _occupant(self.cell.connections[self.target])
             if victim is not None and victim.is_target():
                 if rand() < model.p_kill[victim.level]:
-                    victim.die(R.EV_KILLED + victim.kind)
+                    victim.die(L.EV_KILLED + victim.kind)
                     self.target = None
-                    self.kills = min(self.kills + 1, R.TRAIT_MAX)
+                    self.kills = min(self.kills + 1, L.TRAIT_MAX)
                     self.activate()
                 elif rand() < model.p_detach:
                     self.target = None
                 return
             self.target = None
         # 4. proliferate while activated
-        if self.state == R.ACTIVE and self.divs < model.max_divs and rand() < model.p_prolif:
+        if self.state == L.ACTIVE and self.divs < model.max_divs and rand() < model.p_prolif:
             site = self.free_neighbour()
             if site is not None:
-                self.divs = min(self.divs + 1, R.TRAIT_MAX)
+                self.divs = min(self.divs + 1, L.TRAIT_MAX)
                 self.stim //= 2  # the daughters share the exhaustion load, as in kernels.rules.act_cart
                 CarTCell(model, site, state=self.state, stim=self.stim, kills=0, divs=self.divs, timer=self.timer)
-                model.record(R.EV_BORN + R.CART)
+                model.record(L.EV_BORN + L.CART)
                 return
         # 5. engage a neighbour carrying the target antigen
         targets = []
@@ -341,14 +341,14 @@ class CarTCell(MarrowCell):
             offset, other = self.random.choice(targets)
             if rand() < model.p_attach[other.level]:
                 self.target = offset
-                self.stim = min(self.stim + 1, R.TRAIT_MAX)
+                self.stim = min(self.stim + 1, L.TRAIT_MAX)
                 self.activate()
             return
         # 6. migrate to a random neighbour; swap with a marrow cell in the way
         if not rand() < model.p_move:
             return
         site = self.cell.connections.get(OFFSETS[self.random.randrange(8)])
-        if site is None or site.tissue > R.OCCUPIABLE:
+        if site is None or site.tissue > L.OCCUPIABLE:
             return
         other = _occupant(site)
         if other is None:
@@ -360,7 +360,7 @@ class CarTCell(MarrowCell):
             other.move_to(here)
 
 
-AGENT_CLASSES = {R.BLAST: Blast, R.BCELL: BCell, R.NORMAL: NormalCell, R.STROMA: StromalCell, R.CART: CarTCell}
+AGENT_CLASSES = {L.BLAST: Blast, L.BCELL: BCell, L.NORMAL: NormalCell, L.STROMA: StromalCell, L.CART: CarTCell}
 
 
 class ReferenceModel(mesa.Model):
@@ -396,7 +396,7 @@ class ReferenceModel(mesa.Model):
         ``n x n``, closed edges, capacity one; every grid cell carries its
         tissue code as ``cell.tissue``. Bone and sinusoid cells stay empty.
     events : numpy.ndarray
-        int64[N_EVENTS] cumulative event counts, laid out as in :mod:`kernels.rules`.
+        int64[N_EVENTS] cumulative event counts, laid out as in :mod:`kernels.layout`.
     lattice_step : int
         Steps taken.
     """
@@ -418,15 +418,15 @@ class ReferenceModel(mesa.Model):
             state = build_window(params, np.random.default_rng(seed))
         if tables is None:
             tables = core_tables(params, seed)
-        if tables.rates[R.R_CHEMO] != 0:
+        if tables.rates[L.R_CHEMO] != 0:
             raise ValueError(
-                f"tables.rates[R_CHEMO] = {int(tables.rates[R.R_CHEMO])}: the reference has no chemotaxis; "
+                f"tables.rates[R_CHEMO] = {int(tables.rates[L.R_CHEMO])}: the reference has no chemotaxis; "
                 "expected 0 (use abm.reference.core_tables)"
             )
         self.n = int(state.cell.shape[0])
         self.dt_min = params.time.dt_min
         self._set_probabilities(tables)
-        self._events = [0] * R.N_EVENTS
+        self._events = [0] * L.N_EVENTS
         self.lattice_step = 0
         self.grid = OrthogonalMooreGrid((self.n, self.n), torus=False, capacity=1, random=self.random)
         self._populate(state)
@@ -439,19 +439,19 @@ class ReferenceModel(mesa.Model):
             self.seed_cart(n_cart)
 
     def _set_probabilities(self, tables: RuleTables) -> None:
-        self.p_die = [int(t) / TWO32 for t in tables.kind_rates[R.KR_DIE]]
-        self.p_divide = [int(t) / TWO32 for t in tables.kind_rates[R.KR_DIVIDE]]
-        self.p_attach = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_ATTACH]]
-        self.p_kill = [int(t) / TWO32 for t in tables.antigen_rates[R.AR_KILL]]
+        self.p_die = [int(t) / TWO32 for t in tables.kind_rates[L.KR_DIE]]
+        self.p_divide = [int(t) / TWO32 for t in tables.kind_rates[L.KR_DIVIDE]]
+        self.p_attach = [int(t) / TWO32 for t in tables.antigen_rates[L.AR_ATTACH]]
+        self.p_kill = [int(t) / TWO32 for t in tables.antigen_rates[L.AR_KILL]]
         self.cd19_noise = [int(v) for v in tables.cd19_noise]
-        self.target_mode = int(tables.rates[R.R_TARGET_MODE])
+        self.target_mode = int(tables.rates[L.R_TARGET_MODE])
         rates = tables.rates
-        self.p_move = int(rates[R.R_MOVE]) / TWO32
-        self.p_swap = int(rates[R.R_SWAP]) / TWO32
-        self.p_detach = int(rates[R.R_DETACH]) / TWO32
-        self.p_prolif = int(rates[R.R_PROLIF]) / TWO32
-        self.max_divs = int(rates[R.R_MAX_DIVS])
-        self.active_steps = int(rates[R.R_ACTIVE_STEPS])
+        self.p_move = int(rates[L.R_MOVE]) / TWO32
+        self.p_swap = int(rates[L.R_SWAP]) / TWO32
+        self.p_detach = int(rates[L.R_DETACH]) / TWO32
+        self.p_prolif = int(rates[L.R_PROLIF]) / TWO32
+        self.max_divs = int(rates[L.R_MAX_DIVS])
+        self.active_steps = int(rates[L.R_ACTIVE_STEPS])
 
     def _populate(self, state: LatticeState) -> None:
         tissue = state.tissue
@@ -463,16 +463,16 @@ class ReferenceModel(mesa.Model):
         for i, j in zip(*np.nonzero(cell), strict=True):
             kind = int(cell[i, j])
             site = self.grid[(int(i), int(j))]
-            if site.tissue > R.OCCUPIABLE:
+            if site.tissue > L.OCCUPIABLE:
                 raise ValueError(f"state: a cell of kind {kind} sits in bone or a sinusoid at ({i}, {j})")
             t = traits[i, j]
-            if kind == R.CART:
-                agent = CarTCell(self, site, state=int(t[R.STATE]), stim=int(t[R.STIM]), kills=int(t[R.KILLS]),
-                                 divs=int(t[R.DIVS]), timer=int(t[R.TIMER]))
-                if t[R.TARGET]:
-                    agent.target = OFFSETS[int(t[R.TARGET]) - 1]
+            if kind == L.CART:
+                agent = CarTCell(self, site, state=int(t[L.STATE]), stim=int(t[L.STIM]), kills=int(t[L.KILLS]),
+                                 divs=int(t[L.DIVS]), timer=int(t[L.TIMER]))
+                if t[L.TARGET]:
+                    agent.target = OFFSETS[int(t[L.TARGET]) - 1]
             elif kind in AGENT_CLASSES:
-                AGENT_CLASSES[kind](self, site, antigen=int(t[R.ANTIGEN]))
+                AGENT_CLASSES[kind](self, site, antigen=int(t[L.ANTIGEN]))
             else:
                 raise ValueError(f"state: unknown cell kind {kind} at ({i}, {j})")
 
@@ -491,7 +491,7 @@ class ReferenceModel(mesa.Model):
             CarTCell(self, site)
 
     def record(self, code: int) -> None:
-        """Count one event (``EV_*`` offset plus kind, as in :mod:`kernels.rules`)."""
+        """Count one event (``EV_*`` offset plus kind, as in :mod:`kernels.layout`)."""
         self._events[code] += 1
 
     @property
@@ -505,42 +505,42 @@ class ReferenceModel(mesa.Model):
 
     def counts(self) -> np.ndarray:
         """Cells of each kind in the window (int64[N_KINDS]; ``EMPTY`` counts every site without a cell)."""
-        counts = np.zeros(R.N_KINDS, dtype=np.int64)
+        counts = np.zeros(L.N_KINDS, dtype=np.int64)
         for agent_type, agents in self.agents_by_type.items():
             counts[agent_type.kind] += len(agents)
-        counts[R.EMPTY] = self.n * self.n - int(counts.sum())
+        counts[L.EMPTY] = self.n * self.n - int(counts.sum())
         return counts
 
     def to_state(self) -> LatticeState:
         """Export the window as a :class:`kernels.LatticeState`, ready to continue on a kernel backend.
 
-        Traits are laid out as in :mod:`kernels.rules`; every cell gets
+        Traits are laid out as in :mod:`kernels.layout`; every cell gets
         ``ACTED = UNVISITED`` (as in a freshly built window) and the fields are zero.
         """
         n = self.n
         cell = np.zeros((n, n), dtype=np.uint8)
         tissue = np.zeros((n, n), dtype=np.uint8)
-        traits = np.zeros((n, n, R.N_TRAITS), dtype=np.uint16)
+        traits = np.zeros((n, n, L.N_TRAITS), dtype=np.uint16)
         for site in self.grid.all_cells:
             tissue[site.coordinate] = site.tissue
         for agent in self.agents:
             i, j = agent.cell.coordinate
             cell[i, j] = agent.kind
-            traits[i, j, R.ANTIGEN] = agent.antigen
-            traits[i, j, R.ACTED] = R.UNVISITED
-            if agent.kind == R.CART:
-                traits[i, j, R.STATE] = agent.state
-                traits[i, j, R.TARGET] = 0 if agent.target is None else DIRECTION[agent.target] + 1
-                traits[i, j, R.STIM] = agent.stim
-                traits[i, j, R.KILLS] = agent.kills
-                traits[i, j, R.DIVS] = agent.divs
-                traits[i, j, R.TIMER] = agent.timer
+            traits[i, j, L.ANTIGEN] = agent.antigen
+            traits[i, j, L.ACTED] = L.UNVISITED
+            if agent.kind == L.CART:
+                traits[i, j, L.STATE] = agent.state
+                traits[i, j, L.TARGET] = 0 if agent.target is None else DIRECTION[agent.target] + 1
+                traits[i, j, L.STIM] = agent.stim
+                traits[i, j, L.KILLS] = agent.kills
+                traits[i, j, L.DIVS] = agent.divs
+                traits[i, j, L.TIMER] = agent.timer
         coarsen = self.params.grid.coarsen
         m = -(-n // coarsen)
         return LatticeState(
             cell=cell,
             tissue=tissue,
             traits=traits,
-            fields=np.zeros((R.N_FIELDS, m, m), dtype=np.int64),
+            fields=np.zeros((L.N_FIELDS, m, m), dtype=np.int64),
             events=self.events,
         )

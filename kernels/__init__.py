@@ -1,14 +1,21 @@
 """Pure compute on arrays: the validated wrapper over every backend.
 
-``abm`` uses only what is exported here:
+``abm`` uses only what is exported here (``__all__``), never the submodules
+behind it:
 
 * :class:`LatticeState` and :class:`RuleTables`: the arrays a step reads and writes;
+* :class:`Traffic`: one step's blood traffic, validated once;
 * :func:`select_backend`: ``auto | python | cpu | cuda`` to a concrete backend;
 * :class:`Lattice`: checks shapes and dtypes once, then steps the state on the
-  chosen backend and hands it back for observation.
+  chosen backend and hands it back for observation;
+* :mod:`kernels.layout`: the codes, slots and table rows of the arrays;
+* from :mod:`kernels.rng`: :func:`threshold` (probability to integer
+  threshold), :data:`TWO32` and :func:`draw_reference` (the generator in pure Python);
+* from :mod:`kernels.diffusion`: the fixed-point constants ``QUANTUM``,
+  ``SHIFT``, ``DECAY_SHIFT``, ``MAX_QUANTA`` and ``MAX_RATIO``.
 
-Determinism contract: for the same state, tables, seed and step numbers, every
-backend and thread count produces bit-identical arrays (see
+Determinism contract: for the same state, tables, traffic, seed and step
+numbers, every backend and thread count produces bit-identical arrays (see
 :mod:`kernels.rules` for how).
 """
 
@@ -18,7 +25,30 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from kernels import rules
+from kernels import layout
+from kernels.diffusion import DECAY_SHIFT, MAX_QUANTA, MAX_RATIO, QUANTUM, SHIFT
+from kernels.rng import TWO32, draw_reference, threshold
+
+__all__ = [
+    "BACKENDS",
+    "DECAY_SHIFT",
+    "MAX_QUANTA",
+    "MAX_RATIO",
+    "QUANTUM",
+    "SHIFT",
+    "SMALL_LATTICE_SITES",
+    "TWO32",
+    "BackendError",
+    "Lattice",
+    "LatticeState",
+    "RuleTables",
+    "Traffic",
+    "draw_reference",
+    "layout",
+    "select_backend",
+    "threshold",
+    "validate",
+]
 
 BACKENDS = ("auto", "python", "cpu", "cuda")
 SMALL_LATTICE_SITES = 256 * 256
@@ -47,7 +77,7 @@ class LatticeState:
 
 @dataclass
 class RuleTables:
-    """Integer rate tables and constants for a run (see the ``*_RATES`` rows in :mod:`kernels.rules`)."""
+    """Integer rate tables and constants for a run (see the ``*_RATES`` rows in :mod:`kernels.layout`)."""
 
     kind_rates: np.ndarray  # int64[N_KIND_RATES, N_KINDS], thresholds
     antigen_rates: np.ndarray  # int64[N_ANTIGEN_RATES, N_LEVELS], thresholds
@@ -69,6 +99,60 @@ class RuleTables:
         return key_of(self.seed)
 
 
+MAX_QUOTA = (1 << 63) - 1  # a quota (expected entries times 2**32) is an int64; any real one is far below
+
+
+@dataclass(frozen=True, kw_only=True)
+class Traffic:
+    """One lattice step's blood traffic through the perivascular sites, as integers.
+
+    Keyword-only, checked once when made, and packed for the kernels into the
+    int64 vector ``traffic[N_TRAFFIC]`` (the ``TR_*`` slots of :mod:`kernels.layout`).
+    The default, ``Traffic()``, is a step without traffic.
+
+    Attributes
+    ----------
+    enter_quota : int
+        Expected number of CAR-T cells entering the window this step times
+        ``2**32``, spread over the empty perivascular sites; in ``[0, 2**63)``.
+    exit_threshold : int
+        Per-step exit probability of a free CAR-T cell on a perivascular site
+        times ``2**32``; in ``[0, 2**32]``.
+    memory_threshold : int
+        Probability (times ``2**32``) that an entering CAR-T cell is a memory cell; in ``[0, 2**32]``.
+    seed_quota : int
+        Expected number of reservoir blasts entering this step times ``2**32``; in ``[0, 2**63)``.
+    negative_threshold : int
+        Probability (times ``2**32``) that an entering blast lacks the product's target; in ``[0, 2**32]``.
+    """
+
+    enter_quota: int = 0
+    exit_threshold: int = 0
+    memory_threshold: int = 0
+    seed_quota: int = 0
+    negative_threshold: int = 0
+
+    def __post_init__(self) -> None:
+        for name in layout.TRAFFIC_NAMES:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"Traffic.{name} = {value!r}: expected an integer")
+            if name.endswith("_quota"):
+                if not 0 <= value <= MAX_QUOTA:
+                    raise ValueError(f"Traffic.{name} = {value!r}: expected an integer in [0, 2**63)")
+            elif not 0 <= value <= TWO32:
+                raise ValueError(f"Traffic.{name} = {value!r}: expected an integer in [0, 2**32]")
+            object.__setattr__(self, name, int(value))
+
+    def slots(self) -> tuple[int, ...]:
+        """The values in slot order (``slots()[TR_ENTER_QUOTA]`` is :attr:`enter_quota`, ...)."""
+        return tuple(getattr(self, name) for name in layout.TRAFFIC_NAMES)
+
+    def packed(self) -> np.ndarray:
+        """The int64[N_TRAFFIC] vector the kernels read."""
+        return np.array(self.slots(), dtype=np.int64)
+
+
 _STATE_SPEC = {
     "cell": (np.uint8, 2),
     "tissue": (np.uint8, 2),
@@ -77,11 +161,11 @@ _STATE_SPEC = {
     "events": (np.int64, 1),
 }
 _TABLE_SPEC = {
-    "kind_rates": (rules.N_KIND_RATES, rules.N_KINDS),
-    "antigen_rates": (rules.N_ANTIGEN_RATES, rules.N_LEVELS),
+    "kind_rates": (layout.N_KIND_RATES, layout.N_KINDS),
+    "antigen_rates": (layout.N_ANTIGEN_RATES, layout.N_LEVELS),
     "cd19_noise": (256,),
-    "rates": (rules.N_RATES,),
-    "field_rates": (rules.N_FIELDS, rules.N_FIELD_RATES),
+    "rates": (layout.N_RATES,),
+    "field_rates": (layout.N_FIELDS, layout.N_FIELD_RATES),
     "entry_levels": (2, 256),
 }
 
@@ -99,9 +183,9 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
     expected = {
         "cell": (n, n),
         "tissue": (n, n),
-        "traits": (n, n, rules.N_TRAITS),
-        "fields": (rules.N_FIELDS, m, m),
-        "events": (rules.N_EVENTS,),
+        "traits": (n, n, layout.N_TRAITS),
+        "fields": (layout.N_FIELDS, m, m),
+        "events": (layout.N_EVENTS,),
     }
     for name, shape in expected.items():
         if getattr(state, name).shape != shape:
@@ -116,15 +200,15 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
         raise ValueError("tables.kind_rates: thresholds must be >= 0 and die + divide at most 2**32 per kind")
     if np.any(tables.antigen_rates < 0) or np.any(tables.antigen_rates > 1 << 32):
         raise ValueError("tables.antigen_rates: thresholds must lie in [0, 2**32]")
-    mode = int(tables.rates[rules.R_TARGET_MODE])
-    if mode not in (rules.TARGET_CD19, rules.TARGET_CD22, rules.TARGET_BOTH):
+    mode = int(tables.rates[layout.R_TARGET_MODE])
+    if mode not in (layout.TARGET_CD19, layout.TARGET_CD22, layout.TARGET_BOTH):
         raise ValueError(f"tables.rates[R_TARGET_MODE]: {mode} is not TARGET_CD19, TARGET_CD22 or TARGET_BOTH (0-2)")
     for slot in ("R_BCELL_LEVEL", "R_BCELL_CD22_LEVEL"):
-        level = int(tables.rates[getattr(rules, slot)])
-        if not 0 <= level < rules.N_LEVELS:
-            raise ValueError(f"tables.rates[{slot}]: antigen level {level} not in [0, {rules.N_LEVELS})")
-    if not 0 <= tables.chemokine_field < rules.N_FIELDS:
-        raise ValueError(f"tables.chemokine_field: {tables.chemokine_field} not in [0, {rules.N_FIELDS})")
+        level = int(tables.rates[getattr(layout, slot)])
+        if not 0 <= level < layout.N_LEVELS:
+            raise ValueError(f"tables.rates[{slot}]: antigen level {level} not in [0, {layout.N_LEVELS})")
+    if not 0 <= tables.chemokine_field < layout.N_FIELDS:
+        raise ValueError(f"tables.chemokine_field: {tables.chemokine_field} not in [0, {layout.N_FIELDS})")
     if tables.coarsen < 1:
         raise ValueError(f"tables.coarsen: {tables.coarsen} must be >= 1")
 
@@ -186,12 +270,13 @@ class Lattice:
         self.state = state
         self.tables = tables
         self.threads = threads
-        self._order = np.zeros(9 + rules.N_KINDS, dtype=np.int64)  # sublattice order, then visit thresholds
-        self._portals = np.flatnonzero(state.tissue.ravel() == rules.PERIVASCULAR).astype(np.int64)
+        self._order = np.zeros(9 + layout.N_KINDS, dtype=np.int64)  # sublattice order, then visit thresholds
+        self._portals = np.flatnonzero(state.tissue.ravel() == layout.PERIVASCULAR).astype(np.int64)
         self._scratch = np.zeros_like(state.fields)
-        self._row_events = np.zeros((state.cell.shape[0], rules.N_EVENTS), dtype=np.int64)
+        self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
         self._base_events = state.events.copy()
         self._key = tables.key
+        self._traffic = np.zeros(layout.N_TRAFFIC, dtype=np.int64)
         self._device = None
         if self.backend == "cuda":
             from kernels.cuda import CudaLattice
@@ -216,32 +301,29 @@ class Lattice:
         if self._device is not None:
             self._device.update_tables(tables)
 
-    def step(self, step_index: int, enter_quota: int, exit_threshold: int, memory_threshold: int = 0,
-             seed_quota: int = 0, negative_threshold: int = 0) -> None:
+    def step(self, step_index: int, traffic: Traffic) -> None:
         """Advance one step: blood traffic, nine sublattice passes (as one wave on ``cpu``), fields.
 
-        ``enter_quota`` is the expected number of CAR-T cells entering the
-        window this step times ``2**32`` (spread over the empty perivascular
-        sites); ``exit_threshold`` the per-step exit probability of a free
-        CAR-T cell on a perivascular site times ``2**32``;
-        ``memory_threshold`` the probability (times ``2**32``) that an entering
-        cell is a memory cell. ``seed_quota`` is the expected number of
-        reservoir blasts entering this step times ``2**32``, and
-        ``negative_threshold`` the probability (times ``2**32``) that one
-        lacks the product's target.
+        Parameters
+        ----------
+        step_index : int
+            The step's number, ``0 <= step_index < 2**28`` (it keys every random decision of the step).
+        traffic : Traffic
+            This step's blood traffic (``Traffic()`` for none).
         """
+        if not isinstance(traffic, Traffic):
+            raise TypeError(f"traffic = {traffic!r}: expected a kernels.Traffic")
         if self._device is not None:
-            self._device.step(step_index, enter_quota, memory_threshold, exit_threshold, seed_quota,
-                              negative_threshold)
+            self._device.step(step_index, traffic)
             return
         from kernels import cpu
 
+        self._traffic[:] = traffic.slots()
         s, t = self.state, self.tables
         args = (
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
-            enter_quota, memory_threshold, exit_threshold, seed_quota, negative_threshold, self._key, step_index,
-            self._row_events, self.slab_rows,
+            self._traffic, self._key, step_index, self._row_events, self.slab_rows,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)

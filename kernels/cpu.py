@@ -68,8 +68,7 @@ from numba import prange
 
 from kernels.config import jit, jit_parallel
 from kernels.diffusion import DECAY_SHIFT, flux, mul_shift
-from kernels.rng import draw
-from kernels.rules import (
+from kernels.layout import (
     ACTIVE,
     CART,
     EMPTY,
@@ -87,11 +86,14 @@ from kernels.rules import (
     R_TARGET_MODE,
     STATE,
     STROMA,
-    act_site,
-    enter_threshold,
-    sublattice_order,
-    traffic_site,
+    TR_ENTER_QUOTA,
+    TR_EXIT_THRESHOLD,
+    TR_MEMORY_THRESHOLD,
+    TR_NEGATIVE_THRESHOLD,
+    TR_SEED_QUOTA,
 )
+from kernels.rng import draw
+from kernels.rules import act_site, enter_threshold, sublattice_order, traffic_site
 
 ALWAYS = np.int64(1) << 40  # a visit threshold above every draw (draws are < 2**32)
 REACH = 2  # two updates conflict (their 3 x 3 neighbourhoods overlap) only if their rows differ by <= REACH
@@ -171,11 +173,7 @@ def step(
     rates,
     field_rates,
     entry_levels,
-    enter_quota,
-    memory_threshold,
-    exit_threshold,
-    seed_quota,
-    negative_threshold,
+    traffic,
     key,
     step_index,
     events,
@@ -195,8 +193,8 @@ def step(
     kind_rates : int64[N_KIND_RATES, N_KINDS]; antigen_rates : int64[N_ANTIGEN_RATES, 256]
     cd19_noise : int64[256]; rates : int64[N_RATES]; field_rates : int64[N_FIELDS, N_FIELD_RATES]
     entry_levels : int64[2, 256], CD19 and CD22 levels of entering reservoir blasts (quantile tables)
-    enter_quota, memory_threshold, exit_threshold : int, blood CAR-T traffic this step
-    seed_quota, negative_threshold : int, reservoir blasts entering this step (see traffic_site)
+    traffic : int64[N_TRAFFIC], this step's blood traffic: CAR-T cells and reservoir blasts entering and
+        CAR-T cells leaving (the ``TR_*`` slots of :mod:`kernels.layout`; :class:`kernels.Traffic` packs it)
     key, step_index : int
     events : int64[n, N_EVENTS], per-row event counters (accumulated)
     slab_rows : int, rows per slab of the sweep, >= ``MIN_SLAB_ROWS`` (any value gives the same result)
@@ -206,14 +204,15 @@ def step(
     for p in range(portals.shape[0]):
         if cell[portals[p] // n, portals[p] % n] == 0:
             empty_portals += 1
-    threshold = enter_threshold(enter_quota, empty_portals)
-    seed_threshold = enter_threshold(seed_quota, empty_portals)
+    threshold = enter_threshold(traffic[TR_ENTER_QUOTA], empty_portals)
+    seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], empty_portals)
     mode = rates[R_TARGET_MODE]
     for p in range(portals.shape[0]):
         i = portals[p] // n
         j = portals[p] % n
-        e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
-                         negative_threshold, entry_levels, mode, key, step_index)
+        e = traffic_site(i, j, cell, tissue, traits, threshold, traffic[TR_MEMORY_THRESHOLD],
+                         traffic[TR_EXIT_THRESHOLD], seed_threshold, traffic[TR_NEGATIVE_THRESHOLD], entry_levels,
+                         mode, key, step_index)
         if e:
             events[i, e] += 1
     sublattice_order(key, step_index, order[:9])

@@ -12,22 +12,27 @@ which is how CI tests it.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import cuda
 
 from kernels.config import THREADS_PER_BLOCK
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rules import (
+from kernels.layout import (
     EMPTY,
     FR_SUBSTEPS,
     R_TARGET_MODE,
-    act_site,
-    enter_threshold,
-    needs_visit,
-    sublattice_order,
-    traffic_site,
+    TR_ENTER_QUOTA,
+    TR_EXIT_THRESHOLD,
+    TR_MEMORY_THRESHOLD,
+    TR_NEGATIVE_THRESHOLD,
+    TR_SEED_QUOTA,
 )
+from kernels.rules import act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
+
+if TYPE_CHECKING:
+    from kernels import Traffic
 
 # The one-block counter reset and the portal kernels are small on purpose; Numba's low-occupancy warning on
 # every such launch says nothing a user can act on.
@@ -63,17 +68,16 @@ def _count_empty_portals_kernel(cell, portals, count):
 
 
 @cuda.jit(cache=True)
-def _traffic_kernel(
-    cell, tissue, traits, portals, count, enter_quota, memory_threshold, exit_threshold, seed_quota,
-    negative_threshold, entry_levels, mode, key, step_index, events,
-):
+def _traffic_kernel(cell, tissue, traits, portals, count, traffic, entry_levels, mode, key, step_index, events):
+    """Blood traffic at every portal; ``traffic`` is the int64 ``TR_*`` vector passed by value, as a tuple."""
     p = cuda.grid(1)
     n = cell.shape[0]
     if p < portals.shape[0]:
-        threshold = enter_threshold(enter_quota, count[0])
-        seed_threshold = enter_threshold(seed_quota, count[0])
-        e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold, memory_threshold,
-                         exit_threshold, seed_threshold, negative_threshold, entry_levels, mode, key, step_index)
+        threshold = enter_threshold(traffic[TR_ENTER_QUOTA], count[0])
+        seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], count[0])
+        e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold,
+                         traffic[TR_MEMORY_THRESHOLD], traffic[TR_EXIT_THRESHOLD], seed_threshold,
+                         traffic[TR_NEGATIVE_THRESHOLD], entry_levels, mode, key, step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 
@@ -162,16 +166,16 @@ class CudaLattice:
         self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
         self.substeps = [int(r[FR_SUBSTEPS]) for r in tables.field_rates]
 
-    def step(self, step_index: int, enter_quota: int, memory_threshold: int, exit_threshold: int,
-             seed_quota: int = 0, negative_threshold: int = 0) -> None:
+    def step(self, step_index: int, traffic: Traffic) -> None:
+        """Launch one step; ``traffic`` is the step's :class:`kernels.Traffic` (validated by its constructor)."""
         t = self.tables
         if self.n_portals:
             self._zero(self.d_count)  # on the device: a host copy here would wait for the previous step
             self._count(self.d_cell, self.d_portals, self.d_count)
+            # the traffic slots go as a tuple of kernel arguments (by value): an array would be a host copy
             self._traffic(
-                self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, enter_quota,
-                memory_threshold, exit_threshold, seed_quota, negative_threshold, self.d_entry_levels,
-                self.target_mode, self.key, step_index, self.d_events,
+                self.d_cell, self.d_tissue, self.d_traits, self.d_portals, self.d_count, traffic.slots(),
+                self.d_entry_levels, self.target_mode, self.key, step_index, self.d_events,
             )
         sublattice_order(self.key, step_index, self.order)
         chemokine = self.d_fields[t.chemokine_field]

@@ -38,7 +38,7 @@ Secretion
 from __future__ import annotations
 
 from kernels.config import jit
-from kernels.rules import (
+from kernels.layout import (
     ACTIVE,
     CART,
     FR_DECAY,

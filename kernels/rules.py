@@ -5,40 +5,9 @@ Everything here is a Numba ``@jit`` function on arrays and integers. The
 ``prange`` loops and the ``cuda`` backend from kernels (Numba compiles ``@jit``
 functions as CUDA device functions), so the biology is written once.
 
-State layout
-------------
-``cell[i, j]`` (uint8)
-    The cell kind at a site: one of ``EMPTY, BLAST, BCELL, NORMAL, STROMA, CART``.
-``tissue[i, j]`` (uint8)
-    ``MARROW`` and ``PERIVASCULAR`` (marrow next to a sinusoid, where CAR-T
-    cells enter and leave the window) hold cells; ``BONE`` and ``SINUSOID``
-    never do.
-``traits[i, j, :]`` (uint16)
-    Per-cell attributes stored at the cell's site, moved and copied with it:
-    ``ANTIGEN`` (CD19 and CD22 levels, packed, see below), ``STATE`` (CAR-T state), ``TARGET``
-    (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
-    engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
-    (steps of activation left), ``ACTED`` (:func:`stamp` of the last step the
-    cell acted in; 0 for a cell that has not acted yet).
-``fields[f, vi, vj]`` (int64)
-    Fixed-point cytokine / chemokine fields on a coarse grid (see
-    :mod:`kernels.diffusion`).
-
-Antigen levels
-    An antigen density is stored as a level ``0..255``; 0 is antigen-negative
-    and level ``L >= 1`` stands for ``10 ** (1 + 4 * (L - 1) / 254)`` molecules
-    per cell (10 to 100,000, log-spaced, about 3.7 % apart). Kill and
-    attachment probabilities are looked up per level from tables computed once
-    on the host, so no backend evaluates a transcendental function.
-
-    Two antigens share the one uint16 ``ANTIGEN`` slot (a third trait slot
-    would cost 2 bytes a site): the low byte is the CD19 level, the high byte
-    the CD22 level on the same scale (:func:`cd19_level`, :func:`cd22_level`,
-    :func:`pack`). A cell without CD22 has a high byte of 0, so its ``ANTIGEN``
-    value is its CD19 level, as the ``CD19`` slot held before CD22 existed.
-    The CAR's target choice is ``rates[R_TARGET_MODE]``
-    (:data:`TARGET_CD19`, :data:`TARGET_CD22`, :data:`TARGET_BOTH`); every
-    rule reads a target's antigen through :func:`target_level`.
+The arrays, codes, slots and table rows the rules read and write (cell kinds,
+tissue codes, traits, antigen levels, event codes, random-number purposes, rate
+rows) are defined in :mod:`kernels.layout`, which documents them.
 
 Determinism and conflicts
 -------------------------
@@ -64,16 +33,9 @@ step number only: bit-identical on every backend and thread count.
 
 Events
 ------
-Each action returns at most one event code (0 = none): ``BORN + kind``,
-``DIED + kind`` (natural or activation-induced death), ``KILLED + kind`` (by a
-CAR-T cell), ``ENTERED`` / ``EXITED`` (CAR-T traffic through sinusoids),
-``BCELL_MADE`` (B lymphopoiesis: an other-hematopoietic cell becomes a B
-cell), ``EXHAUSTED`` (a CAR-T cell exhausts; no change of kind), ``SEEDED``
-(a reservoir blast enters) and ``DISPLACED + kind`` (a dividing blast's
-daughter takes the site of a normal cell of that kind, which leaves). The
-drivers add them to counters; counts per kind then balance exactly:
-``count = initial + born + entered - died - killed - exited - displaced``
-(+/- B cells made; blasts also gain the seeded and every displacement).
+Each action returns at most one event code (``EV_NONE`` = 0 for none; the
+codes are listed in :mod:`kernels.layout`); the drivers add them to counters,
+so counts per kind balance exactly.
 """
 
 from __future__ import annotations
@@ -81,147 +43,97 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.config import jit
+from kernels.layout import (
+    ACTED,
+    ACTIVE,
+    ANTIGEN,
+    AR_ATTACH,
+    AR_KILL,
+    BCELL,
+    BLAST,
+    CART,
+    CD22_SHIFT,
+    DIVS,
+    EFFECTOR,
+    EMPTY,
+    EV_BCELL_MADE,
+    EV_BORN,
+    EV_DIED,
+    EV_DISPLACED,
+    EV_ENTERED,
+    EV_EXHAUSTED,
+    EV_EXITED,
+    EV_KILLED,
+    EV_NONE,
+    EV_SEEDED,
+    EXHAUSTED,
+    KILLS,
+    KR_CONVERT,
+    KR_DIE,
+    KR_DIVIDE,
+    LEVEL_MASK,
+    MEMORY,
+    N_LEVELS,
+    N_TRAITS,
+    NICHE,
+    NORMAL,
+    OCCUPIABLE,
+    P_AICD,
+    P_ATTACH,
+    P_CHEMO,
+    P_DETACH,
+    P_DIE,
+    P_DIR,
+    P_DISPLACE,
+    P_ENTER,
+    P_EXHAUST,
+    P_EXIT,
+    P_KILL,
+    P_LOSS,
+    P_LOSS_CD22,
+    P_MEMORY,
+    P_MOVE,
+    P_NOISE,
+    P_NOISE_CD22,
+    P_ORDER,
+    P_PHENO,
+    P_PLACE,
+    P_PROLIF,
+    P_SEED,
+    P_SEED_LEVEL,
+    P_SEED_NEG,
+    P_SWAP,
+    P_TARGET,
+    PHENO,
+    R_ACTIVE_STEPS,
+    R_AICD,
+    R_BCELL_CD22_LEVEL,
+    R_BCELL_LEVEL,
+    R_CHEMO,
+    R_DETACH,
+    R_DISPLACE,
+    R_EXHAUST_DIE,
+    R_EXHAUST_STIM,
+    R_LOSS,
+    R_LOSS_CD22,
+    R_MAX_DIVS,
+    R_MEMORY,
+    R_MEMORY_DIE,
+    R_MOVE,
+    R_PROLIF,
+    R_SWAP,
+    R_TARGET_MODE,
+    RESTING,
+    STATE,
+    STIM,
+    STROMA,
+    TARGET,
+    TARGET_CD19,
+    TARGET_CD22,
+    TIMER,
+    TRAIT_MAX,
+)
 from kernels.rng import below, draw, pick
-
-# Cell kinds.
-EMPTY = 0
-BLAST = 1
-BCELL = 2
-NORMAL = 3
-STROMA = 4
-CART = 5
-N_KINDS = 6
-KIND_NAMES = ("empty", "blast", "bcell", "normal", "stroma", "cart")
-
-# Tissue codes. Codes up to OCCUPIABLE hold cells.
-MARROW = 0
-PERIVASCULAR = 1  # next to a sinusoid: CAR-T cells enter and leave here
-NICHE = 2  # next to a stromal niche cell: targets here are protected
-BONE = 3
-SINUSOID = 4
-OCCUPIABLE = NICHE
-TISSUE_NAMES = ("marrow", "perivascular", "niche", "bone", "sinusoid")
-
-# Trait slots.
-ANTIGEN = 0  # CD19 level (low byte) and CD22 level (high byte); see pack()
-STATE = 1
-TARGET = 2
-STIM = 3
-KILLS = 4
-DIVS = 5
-TIMER = 6
-ACTED = 7
-PHENO = 8
-N_TRAITS = 9
-TRAIT_NAMES = ("antigen", "state", "target", "stim", "kills", "divs", "timer", "acted", "pheno")
-TRAIT_MAX = 0xFFFF
-UNVISITED = 0  # ACTED of a cell that has not acted yet; stamp() is never 0
-
-# CAR-T states (the STATE trait) and phenotypes (the PHENO trait).
-RESTING = 0
-ACTIVE = 1
-EXHAUSTED = 2
-EFFECTOR = 0
-MEMORY = 1
-
-# Antigen levels (one byte per antigen in the ANTIGEN slot).
-N_LEVELS = 256
-LEVEL_MASK = 0xFF
-CD22_SHIFT = 8
-
-# CAR target choice (rates[R_TARGET_MODE]).
-TARGET_CD19 = 0
-TARGET_CD22 = 1
-TARGET_BOTH = 2  # tandem / bispecific OR-gate CAR: either antigen makes a target
-TARGET_NAMES = ("CD19", "CD22", "CD19/CD22")
-
-# Events: codes are offsets + kind.
-EV_NONE = 0
-EV_BORN = 0
-EV_DIED = N_KINDS
-EV_KILLED = 2 * N_KINDS
-EV_ENTERED = 3 * N_KINDS
-EV_EXITED = 3 * N_KINDS + 1
-EV_BCELL_MADE = 3 * N_KINDS + 2  # an other-hematopoietic cell became a B cell (NORMAL -1, BCELL +1)
-EV_EXHAUSTED = 3 * N_KINDS + 3  # a CAR-T cell exhausted (no change of kind)
-EV_SEEDED = 3 * N_KINDS + 4  # a blast from the body's reservoir entered through a perivascular site
-EV_DISPLACED = 3 * N_KINDS + 5  # + kind: a dividing blast's daughter took the site of a cell of that kind
-N_EVENTS = 4 * N_KINDS + 5
-
-# Random-number purposes (the 4th key of kernels.rng.draw).
-P_ORDER = 1
-P_DIE = 2  # also decides division: act_tissue_cell makes one draw for both
-P_PLACE = 4
-P_NOISE = 5
-P_ATTACH = 6
-P_TARGET = 7
-P_KILL = 8
-P_DETACH = 9
-P_PROLIF = 10
-P_MOVE = 11
-P_DIR = 12
-P_CHEMO = 13
-P_SWAP = 14
-P_ENTER = 15
-P_EXIT = 16
-P_MEMORY = 17
-P_AICD = 18
-P_EXHAUST = 19
-P_LOSS = 20
-P_PHENO = 21
-P_LOSS_CD22 = 22  # CD22 loss at a CD22+ blast's division
-P_NOISE_CD22 = 23  # CD22 level change at a CD22+ blast's division
-P_SEED = 24  # a reservoir blast enters an empty perivascular site
-P_SEED_LEVEL = 25  # its CD19 (bits 0-7) and CD22 (bits 8-15) quantiles
-P_SEED_NEG = 26  # whether it lacks the product's target
-P_DISPLACE = 27  # whether a blast without a free neighbour displaces a normal hematopoietic neighbour
-
-# Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
-KR_DIE = 0
-KR_DIVIDE = 1
-KR_CONVERT = 2  # NORMAL only: becomes a B cell (B lymphopoiesis)
-N_KIND_RATES = 3
-
-# Rows of the per-level antigen table ``antigen_rates[row, level]`` (thresholds).
-AR_ATTACH = 0
-AR_KILL = 1
-AR_ATTACH_NICHE = 2  # the same for a target on a NICHE site (protected)
-AR_KILL_NICHE = 3
-N_ANTIGEN_RATES = 4
-
-# Slots of the scalar rate vector ``rates`` (thresholds unless noted).
-R_MOVE = 0  # CAR-T migration step probability
-R_SWAP = 1  # probability a blocked move swaps with a non-T cell
-R_CHEMO = 2  # probability a move follows the chemokine gradient
-R_DETACH = 3  # per-step detachment from a target not killed
-R_PROLIF = 4  # per-step division probability of an ACTIVE CAR-T cell
-R_MAX_DIVS = 5  # integer: divisions allowed per lineage
-R_ACTIVE_STEPS = 6  # integer: steps a stimulated CAR-T cell stays ACTIVE
-R_EXIT = 7  # per-step exit through a sinusoid for a free CAR-T cell
-R_EXHAUST_STIM = 8  # integer: engagements after which a CAR-T cell exhausts or dies
-R_EXHAUST_DIE = 9  # probability that reaching R_EXHAUST_STIM kills instead of exhausting
-R_AICD = 10  # activation-induced death per engagement
-R_MEMORY = 11  # per-step conversion of a resting effector into a memory cell
-R_MEMORY_DIE = 12  # per-step death of a memory cell
-R_LOSS = 13  # CD19 loss per CD19+ blast division
-R_BCELL_LEVEL = 14  # integer: CD19 level of a new B cell
-R_TARGET_MODE = 15  # integer: TARGET_CD19, TARGET_CD22 or TARGET_BOTH
-R_LOSS_CD22 = 16  # CD22 loss per CD22+ blast division
-R_BCELL_CD22_LEVEL = 17  # integer: CD22 level of a new B cell
-R_DISPLACE = 18  # probability a dividing blast without a free neighbour displaces a NORMAL or BCELL neighbour
-N_RATES = 19
-
-# Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
-F_IL6 = 0
-F_CXCL12 = 1
-N_FIELDS = 2
-FIELD_NAMES = ("il6", "cxcl12")
-FR_SECRETE_ACTIVE_CART = 0
-FR_SECRETE_STROMA = 1
-FR_DIFFUSE = 2
-FR_DECAY = 3
-FR_SUBSTEPS = 4
-N_FIELD_RATES = 5
 
 
 @jit
@@ -327,7 +239,7 @@ def swap_cells(cell, traits, ai, aj, bi, bj):
 def stamp(step):
     """The ``ACTED`` value of a cell that acted (or appeared) in ``step``: ``1 + step mod 65535``.
 
-    Never 0 (:data:`UNVISITED`), and a cell's stale stamp cannot equal the
+    Never 0 (:data:`kernels.layout.UNVISITED`), and a cell's stale stamp cannot equal the
     current one because every occupied site is visited every step.
     """
     return 1 + step % TRAIT_MAX

@@ -8,6 +8,7 @@ import pytest
 from abm.params import Params
 from abm.rates import build_tables
 from kernels import LatticeState, RuleTables
+from kernels import layout as L
 from kernels import rules as R
 
 SMALL = {
@@ -32,9 +33,9 @@ def empty_state(n: int, coarsen: int = 4) -> LatticeState:
     return LatticeState(
         cell=np.zeros((n, n), np.uint8),
         tissue=np.zeros((n, n), np.uint8),
-        traits=np.zeros((n, n, R.N_TRAITS), np.uint16),
-        fields=np.zeros((R.N_FIELDS, m, m), np.int64),
-        events=np.zeros(R.N_EVENTS, np.int64),
+        traits=np.zeros((n, n, L.N_TRAITS), np.uint16),
+        fields=np.zeros((L.N_FIELDS, m, m), np.int64),
+        events=np.zeros(L.N_EVENTS, np.int64),
     )
 
 
@@ -42,8 +43,8 @@ def place(state: LatticeState, i: int, j: int, kind: int, cd19: int = 0, cd22: i
     """Put a fresh cell of ``kind`` at ``(i, j)`` with CD19 and CD22 levels ``cd19`` and ``cd22`` (0..255)."""
     state.cell[i, j] = kind
     state.traits[i, j, :] = 0
-    state.traits[i, j, R.ANTIGEN] = R.pack(cd19, cd22)
-    state.traits[i, j, R.ACTED] = R.UNVISITED
+    state.traits[i, j, L.ANTIGEN] = R.pack(cd19, cd22)
+    state.traits[i, j, L.ACTED] = L.UNVISITED
 
 
 def quiet_tables(seed: int = 1, **rates: int) -> RuleTables:
@@ -52,8 +53,8 @@ def quiet_tables(seed: int = 1, **rates: int) -> RuleTables:
     t.kind_rates[:] = 0
     t.antigen_rates[:] = 0
     t.rates[:] = 0
-    t.rates[R.R_ACTIVE_STEPS] = 10
-    t.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX  # never exhaust
+    t.rates[L.R_ACTIVE_STEPS] = 10
+    t.rates[L.R_EXHAUST_STIM] = L.TRAIT_MAX  # never exhaust
     t.field_rates[:] = 0
     for name, value in rates.items():
         t.rates[getattr(R, name)] = value

@@ -21,16 +21,18 @@ from abm.outcomes import antigen_relapse, clinical_outcomes
 from abm.params import Params
 from abm.reference import ReferenceModel, core_tables
 from abm.reference import target_level as reference_target_level
+from kernels import Traffic
+from kernels import layout as L
 from kernels import rules as R
 
 ALWAYS = 2**32
-MODES = (R.TARGET_CD19, R.TARGET_CD22, R.TARGET_BOTH)
+MODES = (L.TARGET_CD19, L.TARGET_CD22, L.TARGET_BOTH)
 
 
 def run(state, tables, steps):
     lat = kernels.Lattice(state, tables, backend="cpu", threads=1)
     for s in range(steps):
-        lat.step(s, 0, 0)
+        lat.step(s, Traffic())
     return lat.pull()
 
 
@@ -43,10 +45,10 @@ def car_tables(mode: int, **rates_: int):
 
 # -- packing and target levels -----------------------------------------------------------------------------------
 def test_pack_and_unpack_round_trip_every_level_pair():
-    for l19 in range(R.N_LEVELS):
+    for l19 in range(L.N_LEVELS):
         for l22 in (0, 1, 77, 254, 255):
             v = R.pack(l19, l22)
-            assert 0 <= v <= R.TRAIT_MAX
+            assert 0 <= v <= L.TRAIT_MAX
             assert R.cd19_level(v) == l19 and R.cd22_level(v) == l22
     assert R.pack(123, 0) == 123  # no CD22: the value is the CD19 level, as the old CD19 slot held
 
@@ -88,68 +90,68 @@ def test_bad_target_mode_is_rejected_by_the_wrapper():
 # -- engagement by target choice ---------------------------------------------------------------------------------
 def lone_pair(l19: int, l22: int):
     s = empty_state(5)
-    place(s, 2, 2, R.CART)
-    place(s, 2, 3, R.BLAST, cd19=l19, cd22=l22)
+    place(s, 2, 2, L.CART)
+    place(s, 2, 3, L.BLAST, cd19=l19, cd22=l22)
     return s
 
 
 def test_cd22_car_never_engages_a_cd19_positive_cd22_negative_blast():
-    out = run(lone_pair(200, 0), car_tables(R.TARGET_CD22), 20)
-    assert out.cell[2, 3] == R.BLAST and out.traits[2, 2, R.TARGET] == 0 and out.traits[2, 2, R.STIM] == 0
+    out = run(lone_pair(200, 0), car_tables(L.TARGET_CD22), 20)
+    assert out.cell[2, 3] == L.BLAST and out.traits[2, 2, L.TARGET] == 0 and out.traits[2, 2, L.STIM] == 0
 
 
 def test_cd22_car_engages_and_kills_a_cd19_negative_cd22_positive_blast():
-    out = run(lone_pair(0, 150), car_tables(R.TARGET_CD22), 2)
-    assert out.cell[2, 3] == R.EMPTY and out.events[R.EV_KILLED + R.BLAST] == 1
+    out = run(lone_pair(0, 150), car_tables(L.TARGET_CD22), 2)
+    assert out.cell[2, 3] == L.EMPTY and out.events[L.EV_KILLED + L.BLAST] == 1
 
 
 def test_cd19_car_ignores_cd22_on_a_cd19_negative_blast():
-    out = run(lone_pair(0, 150), car_tables(R.TARGET_CD19), 20)
-    assert out.cell[2, 3] == R.BLAST and out.traits[2, 2, R.STIM] == 0
+    out = run(lone_pair(0, 150), car_tables(L.TARGET_CD19), 20)
+    assert out.cell[2, 3] == L.BLAST and out.traits[2, 2, L.STIM] == 0
 
 
 @pytest.mark.parametrize(("l19", "l22"), [(200, 0), (0, 150), (60, 150)])
 def test_dual_car_engages_a_blast_carrying_either_antigen(l19, l22):
-    out = run(lone_pair(l19, l22), car_tables(R.TARGET_BOTH), 2)
-    assert out.cell[2, 3] == R.EMPTY and out.events[R.EV_KILLED + R.BLAST] == 1
+    out = run(lone_pair(l19, l22), car_tables(L.TARGET_BOTH), 2)
+    assert out.cell[2, 3] == L.EMPTY and out.events[L.EV_KILLED + L.BLAST] == 1
 
 
 def test_dual_car_never_engages_a_double_negative_blast_or_normal_cell():
     s = lone_pair(0, 0)
-    place(s, 1, 2, R.NORMAL, cd19=200, cd22=200)  # antigen on a non-B cell is never a target
-    out = run(s, car_tables(R.TARGET_BOTH), 20)
-    assert out.cell[2, 3] == R.BLAST and out.cell[1, 2] == R.NORMAL and out.traits[2, 2, R.STIM] == 0
+    place(s, 1, 2, L.NORMAL, cd19=200, cd22=200)  # antigen on a non-B cell is never a target
+    out = run(s, car_tables(L.TARGET_BOTH), 20)
+    assert out.cell[2, 3] == L.BLAST and out.cell[1, 2] == L.NORMAL and out.traits[2, 2, L.STIM] == 0
 
 
-@pytest.mark.parametrize(("mode", "killed"), [(R.TARGET_CD19, False), (R.TARGET_CD22, True), (R.TARGET_BOTH, True)])
+@pytest.mark.parametrize(("mode", "killed"), [(L.TARGET_CD19, False), (L.TARGET_CD22, True), (L.TARGET_BOTH, True)])
 def test_attach_and_kill_read_the_level_of_the_target_antigen(mode, killed):
     """CD19 level 50, CD22 level 200; attach and kill happen only at level 200: only a CAR seeing CD22 kills."""
     t = quiet_tables(R_TARGET_MODE=mode)
     t.antigen_rates[:, 200] = ALWAYS
     out = run(lone_pair(50, 200), t, 5)
-    assert (out.cell[2, 3] == R.EMPTY) == killed
+    assert (out.cell[2, 3] == L.EMPTY) == killed
 
 
 def test_cd22_car_kills_cd22_positive_b_cells():
     s = empty_state(5)
-    place(s, 2, 2, R.CART)
-    place(s, 2, 3, R.BCELL, cd19=0, cd22=180)
-    out = run(s, car_tables(R.TARGET_CD22), 2)
-    assert out.events[R.EV_KILLED + R.BCELL] == 1
+    place(s, 2, 2, L.CART)
+    place(s, 2, 3, L.BCELL, cd19=0, cd22=180)
+    out = run(s, car_tables(L.TARGET_CD22), 2)
+    assert out.events[L.EV_KILLED + L.BCELL] == 1
 
 
 # -- inheritance, loss and B lymphopoiesis -----------------------------------------------------------------------
 def dividing_blast(l19: int, l22: int, **rates_: int):
     s = empty_state(9)
-    place(s, 4, 4, R.BLAST, cd19=l19, cd22=l22)
+    place(s, 4, 4, L.BLAST, cd19=l19, cd22=l22)
     t = quiet_tables(**rates_)
-    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    t.kind_rates[L.KR_DIVIDE, L.BLAST] = ALWAYS
     t.cd19_noise[:] = 0
     return s, t
 
 
 def daughters(out):
-    return sorted(int(v) for v in out.traits[out.cell == R.BLAST, R.ANTIGEN])
+    return sorted(int(v) for v in out.traits[out.cell == L.BLAST, L.ANTIGEN])
 
 
 def test_cd22_loss_makes_cd22_negative_daughters_that_keep_cd19():
@@ -175,7 +177,7 @@ def test_cd22_negative_parents_have_cd22_negative_daughters():
     s, t = dividing_blast(100, 0)
     t.cd19_noise[:] = 0
     out = run(s, t, 30)
-    antigen = out.traits[out.cell == R.BLAST, R.ANTIGEN]
+    antigen = out.traits[out.cell == L.BLAST, L.ANTIGEN]
     assert antigen.size > 40 and np.all(rates.cd22_levels(antigen) == 0)
 
 
@@ -183,41 +185,41 @@ def test_cd22_draws_leave_cd19_decisions_unchanged():
     """A growing clone: CD22 loss on or off changes the CD22 levels only, never a cell, a CD19 level or an event."""
     def grow(loss22):
         s = empty_state(16)
-        place(s, 8, 8, R.BLAST, cd19=120, cd22=120)
+        place(s, 8, 8, L.BLAST, cd19=120, cd22=120)
         t = quiet_tables(R_LOSS=int(0.2 * ALWAYS), R_LOSS_CD22=loss22)
-        t.kind_rates[R.KR_DIVIDE, R.BLAST] = int(0.3 * ALWAYS)
+        t.kind_rates[L.KR_DIVIDE, L.BLAST] = int(0.3 * ALWAYS)
         return run(s, t, 40)
 
     a, b = grow(0), grow(ALWAYS // 2)
     assert np.array_equal(a.cell, b.cell) and np.array_equal(a.events, b.events)
-    assert np.array_equal(rates.cd19_levels(a.traits[..., R.ANTIGEN]), rates.cd19_levels(b.traits[..., R.ANTIGEN]))
+    assert np.array_equal(rates.cd19_levels(a.traits[..., L.ANTIGEN]), rates.cd19_levels(b.traits[..., L.ANTIGEN]))
     assert not np.array_equal(a.traits, b.traits)
 
 
 def test_new_b_cells_carry_the_b_cell_cd22_level():
     s = empty_state(6)
     for j in range(6):
-        place(s, 2, j, R.NORMAL)
+        place(s, 2, j, L.NORMAL)
     t = quiet_tables(R_BCELL_LEVEL=180, R_BCELL_CD22_LEVEL=120)
-    t.kind_rates[R.KR_CONVERT, R.NORMAL] = ALWAYS
+    t.kind_rates[L.KR_CONVERT, L.NORMAL] = ALWAYS
     out = run(s, t, 1)
-    assert np.all(out.cell[2] == R.BCELL) and np.all(out.traits[2, :, R.ANTIGEN] == R.pack(180, 120))
+    assert np.all(out.cell[2] == L.BCELL) and np.all(out.traits[2, :, L.ANTIGEN] == R.pack(180, 120))
 
 
 # -- parameters and tables -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("target", "tracking", "mode", "tracked"), [
-    ("CD19", "target", R.TARGET_CD19, False),
-    ("CD19", "always", R.TARGET_CD19, True),
-    ("CD22", "target", R.TARGET_CD22, True),
-    ("CD19/CD22", "target", R.TARGET_BOTH, True),
+    ("CD19", "target", L.TARGET_CD19, False),
+    ("CD19", "always", L.TARGET_CD19, True),
+    ("CD22", "target", L.TARGET_CD22, True),
+    ("CD19/CD22", "target", L.TARGET_BOTH, True),
 ])
 def test_tables_carry_target_mode_and_b_cell_cd22_only_when_tracked(target, tracking, mode, tracked):
     p = Params.default().replace({"product.target": target, "patient.cd22_tracking": tracking})
     t = rates.build_tables(p, 1)
-    assert t.rates[R.R_TARGET_MODE] == mode and rates.cd22_tracked(p) == tracked
+    assert t.rates[L.R_TARGET_MODE] == mode and rates.cd22_tracked(p) == tracked
     expected = int(rates.molecules_to_level(p.bcell.cd22_molecules)) if tracked else 0
-    assert t.rates[R.R_BCELL_CD22_LEVEL] == expected
-    assert t.rates[R.R_LOSS_CD22] == rates.threshold(p.blast.cd22_loss_per_division)
+    assert t.rates[L.R_BCELL_CD22_LEVEL] == expected
+    assert t.rates[L.R_LOSS_CD22] == rates.threshold(p.blast.cd22_loss_per_division)
 
 
 def test_unknown_product_target_is_rejected():
@@ -230,7 +232,7 @@ def test_unknown_product_target_is_rejected():
 # -- the window ------------------------------------------------------------------------------------------------------
 def test_window_holds_no_cd22_unless_tracked():
     s = build_window(Params.default().replace({"grid.size": 48}), np.random.default_rng(4))
-    assert not np.any(rates.cd22_levels(s.traits[..., R.ANTIGEN]))
+    assert not np.any(rates.cd22_levels(s.traits[..., L.ANTIGEN]))
 
 
 def test_tracking_cd22_leaves_the_rest_of_the_window_unchanged():
@@ -241,7 +243,7 @@ def test_tracking_cd22_leaves_the_rest_of_the_window_unchanged():
     w0, w1 = build_window(p0, rng0), build_window(p1, rng1)
     assert rng0.random() == rng1.random()  # the window's generator is used alike
     assert np.array_equal(w0.cell, w1.cell) and np.array_equal(w0.tissue, w1.tissue)
-    assert np.array_equal(w0.traits[..., R.ANTIGEN], rates.cd19_levels(w1.traits[..., R.ANTIGEN]))
+    assert np.array_equal(w0.traits[..., L.ANTIGEN], rates.cd19_levels(w1.traits[..., L.ANTIGEN]))
     assert np.array_equal(w0.traits[..., 1:], w1.traits[..., 1:])
 
 
@@ -249,8 +251,8 @@ def test_tracked_window_cd22_levels_follow_the_patient_profile():
     p = Params.default().replace({"grid.size": 160, "product.target": "CD22", "patient.cd22_negative_fraction": 0.25,
                                   "lymphodepletion.enabled": False})
     s = build_window(p, np.random.default_rng(2))
-    antigen = s.traits[..., R.ANTIGEN]
-    blasts, bcells = s.cell == R.BLAST, s.cell == R.BCELL
+    antigen = s.traits[..., L.ANTIGEN]
+    blasts, bcells = s.cell == L.BLAST, s.cell == L.BCELL
     cd22 = rates.cd22_levels(antigen)
     negative = np.mean(cd22[blasts] == 0)
     assert abs(negative - 0.25) < 0.03
@@ -285,8 +287,8 @@ def test_tracking_cd22_under_a_cd19_car_changes_no_cd19_result():
     a, b = off.state, on.state
     assert np.array_equal(a.cell, b.cell) and np.array_equal(a.fields, b.fields)
     assert np.array_equal(a.events, b.events) and np.array_equal(a.traits[..., 1:], b.traits[..., 1:])
-    assert np.array_equal(a.traits[..., R.ANTIGEN], rates.cd19_levels(b.traits[..., R.ANTIGEN]))
-    assert np.any(rates.cd22_levels(b.traits[..., R.ANTIGEN])[b.cell == R.BLAST])
+    assert np.array_equal(a.traits[..., L.ANTIGEN], rates.cd19_levels(b.traits[..., L.ANTIGEN]))
+    assert np.any(rates.cd22_levels(b.traits[..., L.ANTIGEN])[b.cell == L.BLAST])
     da = off.datacollector.get_model_vars_dataframe()
     db = on.datacollector.get_model_vars_dataframe()
     assert "blasts_cd22neg" not in da.columns and "blasts_cd22neg" in db.columns
@@ -299,7 +301,7 @@ def test_observed_target_negative_blasts_match_the_product(target):
                                 "patient.cd22_negative_fraction": 0.3})
     obs = model.observation()
     s = model.state
-    antigen = s.traits[..., R.ANTIGEN][s.cell == R.BLAST]
+    antigen = s.traits[..., L.ANTIGEN][s.cell == L.BLAST]
     l19, l22 = rates.cd19_levels(antigen), rates.cd22_levels(antigen)
     expected = {"CD19": l19 == 0, "CD22": l22 == 0, "CD19/CD22": (l19 == 0) & (l22 == 0)}[target]
     assert obs["blasts_target_neg"] == int(expected.sum())
@@ -313,7 +315,7 @@ def test_body_antigen_load_counts_the_product_target():
     model = MarrowModel(Params.default().replace({**SMALL, "product.target": "CD22",
                                                   "patient.cd22_negative_fraction": 0.5}), seed=3, backend="cpu")
     s = model.state
-    positive = (rates.cd22_levels(s.traits[..., R.ANTIGEN]) > 0) & ((s.cell == R.BLAST) | (s.cell == R.BCELL))
+    positive = (rates.cd22_levels(s.traits[..., L.ANTIGEN]) > 0) & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
     assert model.read_window().cd19_cells == int(positive.sum())
 
 
@@ -350,34 +352,34 @@ def test_summary_gains_antigen_relapse_keys_only_when_cd22_is_tracked():
 
 
 # -- the plain-Mesa reference ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("mode", "killed"), [(R.TARGET_CD19, False), (R.TARGET_CD22, True), (R.TARGET_BOTH, True)])
+@pytest.mark.parametrize(("mode", "killed"), [(L.TARGET_CD19, False), (L.TARGET_CD22, True), (L.TARGET_BOTH, True)])
 def test_reference_honours_the_target_choice(mode, killed):
     s = empty_state(8)
-    place(s, 3, 4, R.BLAST, cd19=0, cd22=200)
+    place(s, 3, 4, L.BLAST, cd19=0, cd22=200)
     p = Params.default().replace({"grid.size": 8})
     t = core_tables(p, 1)
     t.kind_rates[:] = 0
-    t.rates[R.R_MOVE] = 0
-    t.rates[R.R_TARGET_MODE] = mode
+    t.rates[L.R_MOVE] = 0
+    t.rates[L.R_TARGET_MODE] = mode
     t.antigen_rates[:] = ALWAYS
     model = ReferenceModel(p, 1, state=s, tables=t, cart_sites=[(3, 3)])
     for _ in range(3):
         model.step()
-    assert (model.counts()[R.BLAST] == 0) == killed
+    assert (model.counts()[L.BLAST] == 0) == killed
 
 
 def test_reference_keeps_both_antigens_through_division_and_export():
     s = empty_state(8)
-    place(s, 4, 4, R.BLAST, cd19=100, cd22=150)
+    place(s, 4, 4, L.BLAST, cd19=100, cd22=150)
     p = Params.default().replace({"grid.size": 8})
     t = core_tables(p, 1)
     t.kind_rates[:] = 0
-    t.kind_rates[R.KR_DIVIDE, R.BLAST] = ALWAYS
+    t.kind_rates[L.KR_DIVIDE, L.BLAST] = ALWAYS
     t.cd19_noise[:] = 2
     model = ReferenceModel(p, 1, state=s, tables=t)
     model.step()
     out = model.to_state()
-    assert sorted(int(v) for v in out.traits[out.cell == R.BLAST, R.ANTIGEN]) == [R.pack(100, 150), R.pack(102, 152)]
+    assert sorted(int(v) for v in out.traits[out.cell == L.BLAST, L.ANTIGEN]) == [R.pack(100, 150), R.pack(102, 152)]
 
 
 def test_checkpoint_from_before_the_target_column_resumes():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import empty_state, place, quiet_tables
 
-from kernels import cpu
+from kernels import Traffic, cpu
+from kernels import layout as L
 from kernels import rules as R
 from kernels.diffusion import diffuse_voxel, secrete_voxel
 from kernels.rng import draw, key_of
@@ -15,16 +16,16 @@ from kernels.rng import draw, key_of
 def test_visit_thresholds_with_one_draw_equal_needs_visit_for_every_kind():
     g = np.random.default_rng(3)
     n = 12
-    cell = g.integers(0, R.N_KINDS, size=(n, n)).astype(np.uint8)
-    kind_rates = np.zeros((R.N_KIND_RATES, R.N_KINDS), dtype=np.int64)
-    kind_rates[:, 1:4] = g.integers(0, 1 << 30, size=(R.N_KIND_RATES, 3))
-    visit = np.zeros(R.N_KINDS, dtype=np.int64)
+    cell = g.integers(0, L.N_KINDS, size=(n, n)).astype(np.uint8)
+    kind_rates = np.zeros((L.N_KIND_RATES, L.N_KINDS), dtype=np.int64)
+    kind_rates[:, 1:4] = g.integers(0, 1 << 30, size=(L.N_KIND_RATES, 3))
+    visit = np.zeros(L.N_KINDS, dtype=np.int64)
     cpu.visit_thresholds(kind_rates, visit)
     key = key_of(5)
     for step in range(20):
         for i in range(n):
             for j in range(n):
-                fast = draw(key, step, i * n + j, R.P_DIE) < visit[cell[i, j]]
+                fast = draw(key, step, i * n + j, L.P_DIE) < visit[cell[i, j]]
                 assert fast == R.needs_visit(i, j, cell, kind_rates, key, step)
 
 
@@ -32,15 +33,15 @@ def test_diffuse_row_equals_diffuse_voxel_on_random_fields():
     g = np.random.default_rng(4)
     for m in (1, 2, 7):
         src = g.integers(0, 1 << 50, size=(m, m)).astype(np.int64)
-        rate_row = np.zeros(R.N_FIELD_RATES, dtype=np.int64)
-        rate_row[R.FR_DIFFUSE] = g.integers(0, 1 << 14)
-        rate_row[R.FR_DECAY] = g.integers(0, 1 << 20)
+        rate_row = np.zeros(L.N_FIELD_RATES, dtype=np.int64)
+        rate_row[L.FR_DIFFUSE] = g.integers(0, 1 << 14)
+        rate_row[L.FR_DECAY] = g.integers(0, 1 << 20)
         expected = np.zeros_like(src)
         got = np.zeros_like(src)
         for vi in range(m):
             for vj in range(m):
                 diffuse_voxel(vi, vj, src, expected, rate_row)
-            cpu.diffuse_row(vi, src, got, rate_row[R.FR_DIFFUSE], rate_row[R.FR_DECAY])
+            cpu.diffuse_row(vi, src, got, rate_row[L.FR_DIFFUSE], rate_row[L.FR_DECAY])
         assert np.array_equal(got, expected)
 
 
@@ -51,19 +52,19 @@ def test_step_secretion_equals_secrete_voxel_for_every_field():
     g = np.random.default_rng(5)
     for _ in range(30):
         i, j = g.integers(0, 10, size=2)
-        place(s, int(i), int(j), int(g.choice([R.STROMA, R.CART, R.BLAST])))
-    s.traits[..., R.STATE] = np.where(s.cell == R.CART, g.integers(0, 3, size=(10, 10)), 0)
-    s.traits[..., R.ACTED] = R.stamp(0)  # nobody acts: only secretion changes the state
+        place(s, int(i), int(j), int(g.choice([L.STROMA, L.CART, L.BLAST])))
+    s.traits[..., L.STATE] = np.where(s.cell == L.CART, g.integers(0, 3, size=(10, 10)), 0)
+    s.traits[..., L.ACTED] = R.stamp(0)  # nobody acts: only secretion changes the state
     t = quiet_tables()
-    t.field_rates[:, R.FR_SECRETE_ACTIVE_CART] = [7, 11]
-    t.field_rates[:, R.FR_SECRETE_STROMA] = [13, 17]
+    t.field_rates[:, L.FR_SECRETE_ACTIVE_CART] = [7, 11]
+    t.field_rates[:, L.FR_SECRETE_STROMA] = [13, 17]
     expected = s.fields.copy()
-    for f in range(R.N_FIELDS):
+    for f in range(L.N_FIELDS):
         for vi in range(3):
             for vj in range(3):
                 secrete_voxel(vi, vj, s.cell, s.traits, expected[f], t.field_rates[f], 4)
     lat = kernels.Lattice(s, t, backend="cpu", threads=1)
-    lat.step(0, 0, 0)
+    lat.step(0, Traffic())
     assert np.array_equal(lat.pull().fields, expected)
 
 
@@ -80,8 +81,8 @@ def _busy_window(n: int, seed: int = 11):
     params = Params.default().replace({"grid.size": n})
     g = np.random.default_rng(seed)
     state = build_window(params, g)
-    removed = (state.cell == R.BLAST) & (g.random(state.cell.shape) < 0.75)
-    state.cell[removed] = R.EMPTY
+    removed = (state.cell == L.BLAST) & (g.random(state.cell.shape) < 0.75)
+    state.cell[removed] = L.EMPTY
     state.traits[removed] = 0
     count = round(0.1 * free_sites(state).size)
     place_cart(state, random_free_sites(state, count, np.random.default_rng(seed + 1)))
@@ -116,7 +117,7 @@ def test_wave_over_slabs_equals_nine_whole_lattice_passes():
     lattice = kernels.Lattice(state, tables, backend="cpu", threads=2, slab_rows=cpu.MIN_SLAB_ROWS)
     for step in range(8):
         _nine_passes(expected, tables, step)
-        lattice.step(step, 0, 0)
+        lattice.step(step, Traffic())
     got = lattice.pull()
     changed = np.count_nonzero(expected.cell != initial)
     assert changed > 200, f"the check needs a busy lattice ({changed} sites changed)"
@@ -133,7 +134,9 @@ def test_slab_height_and_thread_count_do_not_change_a_full_step():
         state, tables = _busy_window(n)
         lattice = kernels.Lattice(state, tables, backend="cpu", threads=threads, slab_rows=slab_rows)
         for step in range(8):
-            lattice.step(step, 1 << 33, int(tables.rates[R.R_EXIT]), 1 << 30, 1 << 31, 1 << 30)
+            traffic = Traffic(enter_quota=1 << 33, exit_threshold=int(tables.rates[L.R_EXIT]), memory_threshold=1 << 30,
+                              seed_quota=1 << 31, negative_threshold=1 << 30)
+            lattice.step(step, traffic)
         results.append(lattice.pull())
     for other in results[1:]:
         for name in ("cell", "traits", "fields", "events"):

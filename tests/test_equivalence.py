@@ -33,10 +33,10 @@ def test_cpu_two_threads_matches_one_thread(cpu_state):
 
 
 def test_run_is_active_enough_to_mean_something(cpu_state):
-    from kernels import rules as R
+    from kernels import layout as L
 
     ev = cpu_state["events"]
-    assert ev[R.EV_ENTERED] > 0 and ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 0
+    assert ev[L.EV_ENTERED] > 0 and ev[L.EV_KILLED + L.BLAST] > 0 and ev[L.EV_BORN + L.BLAST] > 0
 
 
 def test_cuda_simulator_matches_cpu(tmp_path):
@@ -66,17 +66,17 @@ def test_dual_target_cpu_two_threads_matches_one_thread(dual_cpu_state):
 
 
 def test_dual_target_run_exercises_both_antigens(dual_cpu_state):
-    from kernels import rules as R
+    from kernels import layout as L
 
     s = dual_cpu_state
-    antigen = s["traits"][..., R.ANTIGEN].astype(np.int64)
-    blasts = s["cell"] == R.BLAST
+    antigen = s["traits"][..., L.ANTIGEN].astype(np.int64)
+    blasts = s["cell"] == L.BLAST
     cd19, cd22 = antigen & 0xFF, antigen >> 8
     assert np.any(blasts & (cd19 > 0) & (cd22 > 0)) and np.any(blasts & (cd19 == 0) & (cd22 > 0))
     assert np.any(blasts & (cd19 > 0) & (cd22 == 0))
     ev = s["events"]
-    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 20 and ev[R.EV_SEEDED] > 5
-    assert ev[R.EV_DISPLACED + R.NORMAL] > 0  # blasts displacing normal cells take part
+    assert ev[L.EV_KILLED + L.BLAST] > 0 and ev[L.EV_BORN + L.BLAST] > 20 and ev[L.EV_SEEDED] > 5
+    assert ev[L.EV_DISPLACED + L.NORMAL] > 0  # blasts displacing normal cells take part
 
 
 def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
@@ -85,7 +85,7 @@ def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
     36 steps (the simulator interprets every rule): enough for blast divisions, kills and a displacement in
     this case.
     """
-    from kernels import rules as R
+    from kernels import layout as L
 
     days = 0.05
     out = tmp_path / "cuda_dual.npz"
@@ -94,7 +94,7 @@ def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
                    check=True, env=env, timeout=600)
     cpu_state = run("cpu", 2, days, "dual")
     ev = cpu_state["events"]
-    assert ev[R.EV_KILLED + R.BLAST] > 0 and ev[R.EV_BORN + R.BLAST] > 0 and ev[R.EV_SEEDED] > 0
-    assert ev[R.EV_DISPLACED : R.EV_DISPLACED + R.N_KINDS].sum() > 0
+    assert ev[L.EV_KILLED + L.BLAST] > 0 and ev[L.EV_BORN + L.BLAST] > 0 and ev[L.EV_SEEDED] > 0
+    assert ev[L.EV_DISPLACED : L.EV_DISPLACED + L.N_KINDS].sum() > 0
     with np.load(out) as cuda_state:
         assert_identical(dict(cuda_state), cpu_state)

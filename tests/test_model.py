@@ -7,7 +7,7 @@ import pytest
 from abm.marrow import build_tissue, build_window, closed_pockets
 from abm.model import OBSERVABLES, MarrowModel
 from abm.params import Params
-from kernels import rules as R
+from kernels import layout as L
 
 
 def test_invariants_hold_every_step(small_params):
@@ -50,16 +50,16 @@ def test_window_matches_patient_profile():
                                        "patient.cd19_negative_fraction": 0.1, "lymphodepletion.enabled": False})
     s = build_window(params, np.random.default_rng(0))
     n = 128 * 128
-    assert abs(np.mean(s.tissue == R.BONE) - 0.2) < 0.02
-    assert abs(np.mean(s.tissue == R.SINUSOID) - 0.05) < 0.01
-    assert np.all(s.cell[s.tissue >= R.BONE] == R.EMPTY)
-    nucleated = np.isin(s.cell, (R.BLAST, R.BCELL, R.NORMAL)).sum()
-    blasts = s.cell == R.BLAST
+    assert abs(np.mean(s.tissue == L.BONE) - 0.2) < 0.02
+    assert abs(np.mean(s.tissue == L.SINUSOID) - 0.05) < 0.01
+    assert np.all(s.cell[s.tissue >= L.BONE] == L.EMPTY)
+    nucleated = np.isin(s.cell, (L.BLAST, L.BCELL, L.NORMAL)).sum()
+    blasts = s.cell == L.BLAST
     assert abs(blasts.sum() / nucleated - 0.4) < 0.03
-    negative = (s.traits[..., R.ANTIGEN] == 0) & blasts
+    negative = (s.traits[..., L.ANTIGEN] == 0) & blasts
     assert abs(negative.sum() / blasts.sum() - 0.1) < 0.03
-    assert np.all(s.traits[s.cell == R.BCELL, R.ANTIGEN] > 0)
-    assert (s.tissue == R.PERIVASCULAR).sum() > 0 and n > 0
+    assert np.all(s.traits[s.cell == L.BCELL, L.ANTIGEN] > 0)
+    assert (s.tissue == L.PERIVASCULAR).sum() > 0 and n > 0
 
 
 def test_bad_seed_rejected():
@@ -79,8 +79,8 @@ def test_lymphodepletion_spares_blasts_and_thins_normal_cells():
     off = build_window(Params.default().replace({**base, "lymphodepletion.enabled": False}), np.random.default_rng(0))
     on = build_window(Params.default().replace({**base, "lymphodepletion.normal_cell_survival": 0.6}),
                       np.random.default_rng(0))
-    assert np.array_equal(on.cell == R.BLAST, off.cell == R.BLAST)
-    for kind in (R.NORMAL, R.BCELL):
+    assert np.array_equal(on.cell == L.BLAST, off.cell == L.BLAST)
+    for kind in (L.NORMAL, L.BCELL):
         ratio = np.sum(on.cell == kind) / np.sum(off.cell == kind)
         assert abs(ratio - 0.6) < 0.05
 
@@ -89,41 +89,41 @@ def test_niche_sites_surround_stroma_and_hold_cells():
     s = build_window(Params.default().replace({"grid.size": 96}), np.random.default_rng(1))
     from abm.marrow import moore_adjacent
 
-    near_stroma = moore_adjacent(s.cell == R.STROMA) & (s.cell != R.STROMA)
-    assert np.any(s.tissue == R.NICHE)
-    assert np.all(near_stroma[s.tissue == R.NICHE])  # every niche site touches stroma
-    assert not np.any(near_stroma & (s.tissue == R.MARROW))  # and every marrow site touching stroma is niche
-    assert np.any(np.isin(s.cell[s.tissue == R.NICHE], (R.BLAST, R.BCELL, R.NORMAL)))
+    near_stroma = moore_adjacent(s.cell == L.STROMA) & (s.cell != L.STROMA)
+    assert np.any(s.tissue == L.NICHE)
+    assert np.all(near_stroma[s.tissue == L.NICHE])  # every niche site touches stroma
+    assert not np.any(near_stroma & (s.tissue == L.MARROW))  # and every marrow site touching stroma is niche
+    assert np.any(np.isin(s.cell[s.tissue == L.NICHE], (L.BLAST, L.BCELL, L.NORMAL)))
 
 
 def test_every_marrow_site_is_reachable_from_a_sinusoid():
-    tissue = np.full((7, 7), R.MARROW, dtype=np.uint8)
-    tissue[0, :] = R.SINUSOID
-    tissue[1, :] = R.PERIVASCULAR
-    tissue[3:6, 2:5] = R.BONE
-    tissue[4, 3] = R.MARROW  # a one-site pocket inside bone
+    tissue = np.full((7, 7), L.MARROW, dtype=np.uint8)
+    tissue[0, :] = L.SINUSOID
+    tissue[1, :] = L.PERIVASCULAR
+    tissue[3:6, 2:5] = L.BONE
+    tissue[4, 3] = L.MARROW  # a one-site pocket inside bone
     assert np.argwhere(closed_pockets(tissue)).tolist() == [[4, 3]]
-    tissue[5, 4] = R.MARROW  # a diagonal opening: cells move between Moore neighbours, so it is reachable
-    tissue[6, 5] = R.MARROW
+    tissue[5, 4] = L.MARROW  # a diagonal opening: cells move between Moore neighbours, so it is reachable
+    tissue[6, 5] = L.MARROW
     assert not closed_pockets(tissue).any()
     for seed in range(5):  # generated windows keep none; the bone fraction is as asked plus the filled pockets
         t = build_tissue(Params.default().replace({"grid.size": 200}), np.random.default_rng(seed))
         assert not closed_pockets(t).any()
-        assert 0.195 < (t == R.BONE).mean() < 0.23
+        assert 0.195 < (t == L.BONE).mean() < 0.23
 
 
 def test_a_pocket_with_its_own_sinusoid_is_closed():
     """CAR-T cells would enter it only through its own portals, which its blasts keep full (issue 4)."""
-    tissue = np.full((9, 9), R.MARROW, dtype=np.uint8)
-    tissue[0, :] = R.SINUSOID
-    tissue[1, :] = R.PERIVASCULAR
-    tissue[3:9, 3:9] = R.BONE
-    tissue[5:8, 5:8] = R.MARROW  # a 3 x 3 pocket in bone ...
-    tissue[6, 6] = R.SINUSOID  # ... around a sinusoid of its own
-    tissue[5:8, 5:8][tissue[5:8, 5:8] == R.MARROW] = R.PERIVASCULAR
+    tissue = np.full((9, 9), L.MARROW, dtype=np.uint8)
+    tissue[0, :] = L.SINUSOID
+    tissue[1, :] = L.PERIVASCULAR
+    tissue[3:9, 3:9] = L.BONE
+    tissue[5:8, 5:8] = L.MARROW  # a 3 x 3 pocket in bone ...
+    tissue[6, 6] = L.SINUSOID  # ... around a sinusoid of its own
+    tissue[5:8, 5:8][tissue[5:8, 5:8] == L.MARROW] = L.PERIVASCULAR
     closed = closed_pockets(tissue)
     assert closed.sum() == 8 and closed[5:8, 5:8].sum() == 8
-    tissue[1, :] = R.MARROW  # no perivascular site in the main space: a window CAR-T cells cannot enter
-    tissue[0, :] = R.BONE
+    tissue[1, :] = L.MARROW  # no perivascular site in the main space: a window CAR-T cells cannot enter
+    tissue[0, :] = L.BONE
     closed = closed_pockets(tissue)  # the main space is now the pocket, the largest component CAR-T cells enter
-    assert not closed[5:8, 5:8].any() and closed.sum() == (tissue == R.MARROW).sum()
+    assert not closed[5:8, 5:8].any() and closed.sum() == (tissue == L.MARROW).sum()

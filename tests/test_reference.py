@@ -27,7 +27,8 @@ from abm.reference import (
     place_cart,
     random_free_sites,
 )
-from kernels import LatticeState
+from kernels import LatticeState, Traffic
+from kernels import layout as L
 from kernels import rules as R
 from kernels.rng import threshold
 
@@ -48,8 +49,8 @@ def quiet_tables(n: int, seed: int = 1):
     t.kind_rates[:] = 0
     t.antigen_rates[:] = 0
     t.rates[:] = 0
-    t.rates[R.R_ACTIVE_STEPS] = 10
-    t.rates[R.R_EXHAUST_STIM] = R.TRAIT_MAX
+    t.rates[L.R_ACTIVE_STEPS] = 10
+    t.rates[L.R_EXHAUST_STIM] = L.TRAIT_MAX
     return t
 
 
@@ -62,7 +63,7 @@ def run_kernel(state: LatticeState, tables, steps: int) -> LatticeState:
     try:
         lattice = kernels.Lattice(state, tables, backend="cpu", threads=1)
         for s in range(steps):
-            lattice.step(s, 0, 0)
+            lattice.step(s, Traffic())
         return lattice.pull()
     finally:
         numba.set_num_threads(before)
@@ -76,14 +77,14 @@ def run_reference(state: LatticeState, tables, steps: int, seed: int) -> Referen
 
 
 def counts_of(state: LatticeState) -> np.ndarray:
-    return np.bincount(state.cell.ravel(), minlength=R.N_KINDS).astype(np.int64)
+    return np.bincount(state.cell.ravel(), minlength=L.N_KINDS).astype(np.int64)
 
 
 def assert_balanced(model: ReferenceModel, initial: np.ndarray) -> None:
     """Counts per kind equal initial + born - died - killed (no traffic in the reference)."""
     ev = model.events
-    expected = initial + ev[R.EV_BORN : R.EV_BORN + R.N_KINDS] - ev[R.EV_DIED : R.EV_DIED + R.N_KINDS]
-    expected = expected - ev[R.EV_KILLED : R.EV_KILLED + R.N_KINDS]
+    expected = initial + ev[L.EV_BORN : L.EV_BORN + L.N_KINDS] - ev[L.EV_DIED : L.EV_DIED + L.N_KINDS]
+    expected = expected - ev[L.EV_KILLED : L.EV_KILLED + L.N_KINDS]
     assert model.counts()[1:].tolist() == expected[1:].tolist()
 
 
@@ -103,20 +104,20 @@ def test_reference_from_window_round_trips_cells_and_counts():
     window = build_window(p, np.random.default_rng(3))
     assert np.array_equal(state.cell, window.cell)
     assert np.array_equal(state.tissue, window.tissue)
-    assert np.array_equal(state.traits[..., R.ANTIGEN], window.traits[..., R.ANTIGEN])
+    assert np.array_equal(state.traits[..., L.ANTIGEN], window.traits[..., L.ANTIGEN])
     assert model.counts().tolist() == counts_of(window).tolist()
-    assert model.counts().dtype == np.int64 and model.counts().shape == (R.N_KINDS,)
+    assert model.counts().dtype == np.int64 and model.counts().shape == (L.N_KINDS,)
 
 
 def test_reference_bone_and_sinusoid_stay_empty_and_counts_balance():
     p = params(24)
     model = ReferenceModel(p, seed=5, n_cart=20)
     initial = model.counts()
-    assert initial[R.CART] == 20
+    assert initial[L.CART] == 20
     for _ in range(30):
         model.step()
     s = model.to_state()
-    assert not np.any((s.tissue > R.OCCUPIABLE) & (s.cell != R.EMPTY))
+    assert not np.any((s.tissue > L.OCCUPIABLE) & (s.cell != L.EMPTY))
     assert_balanced(model, initial)
 
 
@@ -135,7 +136,7 @@ def test_reference_same_seed_same_trajectory_different_seed_differs():
 def test_reference_rejects_tables_with_chemotaxis():
     p = params(16)
     t = core_tables(p, 1)
-    t.rates[R.R_CHEMO] = threshold(0.2)
+    t.rates[L.R_CHEMO] = threshold(0.2)
     with pytest.raises(ValueError, match="R_CHEMO"):
         ReferenceModel(p, 1, tables=t)
 
@@ -145,21 +146,21 @@ def test_core_tables_switch_off_everything_but_the_core_rules():
 
     p = params(16)
     full, core = build_tables(p, 1), core_tables(p, 1)
-    assert core.rates[R.R_CHEMO] == 0 and not np.any(core.field_rates[:, R.FR_SUBSTEPS])
-    assert not np.any(core.field_rates[:, [R.FR_SECRETE_ACTIVE_CART, R.FR_SECRETE_STROMA]])
-    off = {R.R_CHEMO, R.R_AICD, R.R_EXHAUST_STIM, R.R_MEMORY, R.R_LOSS, R.R_LOSS_CD22, R.R_DISPLACE}
-    keep = [r for r in range(R.N_RATES) if r not in off]
+    assert core.rates[L.R_CHEMO] == 0 and not np.any(core.field_rates[:, L.FR_SUBSTEPS])
+    assert not np.any(core.field_rates[:, [L.FR_SECRETE_ACTIVE_CART, L.FR_SECRETE_STROMA]])
+    off = {L.R_CHEMO, L.R_AICD, L.R_EXHAUST_STIM, L.R_MEMORY, L.R_LOSS, L.R_LOSS_CD22, L.R_DISPLACE}
+    keep = [r for r in range(L.N_RATES) if r not in off]
     assert np.array_equal(core.rates[keep], full.rates[keep])
-    assert core.rates[R.R_EXHAUST_STIM] == R.TRAIT_MAX and core.rates[R.R_AICD] == 0 == core.rates[R.R_DISPLACE]
-    assert np.array_equal(core.kind_rates[[R.KR_DIE, R.KR_DIVIDE]], full.kind_rates[[R.KR_DIE, R.KR_DIVIDE]])
-    assert not np.any(core.kind_rates[R.KR_CONVERT])
-    assert np.array_equal(core.antigen_rates[[R.AR_ATTACH, R.AR_KILL]], full.antigen_rates[[R.AR_ATTACH, R.AR_KILL]])
-    assert np.array_equal(core.antigen_rates[R.AR_KILL_NICHE], full.antigen_rates[R.AR_KILL])
+    assert core.rates[L.R_EXHAUST_STIM] == L.TRAIT_MAX and core.rates[L.R_AICD] == 0 == core.rates[L.R_DISPLACE]
+    assert np.array_equal(core.kind_rates[[L.KR_DIE, L.KR_DIVIDE]], full.kind_rates[[L.KR_DIE, L.KR_DIVIDE]])
+    assert not np.any(core.kind_rates[L.KR_CONVERT])
+    assert np.array_equal(core.antigen_rates[[L.AR_ATTACH, L.AR_KILL]], full.antigen_rates[[L.AR_ATTACH, L.AR_KILL]])
+    assert np.array_equal(core.antigen_rates[L.AR_KILL_NICHE], full.antigen_rates[L.AR_KILL])
 
 
 def test_cart_sites_and_place_cart_reject_occupied_sites():
     s = empty_state(8)
-    place(s, 2, 2, R.BLAST, LEVEL)
+    place(s, 2, 2, L.BLAST, LEVEL)
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
         place_cart(s, [(2, 2)])
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
@@ -170,17 +171,17 @@ def test_cart_sites_and_place_cart_reject_occupied_sites():
 
 def test_reference_kill_adjacent_blast_pkill_one_always_kills():
     s = empty_state(5)
-    place(s, 2, 3, R.BLAST, LEVEL)
+    place(s, 2, 3, L.BLAST, LEVEL)
     t = quiet_tables(5)
     t.antigen_rates[:] = ALWAYS
     model = ReferenceModel(params(5), 1, state=s, tables=t, cart_sites=[(2, 2)])
     model.step()  # engage
     (cart,) = model.agents_by_type[CarTCell]
-    assert cart.target == (0, 1) and cart.state == R.ACTIVE and cart.stim == 1
+    assert cart.target == (0, 1) and cart.state == L.ACTIVE and cart.stim == 1
     model.step()  # kill
-    assert model.counts()[R.BLAST] == 0
+    assert model.counts()[L.BLAST] == 0
     assert cart.kills == 1 and cart.target is None and cart.timer == 10
-    assert model.events[R.EV_KILLED + R.BLAST] == 1
+    assert model.events[L.EV_KILLED + L.BLAST] == 1
 
 
 def test_reference_cart_swaps_with_marrow_cell_when_swap_is_certain():
@@ -188,35 +189,35 @@ def test_reference_cart_swaps_with_marrow_cell_when_swap_is_certain():
     for i in range(3):
         for j in range(3):
             if (i, j) != (1, 1):
-                place(s, i, j, R.NORMAL)
+                place(s, i, j, L.NORMAL)
     t = quiet_tables(3)
-    t.rates[R.R_MOVE] = ALWAYS
-    t.rates[R.R_SWAP] = ALWAYS
+    t.rates[L.R_MOVE] = ALWAYS
+    t.rates[L.R_SWAP] = ALWAYS
     model = ReferenceModel(params(3), 1, state=s, tables=t, cart_sites=[(1, 1)])
     model.step()
     (cart,) = model.agents_by_type[CarTCell]
     assert cart.cell.coordinate != (1, 1)
-    assert model.to_state().cell[1, 1] == R.NORMAL
-    assert model.counts()[R.NORMAL] == 8
+    assert model.to_state().cell[1, 1] == L.NORMAL
+    assert model.counts()[L.NORMAL] == 8
 
 
 def test_reference_active_cart_proliferates_into_free_neighbour_and_inherits_traits():
     s = empty_state(5)
     place_cart(s, [(2, 2)])
-    s.traits[2, 2, R.STATE] = R.ACTIVE
-    s.traits[2, 2, R.TIMER] = 5
-    s.traits[2, 2, R.STIM] = 3
+    s.traits[2, 2, L.STATE] = L.ACTIVE
+    s.traits[2, 2, L.TIMER] = 5
+    s.traits[2, 2, L.STIM] = 3
     t = quiet_tables(5)
-    t.rates[R.R_PROLIF] = ALWAYS
-    t.rates[R.R_MAX_DIVS] = 1
+    t.rates[L.R_PROLIF] = ALWAYS
+    t.rates[L.R_MAX_DIVS] = 1
     model = ReferenceModel(params(5), 1, state=s, tables=t)
     model.step()
     model.step()  # divisions exhausted: no third cell
     out = model.to_state()
-    cart = out.cell == R.CART
+    cart = out.cell == L.CART
     assert cart.sum() == 2
-    assert out.traits[..., R.DIVS][cart].tolist() == [1, 1]
-    assert out.traits[..., R.STIM][cart].tolist() == [1, 1]  # the engagement count is shared at division
+    assert out.traits[..., L.DIVS][cart].tolist() == [1, 1]
+    assert out.traits[..., L.STIM][cart].tolist() == [1, 1]  # the engagement count is shared at division
 
 
 # -- statistical agreement -------------------------------------------------------
@@ -229,10 +230,10 @@ def kill_only_lattice(blocks: int) -> tuple[LatticeState, list[tuple[int, int]]]
     s = empty_state(n)
     for i in range(n):
         for j in range(n):
-            place(s, i, j, R.BLAST, LEVEL)
+            place(s, i, j, L.BLAST, LEVEL)
     centres = [(3 * a + 1, 3 * b + 1) for a in range(blocks) for b in range(blocks)]
     for i, j in centres:
-        s.cell[i, j] = R.EMPTY
+        s.cell[i, j] = L.EMPTY
         s.traits[i, j, :] = 0
     place_cart(s, centres)
     return s, centres
@@ -263,10 +264,10 @@ def test_kill_only_kills_per_cart_agree_with_kernel_and_exact_expectation():
     tables = quiet_tables(3 * blocks)
     full = core_tables(params(3 * blocks), 1)
     tables.antigen_rates[:] = full.antigen_rates
-    tables.rates[R.R_DETACH] = full.rates[R.R_DETACH]
-    p_attach = tables.antigen_rates[R.AR_ATTACH, LEVEL] / ALWAYS
-    p_kill = tables.antigen_rates[R.AR_KILL, LEVEL] / ALWAYS
-    p_detach = tables.rates[R.R_DETACH] / ALWAYS
+    tables.rates[L.R_DETACH] = full.rates[L.R_DETACH]
+    p_attach = tables.antigen_rates[L.AR_ATTACH, LEVEL] / ALWAYS
+    p_kill = tables.antigen_rates[L.AR_KILL, LEVEL] / ALWAYS
+    p_detach = tables.rates[L.R_DETACH] / ALWAYS
     pmf = kill_count_distribution(p_attach, p_kill, p_detach, steps)
     k = np.arange(pmf.size)
     mean, var = float(pmf @ k), float(pmf @ k**2 - (pmf @ k) ** 2)
@@ -277,10 +278,10 @@ def test_kill_only_kills_per_cart_agree_with_kernel_and_exact_expectation():
         state, centres = kill_only_lattice(blocks)
         tables.seed = 100 + rep
         out = run_kernel(state.copy(), tables, steps)
-        kernel_kills.extend(int(out.traits[i, j, R.KILLS]) for i, j in centres)
+        kernel_kills.extend(int(out.traits[i, j, L.KILLS]) for i, j in centres)
         model = run_reference(state, tables, steps, seed=200 + rep)
         reference_kills.extend(agent.kills for agent in model.agents_by_type[CarTCell])
-        killed = model.events[R.EV_KILLED + R.BLAST]
+        killed = model.events[L.EV_KILLED + L.BLAST]
         assert killed == sum(reference_kills[-len(centres) :])
     for name, kills in (("kernel", kernel_kills), ("reference", reference_kills)):
         kills = np.asarray(kills)
@@ -296,11 +297,11 @@ def test_kill_only_kills_per_cart_agree_with_kernel_and_exact_expectation():
 def observe(state: LatticeState) -> list[float]:
     """The quantities in :data:`OBSERVED`, from a lattice state."""
     ev, cell, traits = state.events, state.cell, state.traits
-    blasts = cell == R.BLAST
+    blasts = cell == L.BLAST
     return [
-        *counts_of(state)[[R.BLAST, R.BCELL, R.CART]],
-        ev[R.EV_BORN + R.BLAST], ev[R.EV_DIED + R.BLAST], ev[R.EV_KILLED + R.BLAST], ev[R.EV_BORN + R.CART],
-        traits[..., R.STIM][cell == R.CART].sum(), traits[..., R.ANTIGEN][blasts].mean() if blasts.any() else 0.0,
+        *counts_of(state)[[L.BLAST, L.BCELL, L.CART]],
+        ev[L.EV_BORN + L.BLAST], ev[L.EV_DIED + L.BLAST], ev[L.EV_KILLED + L.BLAST], ev[L.EV_BORN + L.CART],
+        traits[..., L.STIM][cell == L.CART].sum(), traits[..., L.ANTIGEN][blasts].mean() if blasts.any() else 0.0,
     ]
 
 
@@ -333,10 +334,10 @@ def test_blast_growth_with_free_neighbourhood_agrees_with_kernel():
     s = empty_state(n)
     for a in range(8):
         for b in range(8):
-            place(s, 4 * a + 1, 4 * b + 1, R.BLAST, LEVEL)
+            place(s, 4 * a + 1, 4 * b + 1, L.BLAST, LEVEL)
     tables = quiet_tables(n)
-    tables.kind_rates[R.KR_DIE, R.BLAST] = threshold(0.01)
-    tables.kind_rates[R.KR_DIVIDE, R.BLAST] = threshold(0.05)
+    tables.kind_rates[L.KR_DIE, L.BLAST] = threshold(0.01)
+    tables.kind_rates[L.KR_DIVIDE, L.BLAST] = threshold(0.05)
     tables.cd19_noise[:] = core_tables(params(n), 1).cd19_noise
 
     def tables_for(rep):
@@ -362,8 +363,8 @@ def test_core_rules_from_a_marrow_window_agree_with_kernel():
 
     def tables_for(rep):
         tables = core_tables(p, 700 + rep)
-        tables.rates[R.R_PROLIF] = threshold(0.02)
-        tables.rates[R.R_MOVE] = threshold(0.5)
+        tables.rates[L.R_PROLIF] = threshold(0.02)
+        tables.rates[L.R_MOVE] = threshold(0.5)
         return tables
 
     kernel, reference = compare_replicates(state_for, tables_for, steps, replicates, seed=800)
