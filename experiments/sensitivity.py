@@ -317,7 +317,7 @@ def readme_text(args, bounds, outs, an, results, ranking, prov) -> str:
         f"Every run uses the same seed ({common.seed_for(args.seed, 0)}): common random numbers, so an "
         f"elementary effect reflects the parameter step rather than a different stochastic realisation; the "
         f"trajectory sampler is seeded with {args.seed}.", "",
-        "Bands: each parameter is sampled within its sourced range in `abm/params.py` (SCHEMA), narrowed to a "
+        "Bands: each parameter is sampled within its sourced range in `abm/params/schema.py` (SCHEMA), narrowed to a "
         "plausible band around the default; log-uniform (sampled uniformly in log10) where marked. "
         "`cart.exhaustion_engagements` is an integer: sampled values are rounded (the analysis uses the unrounded "
         "design point).", "",

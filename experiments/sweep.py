@@ -483,7 +483,7 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         "Outcomes: " + "; ".join(f"`{o.key}`: {o.label}" + (f" [{o.unit}]" if o.unit else "")
                                  for o in spec.outcomes)
         + ". Summary keys come from `abm.outcomes.summarize` (CRS and ICANS grades are the ASTCT surrogates of "
-        "`abm.systemic`); derived ones are defined by their label.",
+        "`abm.body`); derived ones are defined by their label.",
         "",
         "Intervals: proportions are `k/n = p [lo, hi]` with 95 % Wilson score intervals; means are "
         "`mean [lo, hi]` with 95 % Student-t intervals over seeds (no interval with a single value). The "

@@ -273,7 +273,7 @@ def readme_text(args, results, sizes, est, comp, cost, recommended, reason, prov
         "Intervals: 95 % Student-t intervals of the mean over seeds (`mean [lo, hi]`); for the proportion "
         "`cr_day28`, 95 % Wilson score intervals. No interval with a single seed.",
         "",
-        "Levels: *body* outcomes come from the mean-field body compartment (`abm.systemic.Body`), which depends on "
+        "Levels: *body* outcomes come from the mean-field body compartment (`abm.body.Body`), which depends on "
         "the window only through its CD19+ cell count (a large number), so they should agree closely across "
         "sides. *Window* outcomes are read from the lattice, where small-number noise (only a few CAR-T cells "
         "reach a small window in the first days) and size effects show.",

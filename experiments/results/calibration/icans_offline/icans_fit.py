@@ -4,7 +4,6 @@ import json
 import sys
 
 import numpy as np
-
 from abm.systemic import ICE_ZERO, icans_surrogate
 
 rows = json.load(open(sys.argv[1]))
