@@ -1,8 +1,10 @@
-"""Command line: ``cart-abm run | resume | trial | animate | view | experiment``.
+"""Command line: cart-abm run | resume | trial | animate | view | experiment | bench.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
 malformed file, unusable backend), with one message naming the field, the
 value and what is allowed, and no output folder; 1 a run that failed.
+``experiment`` and ``bench`` are registered by the experiments and benchmarks
+packages (:func:`command_plugins`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from abm.params import Params
 from kernels import BACKENDS, BackendError
 
 DEFAULT_SNAPSHOT_MIN = 360.0
+COMMAND_GROUP = "cart_abm.commands"  # entry-point group of subcommands registered by other packages
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(min|m|h|d)?\s*$")
 
 
@@ -86,19 +89,34 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--field", choices=("il6", "none"), default="il6", help="overlay the IL-6 field or nothing")
     animate.add_argument("--out", type=Path, help="output file (default DIR/marrow.gif or DIR/marrow.mp4)")
     animate.add_argument("--quiet", action="store_true", help="no progress bar")
-    experiment = sub.add_parser(
-        "experiment", help="run a study of experiments/ (from the root of a checkout)",
-        description="Run python -m experiments.NAME with the remaining arguments. The experiments package is not "
-                    "installed with cart-abm: run this from the root of a cart-abm checkout. "
-                    "`cart-abm experiment NAME --help` lists the experiment's options.")
-    experiment.add_argument("name", metavar="NAME", help="experiment, e.g. dose_response (see experiments/README.md)")
-    experiment.add_argument("args", nargs=argparse.REMAINDER, metavar="...",
-                            help="the experiment's own options, e.g. --smoke, --n N, --workers K, --out DIR")
     view = sub.add_parser("view", help="interactive marrow page in the browser (needs the viz extra)")
     view.add_argument("--port", type=int, default=8765)
     view.add_argument("--host", default="127.0.0.1")
     view.add_argument("--open", action="store_true", help="open a browser tab")
+    for register in command_plugins():
+        register(sub)
     return parser
+
+
+def command_plugins() -> list:
+    """The ``register(subparsers)`` functions other packages add as entry points in :data:`COMMAND_GROUP`.
+
+    ``cart-abm experiment`` (:mod:`experiments.cli`) and ``cart-abm bench``
+    (:mod:`benchmarks.cli`) come in this way, so ``abm`` never imports the
+    packages that build on it. Each registered subparser sets ``handler``, a
+    function of the parsed arguments that returns the exit status. A plugin
+    whose package cannot be imported is left out (its command is then
+    unknown), not an error of every other command.
+    """
+    from importlib.metadata import entry_points
+
+    plugins = []
+    for point in sorted(entry_points(group=COMMAND_GROUP), key=lambda p: p.name):
+        try:
+            plugins.append(point.load())
+        except ImportError:
+            continue
+    return plugins
 
 
 def command_trial(args: argparse.Namespace) -> int:
@@ -162,49 +180,6 @@ def command_animate(args: argparse.Namespace) -> int:
         raise ParamError(str(exc)) from None
     print(f"cart-abm: wrote {path}")
     return 0
-
-
-_EXPERIMENT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def command_experiment(args: argparse.Namespace) -> int:
-    """Run ``experiments.<name>``'s ``main`` with the remaining arguments; its exit status is returned.
-
-    The ``experiments`` package sits at the root of a checkout and is not
-    installed: the current folder is put on the import path when it holds
-    ``experiments/``, otherwise the command fails with exit status 2 and says
-    where to run it from. The import is dynamic, so ``abm`` itself still
-    never imports ``experiments``.
-    """
-    import importlib
-
-    name = args.name
-    if not _EXPERIMENT_NAME.match(name):
-        raise ParamError(f"experiment = {name!r}: expected an experiment name such as dose_response")
-    root = Path.cwd()
-    if (root / "experiments" / "__init__.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    try:
-        package = importlib.import_module("experiments")
-    except ModuleNotFoundError as exc:
-        if exc.name != "experiments":
-            raise
-        package = None
-    available = getattr(package, "EXPERIMENTS", None)
-    if available is None:
-        raise ParamError(
-            f"experiment {name!r}: the experiments package is not importable from {str(root)!r}; it is not "
-            "installed with cart-abm: run `cart-abm experiment` from the root of a cart-abm checkout (the folder "
-            "that holds experiments/), or `python -m experiments.NAME` there"
-        )
-    if name not in available:
-        raise ParamError(f"experiment = {name!r}: unknown; expected one of {', '.join(available)}")
-    try:
-        module = importlib.import_module(f"experiments.{name}")
-    except ModuleNotFoundError as exc:
-        raise ParamError(f"experiment {name!r} needs the module {exc.name!r}, which is not installed "
-                         "(pip install -e '.[dev]' installs every experiment's dependencies)") from exc
-    return importlib.import_module("experiments.common").cli(module.main, args.args)
 
 
 def command_view(args: argparse.Namespace) -> int:
@@ -370,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_animate(args)
         if args.command == "view":
             return command_view(args)
-        if args.command == "experiment":
-            return command_experiment(args)
+        if hasattr(args, "handler"):
+            return args.handler(args)
     except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:
         print(f"cart-abm: error: {exc}", file=sys.stderr)
         return 2

@@ -29,19 +29,32 @@ CHECKPOINT = "checkpoint.npz"
 
 
 def model_fingerprint() -> str:
-    """A hash of the model's code (``abm/`` and ``kernels/`` sources, ``abm/calibrated.toml``).
+    """A hash of the model's code (every ``.py`` under ``abm/`` and ``kernels/``, ``abm/calibrated.toml``).
 
     Resumable cohorts (``cart-abm trial``, the calibration report) keep it with their settings, so
     patients simulated by another version of the model are never mixed with new ones.
     """
     root = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    files = [*sorted((root / "abm").glob("*.py")), *sorted((root / "kernels").glob("*.py")),
+    files = [*sorted((root / "abm").rglob("*.py")), *sorted((root / "kernels").rglob("*.py")),
              root / "abm" / "calibrated.toml"]
     for path in files:
         if path.exists():
             digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def results_root(package_dir: Path, fallback: str) -> Path:
+    """Default folder for a package's committed results: ``package_dir/results`` in a source checkout.
+
+    A checkout is recognised by ``pyproject.toml`` beside the package. An
+    installed distribution never writes into its own site-packages: its
+    default is ``./<fallback>`` in the working folder.
+    """
+    package_dir = Path(package_dir).resolve()
+    if (package_dir.parent / "pyproject.toml").is_file():
+        return package_dir / "results"
+    return Path.cwd() / fallback
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from abm.io import results_root
 from benchmarks.compare import bootstrap_ratio, comparisons, rates, targets
 from benchmarks.machine import machine_info
 from benchmarks.registry import BACKENDS, FULL_CART_PER_SITE, IMPLEMENTATIONS, RULE_SETS, Config
 
 SCHEMA_VERSION = 2
 STARVED = 0.85  # a case whose process got less CPU time per thread and wall second than this was competing
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = results_root(Path(__file__).parent, "cart-abm-benchmarks")
 
 ROW_KEYS = (
     "case", "impl", "backend", "rules", "size", "sites", "threads", "seed", "n_cart", "steps", "repeats",

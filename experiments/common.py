@@ -83,10 +83,10 @@ import abm
 from abm import cohort
 from abm.cohort import wilson
 from abm.errors import ParamError
-from abm.io import atomic_write
+from abm.io import atomic_write, results_root
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_root(Path(__file__).parent, "cart-abm-results")
 SEEDS_PER_BASE = 1000
 Z95 = 1.959963984540054
 # observables of the DataCollector kept per run for time-course figures (``timeseries.csv``)

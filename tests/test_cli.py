@@ -1,6 +1,7 @@
 """End-to-end CLI: the run contract, and clean failure on bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -151,9 +152,28 @@ def test_experiment_bad_option_exits_2_from_the_experiment(tmp_path, monkeypatch
     assert "--n = 0" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-def test_experiment_outside_a_checkout_exits_2_saying_where_to_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "abm.cli", "experiment", "dose_response", "--smoke"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "not importable" in proc.stderr and "root of a cart-abm checkout" in proc.stderr
-    assert not list(tmp_path.iterdir())
+def test_experiment_and_bench_run_from_the_installed_tool_outside_a_checkout(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ""}
+    out = tmp_path / "dr"
+    proc = subprocess.run([sys.executable, "-m", "abm.cli", "experiment", "dose_response", "--smoke", "--quiet",
+                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "README.md").is_file() and (out / "results.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dr"]  # nothing written beside --out
+    listing = subprocess.run([sys.executable, "-m", "abm.cli", "bench", "--smoke", "--list"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "cpu-16-t1-core" in listing.stdout.split()
+
+
+def test_abm_imports_neither_experiments_nor_benchmarks_and_only_the_kernels_package_api():
+    import ast
+
+    for path in (REPO / "abm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in ("experiments", "benchmarks"), f"{path}: imports {name}"
+                assert not name.startswith("kernels."), f"{path}: imports {name}, not the kernels package API"
+        assert "importlib.import_module(\"experiments" not in path.read_text(encoding="utf-8"), path
