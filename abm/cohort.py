@@ -50,8 +50,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -182,6 +183,75 @@ def run_patient(job: Job, base: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class Task:
+    """One call ``fn(*args)`` of an ensemble: importable ``fn``, picklable ``args``.
+
+    ``key`` names it on a Dask cluster (unique within an ensemble); ``label``
+    names it in a failure message; costlier tasks (``cost``, relative run
+    time) start first on a local pool, which balances workers and never
+    changes results.
+    """
+
+    key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    label: str = ""
+    cost: float = 1.0
+
+
+def run_tasks(tasks: Sequence[Task], *, workers: int = 1, scheduler: str | None = None, progress: bool = False,
+              unit: str = "run", on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """Run every task and return the results in task order, whatever the executor: the one ensemble runner.
+
+    ``scheduler`` (a Dask scheduler address) runs the tasks on that cluster;
+    otherwise ``workers == 1`` runs them in this process, in order, and more
+    use that many ``spawn`` processes (at most one per task), costliest first.
+    ``on_result(i, result)`` is called in this process as task ``i``
+    finishes (trials append it to their resumable partial file). The first
+    failure in a pool cancels what has not started and is raised as a
+    ``RuntimeError`` naming the task; in this process the error itself is
+    raised.
+    """
+    from tqdm.auto import tqdm
+
+    tasks = list(tasks)
+    results: list[Any] = [None] * len(tasks)
+    with tqdm(total=len(tasks), unit=unit, desc=f"{unit}s", disable=not progress, file=sys.stderr) as bar:
+
+        def collect(i: int, result: Any) -> None:
+            results[i] = result
+            if on_result is not None:
+                on_result(i, result)
+            bar.update(1)
+
+        if scheduler:
+            run_on_dask(scheduler, [(t.key, t.fn, t.args) for t in tasks], collect)
+        elif workers <= 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                collect(i, task.fn(*task.args))
+        else:
+            _run_pool(tasks, workers, collect)
+    return results
+
+
+def _run_pool(tasks: list[Task], workers: int, collect: Callable[[int, Any], None]) -> None:
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+        order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)  # stable: task order among equals
+        pending = {pool.submit(tasks[i].fn, *tasks[i].args): i for i in order}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)  # the progress bar moves with every task
+            for future in done:
+                i = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise RuntimeError(f"{tasks[i].label or tasks[i].key} failed: {type(error).__name__}: {error}"
+                                       ) from error
+                collect(i, future.result())
+
+
 def run_ensemble(
     jobs: list[Job],
     base: Params,
@@ -191,39 +261,17 @@ def run_ensemble(
     progress: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every job; rows come back ordered by patient index whatever the executor.
+    """Run every patient (:func:`run_patient` tasks of :func:`run_tasks`); rows come back ordered by patient index.
 
-    ``on_result`` is called in the parent process as each patient finishes
-    (used to append to the resumable partial file).
+    ``on_result(row)`` is called in the parent process as each patient
+    finishes (used to append to the resumable partial file).
     """
-    from tqdm.auto import tqdm
-
+    jobs = sorted(jobs, key=lambda j: j.index)
     base_dict = base.flat()
-    rows: dict[int, dict[str, Any]] = {}
-    with tqdm(total=len(jobs), unit="patient", disable=not progress, desc="patients") as bar:
-
-        def collect(row: dict[str, Any]) -> None:
-            rows[row["patient"]] = row
-            if on_result is not None:
-                on_result(row)
-            bar.update(1)
-
-        if scheduler:
-            _run_dask(jobs, base_dict, scheduler, collect)
-        elif workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                collect(run_patient(job, base_dict))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(run_patient, job, base_dict) for job in jobs]
-                for future in as_completed(futures):
-                    collect(future.result())
-    return [rows[job.index] for job in sorted(jobs, key=lambda j: j.index)]
-
-
-def _run_dask(jobs: list[Job], base_dict: dict[str, Any], address: str, collect) -> None:
-    calls = [(f"cart-abm-patient-{job.index}-{job.seed}", run_patient, (job, base_dict)) for job in jobs]
-    run_on_dask(address, calls, lambda _, row: collect(row))
+    tasks = [Task(f"cart-abm-patient-{job.index}-{job.seed}", run_patient, (job, base_dict),
+                  label=f"patient {job.index} (seed {job.seed})") for job in jobs]
+    return run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress, unit="patient",
+                     on_result=None if on_result is None else lambda _, row: on_result(row))
 
 
 def run_on_dask(address: str, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],

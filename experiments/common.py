@@ -71,9 +71,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -194,58 +192,26 @@ def _label(job: Job, result: dict[str, Any]) -> dict[str, Any]:
     return {"condition": job.condition, "replicate": job.replicate, **result}
 
 
-def _run_job(job: Job) -> dict[str, Any]:
-    return _label(job, run_condition(job.overrides, job.seed, job.days, job.backend, job.series))
-
-
 def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
             scheduler: str | None = None) -> tuple[list[dict[str, Any]], float]:
     """Run every job; return ``(results in job order, wall seconds)``, independent of the executor.
 
-    ``scheduler`` (a Dask scheduler address) runs the jobs on that cluster's
-    workers (which need cart-abm installed); otherwise ``workers == 1`` runs
-    in this process and more use that many ``spawn`` processes, starting the
+    Each job is one :func:`abm.cohort.run_condition` task of
+    :func:`abm.cohort.run_tasks` (the ensemble runner trials and calibration
+    use too): ``scheduler`` runs them on that Dask cluster's workers (which
+    need cart-abm installed); otherwise ``workers == 1`` runs in this
+    process and more use that many ``spawn`` processes, starting the
     costliest jobs (:attr:`Job.cost`) first. The first failure cancels what
     has not started and is raised.
     """
-    from tqdm.auto import tqdm
-
     jobs = list(jobs)
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
+    tasks = [cohort.Task(f"cart-abm-{job.condition}-{job.replicate}-{job.seed}", cohort.run_condition,
+                         (dict(job.overrides), job.seed, job.days, job.backend, tuple(job.series)),
+                         label=f"run {job.condition!r} replicate {job.replicate} (seed {job.seed})", cost=job.cost)
+             for job in jobs]
     started = time.perf_counter()
-    with tqdm(total=len(jobs), unit="run", desc="runs", disable=not progress, file=sys.stderr) as bar:
-        if scheduler:
-            calls = [(f"cart-abm-{job.condition}-{job.replicate}-{job.seed}", cohort.run_condition,
-                      (dict(job.overrides), job.seed, job.days, job.backend, tuple(job.series))) for job in jobs]
-
-            def collect(i: int, result: dict[str, Any]) -> None:
-                results[i] = _label(jobs[i], result)
-                bar.update(1)
-
-            cohort.run_on_dask(scheduler, calls, collect)
-        elif workers <= 1 or len(jobs) <= 1:
-            for i, job in enumerate(jobs):
-                results[i] = _run_job(job)
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-                order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)  # stable: job order among equals
-                pending = {pool.submit(_run_job, jobs[i]): i for i in order}
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)  # the bar moves with every run
-                    for future in done:
-                        i = pending.pop(future)
-                        if future.exception() is not None:
-                            for other in pending:
-                                other.cancel()
-                            job = jobs[i]
-                            raise RuntimeError(
-                                f"run {job.condition!r} replicate {job.replicate} (seed {job.seed}) failed: "
-                                f"{type(future.exception()).__name__}: {future.exception()}"
-                            ) from future.exception()
-                        results[i] = future.result()
-                        bar.update(1)
-    return [r for r in results if r is not None], time.perf_counter() - started
+    results = cohort.run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress)
+    return [_label(job, result) for job, result in zip(jobs, results, strict=True)], time.perf_counter() - started
 
 
 # -- statistics --------------------------------------------------------------------------------------------
