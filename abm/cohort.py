@@ -48,10 +48,9 @@ Resumable trials
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -62,7 +61,7 @@ import numpy as np
 
 from abm.errors import ParamError
 from abm.params import BY_KEY, Params
-from abm.rows import RowTest, grade_at_least, proportion
+from abm.rows import grade_at_least, rate
 
 PARTIAL = "patients.partial.jsonl"
 PROFILE_KEYS = (
@@ -364,33 +363,17 @@ def appender(folder: Path) -> Callable[[dict[str, Any]], None]:
 
 
 # -- summary statistics ----------------------------------------------------------------------------
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None, float | None]:
-    """Proportion and its Wilson score 95 % interval; ``(None, None, None)`` for ``n == 0``."""
-    if n == 0:
-        return None, None, None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return p, max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _rate(rows: Iterable[dict[str, Any]], test: RowTest) -> dict[str, Any]:
-    successes, n = proportion(rows, test)
-    p, low, high = wilson(successes, n)
-    return {"rate": p, "ci95": [low, high], "n": n}
-
-
 def trial_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Rates with Wilson 95 % intervals, as ``cart-abm trial`` writes them."""
     relapses = [r for r in rows if r.get("relapse")]
     return {
         "n": len(rows),
-        "cr_rate": _rate(rows, lambda r: r.get("cr_day28")),
-        "mrd_negative_rate": _rate(rows, lambda r: r.get("mrd_negative_day28")),
-        "crs_any_rate": _rate(rows, grade_at_least("crs_max_grade", 1)),
-        "crs_grade3plus_rate": _rate(rows, grade_at_least("crs_max_grade", 3)),
-        "icans_any_rate": _rate(rows, grade_at_least("icans_max_grade", 1)),
-        "icans_grade3plus_rate": _rate(rows, grade_at_least("icans_max_grade", 3)),
-        "relapse_rate": _rate(rows, lambda r: r.get("relapse")),  # None (never in CR) is left out
-        "antigen_negative_relapse_fraction": _rate(relapses, lambda r: r.get("relapse_antigen_negative")),
+        "cr_rate": rate(rows, lambda r: r.get("cr_day28")),
+        "mrd_negative_rate": rate(rows, lambda r: r.get("mrd_negative_day28")),
+        "crs_any_rate": rate(rows, grade_at_least("crs_max_grade", 1)),
+        "crs_grade3plus_rate": rate(rows, grade_at_least("crs_max_grade", 3)),
+        "icans_any_rate": rate(rows, grade_at_least("icans_max_grade", 1)),
+        "icans_grade3plus_rate": rate(rows, grade_at_least("icans_max_grade", 3)),
+        "relapse_rate": rate(rows, lambda r: r.get("relapse")),  # None (never in CR) is left out
+        "antigen_negative_relapse_fraction": rate(relapses, lambda r: r.get("relapse_antigen_negative")),
     }

@@ -1,13 +1,17 @@
-"""Predicates on patient rows.
+"""Predicates on patient rows, the shares that pass them, and their Wilson intervals.
 
 Rows are ``abm.outcomes.summarize`` dicts or ``patients.csv`` records; trial summaries
-(:mod:`abm.cohort`), the calibration (:mod:`abm.calibration`) and the experiments share these.
+(:mod:`abm.cohort`), the calibration (:mod:`abm.calibration`) and the experiments share these:
+this is the one place a proportion and its interval are computed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
+
+Z95 = 1.959963984540054  # two-sided 95 % standard-normal quantile
 
 RowTest = Callable[[dict[str, Any]], bool | None]
 
@@ -27,3 +31,25 @@ def share(rows: Iterable[dict[str, Any]], test: RowTest) -> tuple[float | None, 
     """The fraction of rows passing ``test`` among those where it is known, and how many those are (None if none)."""
     successes, n = proportion(rows, test)
     return (successes / n if n else None), n
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float | None, float | None]:
+    """Proportion and its Wilson score interval (95 % by default); ``(None, None, None)`` for ``n == 0``.
+
+    The bounds are clamped to [0, 1] (those of 0/n and n/n come out as
+    +-1e-17 in floating point).
+    """
+    if n == 0:
+        return None, None, None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low, high = (0.0 if b < 1e-12 else 1.0 if b > 1.0 - 1e-12 else b for b in (centre - half, centre + half))
+    return p, low, high
+
+
+def rate(rows: Iterable[dict[str, Any]], test: RowTest) -> dict[str, Any]:
+    """``{"rate", "ci95": [low, high], "n"}`` of the rows passing ``test`` (Wilson 95 %), as trial summaries hold."""
+    successes, n = proportion(rows, test)
+    p, low, high = wilson(successes, n)
+    return {"rate": p, "ci95": [low, high], "n": n}

@@ -41,10 +41,11 @@ import pandas as pd
 
 import abm
 from abm.calibration import DAY28, TARGETS, Target, responders_within_3mo
-from abm.cohort import appender, read_partial, run_ensemble, sample_cohort, wilson
+from abm.cohort import appender, read_partial, run_ensemble, sample_cohort
 from abm.errors import ParamError
 from abm.io import model_fingerprint
 from abm.params import Params, read_calibrated
+from abm.rows import wilson
 from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"

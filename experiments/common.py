@@ -51,7 +51,7 @@ Outputs (:func:`write_results`)
     the run, never typed.
 
 Intervals
-    Proportions: Wilson score 95 % interval (:func:`wilson_interval`). Means:
+    Proportions: Wilson score 95 % interval (:func:`abm.rows.wilson`). Means:
     Student-t 95 % interval ``mean +- t(0.975, n-1) * sd / sqrt(n)``
     (:func:`mean_interval`); no interval for a single value.
 """
@@ -79,14 +79,13 @@ import numpy as np
 
 import abm
 from abm import cohort
-from abm.cohort import wilson
 from abm.errors import ParamError
 from abm.io import atomic_write, results_root
+from abm.rows import Z95, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = results_root(Path(__file__).parent, "cart-abm-results")
 SEEDS_PER_BASE = 1000
-Z95 = 1.959963984540054
 # observables of the DataCollector kept per run for time-course figures (``timeseries.csv``)
 DEFAULT_SERIES = ("blast_fraction", "blasts", "cart", "bcells", "blood_cart_per_ul", "kills")
 # two-sided 95 % Student-t critical values t(0.975, df), df = 1..30 (standard tables)
@@ -252,25 +251,13 @@ def mean_interval(values: Iterable[float]) -> Estimate:
     return Estimate(mean, mean - half, mean + half, se, n, "t")
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % by default; :func:`abm.cohort.wilson`)."""
-    if n <= 0:
-        return math.nan, math.nan
-    _, low, high = wilson(successes, n, z)
-    return low, high
-
-
 def proportion_interval(values: Iterable[Any]) -> Estimate:
     """Proportion of true values with a Wilson 95 % interval (None/NaN dropped)."""
     x = [bool(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     n = len(x)
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0, "none")
-    k = sum(x)
-    lo, hi = wilson_interval(k, n)
-    p = k / n
-    # the bounds of 0/n and n/n come out as +-1e-17 in floating point: clamp them to [0, 1]
-    lo, hi = (0.0 if b < 1e-12 else 1.0 if b > 1.0 - 1e-12 else b for b in (lo, hi))
+    p, lo, hi = wilson(sum(x), n)
     return Estimate(p, lo, hi, math.sqrt(p * (1 - p) / n), n, "wilson")
 
 

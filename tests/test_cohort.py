@@ -10,6 +10,7 @@ import pytest
 from abm import cohort
 from abm.cli import main
 from abm.params import Params
+from abm.rows import wilson
 
 TINY = ["--days", "0.5", "--set", "grid.size=24", "--set", "time.observe_every_h=6", "--quiet"]
 
@@ -156,9 +157,10 @@ def test_summary_rates_and_wilson_intervals(serial):
     for key in ("cr_rate", "mrd_negative_rate", "crs_any_rate", "crs_grade3plus_rate", "icans_any_rate",
                 "icans_grade3plus_rate", "relapse_rate", "antigen_negative_relapse_fraction"):
         assert set(summary[key]) == {"rate", "ci95", "n"}
-    p, low, high = cohort.wilson(8, 10)
+    p, low, high = wilson(8, 10)
     assert p == 0.8 and math.isclose(low, 0.4902, abs_tol=1e-4) and math.isclose(high, 0.9433, abs_tol=1e-4)
-    assert cohort.wilson(0, 0) == (None, None, None)
+    assert wilson(0, 0) == (None, None, None)
+    assert wilson(10, 10)[1:] == (pytest.approx(0.7225, abs=1e-4), 1.0)
 
 
 def test_dask_worker_killed_mid_trial_does_not_change_results(tmp_path):

@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from abm.errors import ParamError  # noqa: E402
+from abm.rows import wilson  # noqa: E402
 from experiments import common, predictor, sweep, window_convergence  # noqa: E402  (experiments/ is at the root)
 
 OUTPUTS = ("results.csv", "timeseries.csv", "convergence.csv", "figure.png", "provenance.json", "README.md")
@@ -128,9 +129,9 @@ def test_t_critical_matches_scipy():
 
 
 def test_wilson_interval_known_values():
-    lo, hi = common.wilson_interval(0, 10)
+    _, lo, hi = wilson(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-5)
-    lo, hi = common.wilson_interval(5, 10)
+    _, lo, hi = wilson(5, 10)
     assert (lo, hi) == pytest.approx((0.23659, 0.76341), abs=1e-5)
 
 
