@@ -86,6 +86,13 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text))
 
 
+def write_gzip_text(path: Path, text: str) -> None:
+    """Write ``text`` gzip-compressed to ``path`` atomically; the same text gives the same bytes (no timestamp)."""
+    import gzip
+
+    atomic_write(path, lambda fh: fh.write(gzip.compress(text.encode("utf-8"), mtime=0)), binary=True)
+
+
 def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     """``np.savez_compressed`` to ``path`` atomically."""
     import numpy as np

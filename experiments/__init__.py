@@ -2,7 +2,7 @@
 
 Each experiment is a module ``experiments.<name>`` run as
 ``python -m experiments.<name> [--smoke] [--n N] [--seed S] [--workers K] [--days D] [--out DIR]``.
-It writes ``results.csv`` (one row per run), ``timeseries.csv``, ``figure.png``,
+It writes ``results.csv`` (one row per run), ``timeseries.csv.gz``, ``figure.png``,
 ``provenance.json`` and a generated ``README.md`` into ``experiments/results/<name>/``
 (see :mod:`experiments.common` for the shared command line, execution and output
 contract, and ``experiments/README.md`` for the list of experiments).

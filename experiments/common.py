@@ -44,7 +44,7 @@ Execution and determinism
 Outputs (:func:`write_results`)
     ``results.csv`` (one row per run: condition, replicate, seed, the
     overridden parameters, ``window_sites`` and every scalar outcome of
-    :func:`abm.outcomes.summarize`), ``timeseries.csv`` (long format: one row
+    :func:`abm.outcomes.summarize`), ``timeseries.csv.gz`` (long format: one row
     per run and observation), ``figure.png``, ``provenance.json`` and
     ``README.md``. Every file is written to a temporary name and renamed into
     place, ``README.md`` last; the numbers in the README are generated from
@@ -80,13 +80,14 @@ import numpy as np
 import abm
 from abm import cohort
 from abm.errors import ParamError
-from abm.io import atomic_write, results_root
+from abm.io import atomic_write, results_root, write_gzip_text
 from abm.rows import Z95, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = results_root(Path(__file__).parent, "cart-abm-results")
 SEEDS_PER_BASE = 1000
-# observables of the DataCollector kept per run for time-course figures (``timeseries.csv``)
+TIMESERIES = "timeseries.csv.gz"  # the long time series of a study, one row per run and observation
+# observables of the DataCollector kept per run for time-course figures (``timeseries.csv.gz``)
 DEFAULT_SERIES = ("blast_fraction", "blasts", "cart", "bcells", "blood_cart_per_ul", "kills")
 # two-sided 95 % Student-t critical values t(0.975, df), df = 1..30 (standard tables)
 _T975 = (
@@ -476,14 +477,15 @@ def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, re
                   provenance: Mapping[str, Any], extra_csv: Mapping[str, str] | None = None) -> Path:
     """Write every output of an experiment into ``out``, each file atomically, ``README.md`` last.
 
-    ``results.csv``, ``timeseries.csv``, any ``extra_csv`` texts (name -> CSV
-    text), ``figure.png``, ``provenance.json``, then ``README.md``. Other files
-    in ``out`` are left alone.
+    ``results.csv``, ``timeseries.csv.gz`` (the long time series, gzip: the
+    largest output, kept small in the repository), any ``extra_csv`` texts
+    (name -> CSV text), ``figure.png``, ``provenance.json``, then
+    ``README.md``. Other files in ``out`` are left alone.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.csv", csv_text(*result_rows(results)))
-    write_text(out / "timeseries.csv", csv_text(*timeseries_rows(results)))
+    write_gzip_text(out / TIMESERIES, csv_text(*timeseries_rows(results)))
     for name, text in (extra_csv or {}).items():
         write_text(out / name, text)
     write_figure(out / "figure.png", figure)

@@ -374,7 +374,7 @@ def readme_text(args, bounds, outs, an, results, ranking, prov) -> str:
         "- `results.csv`: one row per run (condition `t<trajectory>p<point>`, replicate = trajectory, seed, the "
         "sampled parameter values as run, and every scalar outcome);",
         "- `morris.csv`: the tables above in long form (outcome, parameter, rank, mu_star, mu_star_conf, mu, sigma);",
-        "- `timeseries.csv`, `provenance.json`, `figure.png`.", "",
+        "- `timeseries.csv.gz`, `provenance.json`, `figure.png`.", "",
         common.provenance_markdown(prov),
     ]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ particular to it, in a :class:`Sweep`:
 3. per outcome and condition a proportion with its Wilson 95 % interval or a
    mean with its Student-t 95 % interval (:func:`estimates`);
 4. the outputs of :func:`experiments.common.write_results`: ``results.csv``,
-   ``timeseries.csv``, ``<name>.csv`` (the result table in long form: outcome,
+   ``timeseries.csv.gz``, ``<name>.csv`` (the result table in long form: outcome,
    the condition's coordinates, n, mean, lo, hi, interval), any tables of the
    analysis, ``figure.png`` (one panel per outcome against the condition, the
    seeds as points and the estimate with its interval, plus a time course),
@@ -526,7 +526,7 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         "",
         "- `results.csv`: one row per run (condition, replicate, seed, the overridden parameters and every "
         "scalar of `summary.json`);",
-        "- `timeseries.csv`: one row per run and observation (6 h): " + ", ".join(f"`{s}`" for s in spec.series)
+        "- `timeseries.csv.gz`: one row per run and observation (6 h): " + ", ".join(f"`{s}`" for s in spec.series)
         + ";",
         f"- `{spec.name}.csv`: the table above in long form (outcome, condition coordinates, n, mean, interval);",
         *result.analysis.files,

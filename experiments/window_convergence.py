@@ -339,7 +339,7 @@ def readme_text(args, results, sizes, est, comp, cost, recommended, reason, prov
         "",
         "- `results.csv`: one row per run (condition = side, replicate, seed, `grid.size`, `window_sites` and every "
         "scalar of `summary.json`);",
-        "- `timeseries.csv`: one row per run and observation (6 h): blast fraction, blasts, window CAR-T, B cells, "
+        "- `timeseries.csv.gz`: one row per run and observation (6 h): blast fraction, blasts, window CAR-T, B cells, "
         "blood CAR-T, cumulative kills;",
         "- `convergence.csv`: the table above in long form (outcome, side, mean, interval, difference from the "
         "reference side, tolerance, agreement);",

@@ -1,4 +1,16 @@
-"""Shared fixtures: small parameter sets and hand-built lattices."""
+"""Shared fixtures (small parameter sets, hand-built lattices) and the test tiers.
+
+Every test belongs to exactly one tier (markers declared in ``pyproject.toml``):
+``unit`` (one function or class, synthetic inputs, seconds), ``equivalence``
+(the same state from two implementations: backends, thread counts, the Mesa
+reference, checkpoints), ``statistical`` (a rate or distribution against its
+expectation, fixed seeds, stated tolerance), ``regression`` (the golden record)
+and ``e2e`` (the command line, experiments, trials and benchmarks as a user
+runs them). A test's tier is its own marker when it has one (e.g.
+``@pytest.mark.statistical`` in a unit file), else its file's in
+:data:`TIER_BY_FILE`; a test file missing there fails the collection.
+``slow`` and ``gpu`` mark tests that CI does not or cannot run, on top of the tier.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,51 @@ from abm.rates import build_tables
 from kernels import LatticeState, RuleTables
 from kernels import layout as L
 from kernels import rules as R
+
+TIERS = ("unit", "equivalence", "statistical", "regression", "e2e")
+TIER_BY_FILE = {
+    "test_benchmarks.py": "e2e",
+    "test_calibration.py": "e2e",
+    "test_cd22.py": "unit",
+    "test_checkpoint.py": "equivalence",
+    "test_cli.py": "e2e",
+    "test_cohort.py": "e2e",
+    "test_cpu_driver.py": "equivalence",
+    "test_diffusion.py": "unit",
+    "test_equivalence.py": "equivalence",
+    "test_experiments.py": "e2e",
+    "test_fuzz.py": "unit",
+    "test_golden.py": "regression",
+    "test_gpu.py": "equivalence",
+    "test_lifecycle.py": "unit",
+    "test_model.py": "unit",
+    "test_outcomes.py": "unit",
+    "test_outcomes_clinical.py": "unit",
+    "test_params.py": "unit",
+    "test_reference.py": "equivalence",
+    "test_rng.py": "unit",
+    "test_rules.py": "unit",
+    "test_sensitivity.py": "e2e",
+    "test_soak.py": "e2e",
+    "test_systemic.py": "unit",
+    "test_viewer.py": "unit",
+    "test_viewer_browser.py": "e2e",
+    "test_viz.py": "unit",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give each test its tier marker: its own, else its file's; refuse a test with none or two."""
+    for item in items:
+        own = [m.name for m in item.own_markers if m.name in TIERS]
+        if len(own) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: in tiers {own}; a test belongs to exactly one")
+        if not own:
+            name = item.path.name
+            if name not in TIER_BY_FILE:
+                raise pytest.UsageError(f"{name}: not in tests/conftest.py TIER_BY_FILE; give it a tier")
+            item.add_marker(TIER_BY_FILE[name])
+
 
 SMALL = {
     "grid.size": 18,

@@ -6,6 +6,7 @@ The smoke runs are seconds long; nothing here asserts a scientific result.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 import subprocess
@@ -23,7 +24,7 @@ from abm.errors import ParamError  # noqa: E402
 from abm.rows import wilson  # noqa: E402
 from experiments import common, predictor, sweep, window_convergence  # noqa: E402  (experiments/ is at the root)
 
-OUTPUTS = ("results.csv", "timeseries.csv", "convergence.csv", "figure.png", "provenance.json", "README.md")
+OUTPUTS = ("results.csv", "timeseries.csv.gz", "convergence.csv", "figure.png", "provenance.json", "README.md")
 # columns that legitimately differ between two identical runs
 TIMING_COLUMNS = ("wall_s", "cpu_s")
 
@@ -34,7 +35,8 @@ def experiment(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -76,7 +78,7 @@ def test_window_convergence_smoke_csv_has_one_row_per_run_with_parameters_and_ou
     assert required <= rows[0].keys()
     assert [int(r["grid.size"]) for r in rows] == [s for s in sizes for _ in range(2)]
     assert [int(r["seed"]) for r in rows] == [0, 1] * len(sizes)  # same seeds at every side
-    series = read_csv(smoke[1] / "timeseries.csv")
+    series = read_csv(smoke[1] / "timeseries.csv.gz")
     assert {"condition", "seed", "day", "blast_fraction", "cart", "blood_cart_per_ul"} <= series[0].keys()
     conv = read_csv(smoke[1] / "convergence.csv")
     assert {r["outcome"] for r in conv} == {o.key for o in window_convergence.OUTCOMES}
@@ -86,7 +88,7 @@ def test_window_convergence_results_do_not_depend_on_worker_count(smoke):
     one, two = (read_csv(smoke[w] / "results.csv") for w in (1, 2))
     strip = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in one]
     assert strip == [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in two]
-    assert (smoke[1] / "timeseries.csv").read_text() == (smoke[2] / "timeseries.csv").read_text()
+    assert (smoke[1] / "timeseries.csv.gz").read_bytes() == (smoke[2] / "timeseries.csv.gz").read_bytes()
     assert (smoke[1] / "convergence.csv").read_text() == (smoke[2] / "convergence.csv").read_text()
 
 
@@ -190,7 +192,7 @@ def test_dose_response_smoke_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.dose_response", "--smoke", "--quiet", "--out",
                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for name in ("results.csv", "timeseries.csv", "dose_response.csv", "figure.png", "provenance.json",
+    for name in ("results.csv", "timeseries.csv.gz", "dose_response.csv", "figure.png", "provenance.json",
                  "README.md"):
         assert (out / name).is_file(), name
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -256,7 +258,7 @@ def run_sweep_smoke(name: str, folder: Path, *extra: str) -> tuple:
 def test_sweep_experiment_smoke_writes_every_output(tmp_path, name):
     module = run_sweep_smoke(name, tmp_path)
     spec = module.SWEEP
-    for file in ("results.csv", "timeseries.csv", f"{name}.csv", "figure.png", "provenance.json", "README.md"):
+    for file in ("results.csv", "timeseries.csv.gz", f"{name}.csv", "figure.png", "provenance.json", "README.md"):
         assert (tmp_path / file).is_file(), file
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     args = common.parse_args(sweep.build_parser(spec), ["--smoke"], smoke_n=spec.smoke_n, smoke_days=spec.smoke_days)
@@ -434,7 +436,7 @@ def test_antigen_escape_tracks_target_negative_blasts_and_ends_with_a_dual_car(t
     rows = read_csv(tmp_path / "results.csv")
     assert {r["product.target"] for r in rows} == {"CD19", "CD22", "CD19/CD22"}
     assert rows[-1]["product.target"] == "CD19/CD22"
-    series = read_csv(tmp_path / "timeseries.csv")
+    series = read_csv(tmp_path / "timeseries.csv.gz")
     assert {"blasts_cd19neg", "blasts_target_neg"} <= series[0].keys()
     # 1 % CD19-negative blasts at infusion: a CD19 CAR sees them as target-negative, a dual CAR does not
     first = {r["condition"]: r for r in series if float(r["day"]) == 0.0 and r["replicate"] == "0"}

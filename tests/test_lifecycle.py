@@ -40,6 +40,7 @@ def test_cart_exhausts_after_threshold_engagements_and_never_engages_again():
     assert out.events[L.EV_EXHAUSTED] == 1 and out.cell[2, 3] == L.BLAST
 
 
+@pytest.mark.statistical
 def test_exhaustion_apoptosis_fraction_statistically():
     # 300 cells reach the threshold at their first engagement; half should die (4 binomial SE).
     s = empty_state(60)

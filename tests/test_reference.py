@@ -259,6 +259,7 @@ def kill_count_distribution(p_attach: float, p_kill: float, p_detach: float, ste
     return free + engaged
 
 
+@pytest.mark.statistical
 def test_kill_only_kills_per_cart_agree_with_kernel_and_exact_expectation():
     blocks, steps, replicates = 12, 100, 3  # 144 independent T cells per replicate
     tables = quiet_tables(3 * blocks)
@@ -328,6 +329,7 @@ def assert_agree(kernel: np.ndarray, reference: np.ndarray, columns: tuple[int, 
         assert z < Z, f"{OBSERVED[col]}: kernel {k.mean():.2f} vs reference {r.mean():.2f} (z = {z:.2f})"
 
 
+@pytest.mark.statistical
 def test_blast_growth_with_free_neighbourhood_agrees_with_kernel():
     """64 spaced blasts divide (p = 0.05) and die (p = 0.01) for 40 steps; 30 replicates a side."""
     n, steps, replicates = 32, 40, 30
@@ -350,6 +352,7 @@ def test_blast_growth_with_free_neighbourhood_agrees_with_kernel():
     assert_agree(kernel, reference, (0, 3, 4, 8))
 
 
+@pytest.mark.statistical
 def test_core_rules_from_a_marrow_window_agree_with_kernel():
     """Every core rule at once: 24 x 24 windows with 24 CAR-T cells, fast CAR-T proliferation, 150 steps."""
     n, steps, replicates, n_cart = 24, 150, 16, 24

@@ -21,6 +21,7 @@ def draws(n, vary="site", seed=7):
     return np.array([rng.draw(rng.key_of(int(i)), 5, 11, 3) for i in idx])
 
 
+@pytest.mark.statistical
 @pytest.mark.parametrize("vary", ["site", "step", "seed"])
 def test_draw_uniform_chi_square(vary):
     # 64 bins, 20,000 draws: chi-square with 63 dof; 99.9 % quantile is 103.4.
@@ -57,6 +58,7 @@ def test_below_threshold_extremes():
     assert all(rng.below(1, 1, s, 1, 2**32) for s in range(1000))
 
 
+@pytest.mark.statistical
 def test_pick_in_range_and_uniform():
     picks = np.array([rng.pick(5, 1, s, 2, 8) for s in range(16000)])
     assert picks.min() == 0 and picks.max() == 7

@@ -134,6 +134,7 @@ def test_displacement_is_off_at_probability_zero_and_only_for_blasts():
     assert not out.events.any()
 
 
+@pytest.mark.statistical
 def test_displacement_probability_matches_its_threshold_statistically():
     """400 blasts, each alone in a 3x3 block of normal cells, one step: displacements ~ Binomial(400, p).
 
@@ -167,6 +168,7 @@ def _blast_growth_rate(displace, seed, n=120, founders=400, days=20):
     return math.log(np.count_nonzero(out.cell == L.BLAST) / founders) / days
 
 
+@pytest.mark.statistical
 def test_blasts_in_a_refilled_marrow_grow_at_their_untreated_rate_only_by_displacing():
     """After remission the marrow is packed with normal cells, which divide ~3x faster than blasts.
 
@@ -224,6 +226,7 @@ def test_no_two_cells_share_a_site_and_empty_sites_carry_no_traits():
     assert not out.traits[out.cell == L.EMPTY].any()
 
 
+@pytest.mark.statistical
 def test_kill_rule_matches_formula_statistically():
     """Engaged T cells kill at p = 1 - exp(-k dt) per step; 400 pairs, first-step kill fraction.
 
@@ -248,6 +251,7 @@ def test_kill_rule_matches_formula_statistically():
     assert abs(kills - pairs * p) < 4 * se, (kills, pairs * p, se)
 
 
+@pytest.mark.statistical
 def test_death_rule_matches_per_step_probability_statistically():
     # 2,500 blasts with p_die per step; deaths after one step within 4 binomial SE.
     p = 0.05

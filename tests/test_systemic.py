@@ -252,6 +252,7 @@ def test_reservoir_negative_share_is_that_of_the_product_target(target, share):
     assert obs["reservoir_target_neg_cells"] / total == pytest.approx(share, rel=1e-6)
 
 
+@pytest.mark.statistical
 def test_a_small_pre_existing_negative_subclone_seeds_whole_founders_with_its_expected_number():
     """A subclone of 1e-7 of the blasts, which the window cannot hold, puts ~60 founders in the reservoir:
     rounded at random to whole cells with its mean (200 bodies, 4 SE of the mean)."""
@@ -328,6 +329,7 @@ def test_a_one_cell_reservoir_clone_survives_with_the_birth_death_probability():
     assert alive / 1000 == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / 1000))
 
 
+@pytest.mark.statistical
 def test_the_small_number_reservoir_keeps_the_mean_of_the_equations():
     """500 target-positive cells under killing, with a loss large enough to make negatives: the means of
     R+ and R- after 5 days match the linear equations' solution (300 runs, 4 SE)."""
