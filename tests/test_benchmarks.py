@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# the benchmarks package lives at the repository root, not in the distribution
 from benchmarks.compare import TARGETS, bootstrap_ratio, targets  # noqa: E402
 from benchmarks.registry import Case, config_for, scenario  # noqa: E402
 from benchmarks.report import MACHINE_KEYS, ROW_KEYS, SCHEMA_VERSION, validate  # noqa: E402
