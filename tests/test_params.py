@@ -32,6 +32,24 @@ def test_unknown_key_is_rejected_with_its_name():
         Params({"grid.sizee": 10})
 
 
+@pytest.mark.parametrize(("typo", "nearest"), [("grid.sise", "grid.size"), ("product.dose", "product.dose_per_kg"),
+                                               ("cart.kill_rate", "cart.kill_rate_per_h")])
+def test_unknown_key_suggests_at_most_three_nearest_keys_and_where_to_list_all(typo, nearest):
+    for build in (lambda: Params({typo: 1}), lambda: parse_assignment(f"{typo}=1")):
+        with pytest.raises(ParamError) as info:
+            build()
+        message = str(info.value)
+        suggested = message.split("did you mean ", 1)[1].split("?", 1)[0].split(", ")
+        assert suggested[0] == nearest and len(suggested) <= 3
+        assert "docs/parameters.md" in message and len(message) < 300  # not all 116 keys
+
+
+def test_unknown_key_without_a_near_name_lists_no_guess():
+    with pytest.raises(ParamError) as info:
+        Params({"zzz.qqq": 1})
+    assert "did you mean" not in str(info.value) and "docs/parameters.md" in str(info.value)
+
+
 def test_out_of_range_message_names_key_value_and_range():
     with pytest.raises(ParamError) as exc:
         Params({"patient.marrow_blast_fraction": 1.5})
@@ -75,7 +93,7 @@ def test_malformed_toml_and_unknown_section(tmp_path):
     with pytest.raises(ParamError, match="not valid TOML"):
         Params.from_toml(bad)
     bad.write_text("[gird]\nsize = 30\n")
-    with pytest.raises(ParamError, match=r"unknown section \[gird\]"):
+    with pytest.raises(ParamError, match=r"unknown section \[gird\]; did you mean grid\?"):
         Params.from_toml(bad)
     with pytest.raises(ParamError, match="cannot read config"):
         Params.from_toml(tmp_path / "missing.toml")

@@ -8,6 +8,7 @@ of range, NaN/inf or an inconsistent combination raises
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,27 @@ from abm.errors import ParamError
 from abm.params.consistency import check_consistency
 from abm.params.defaults import BY_KEY, SCHEMA, SECTIONS
 from abm.params.param import show
+
+WHERE_ALL = "docs/parameters.md lists every key with its unit, range and source"
+
+
+def _nearest(name: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def unknown_key(key: str) -> str:
+    """The message for an unknown key: the three nearest known keys (difflib) and where to list them all.
+
+    Keys of the same section come first when the section exists, so
+    ``grid.sise`` suggests ``grid.size`` before keys of other sections.
+    """
+    section = key.split(".", 1)[0]
+    same = [k for k in BY_KEY if k.startswith(section + ".")]
+    close = difflib.get_close_matches(key, same, n=3, cutoff=0.5) if same else []
+    close += [k for k in difflib.get_close_matches(key, list(BY_KEY), n=3, cutoff=0.5) if k not in close]
+    hint = f"; did you mean {', '.join(close[:3])}?" if close else ""
+    return f"unknown parameter {key!r}{hint} ({WHERE_ALL})"
 
 
 class Section:
@@ -48,7 +70,7 @@ class Params:
         merged = {p.key: _copy(p.default) for p in SCHEMA}
         for key, value in (values or {}).items():
             if key not in BY_KEY:
-                raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
+                raise ParamError(unknown_key(key))
             merged[key] = BY_KEY[key].check(value)
         check_consistency(merged)
         self._values = merged
@@ -118,7 +140,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         raise ParamError(f"override {text!r}: expected section.key=value")
     key, raw = (s.strip() for s in text.split("=", 1))
     if key not in BY_KEY:
-        raise ParamError(f"unknown parameter {key!r}; known keys: {', '.join(sorted(BY_KEY))}")
+        raise ParamError(unknown_key(key))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -132,7 +154,8 @@ def _flatten(nested: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, body in nested.items():
         if section not in SECTIONS:
-            raise ParamError(f"unknown section [{section}]; known sections: {', '.join(SECTIONS)}")
+            raise ParamError(f"unknown section [{section}]{_nearest(section, SECTIONS)}; the sections are "
+                             f"{', '.join(SECTIONS)}")
         if not isinstance(body, dict):
             raise ParamError(f"{section}: expected a [{section}] table, got {show(body)}")
         for name, value in body.items():
