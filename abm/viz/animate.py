@@ -2,7 +2,8 @@
 
 * :func:`write_gif` and :func:`write_mp4` animate ``MarrowModel.snapshots``,
   one :class:`~abm.viz.frame.FrameRenderer` frame per snapshot; GIF frames
-  share one 256-colour palette that keeps every lattice colour exact.
+  share one 256-colour palette that keeps every kind's colour exact and
+  never maps another colour (an IL-6 tint, anti-aliased text) onto a kind's.
 * :func:`animate_run` animates a finished ``cart-abm run`` folder without
   simulating again, writing the file atomically.
 """
@@ -21,7 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from abm.viz.frame import FrameRenderer, _field_max
-from abm.viz.render import _LUT, _MARKER_EDGE
+from abm.viz.render import _LUT
 from abm.viz.snapshots import SNAPSHOTS_FILE, TIMESERIES_FILE, _site_um_of_run, read_snapshots
 
 #: What :func:`write_gif`, :func:`write_mp4` and :func:`animate_run` can overlay on the lattice.
@@ -33,7 +34,12 @@ GIF_MAX_FPS = 50.0
 
 
 def _animation_renderer(
-    snapshots: Sequence[Mapping[str, Any]], *, site_um: float, timecourse: pd.DataFrame | None, field: str
+    snapshots: Sequence[Mapping[str, Any]],
+    *,
+    site_um: float,
+    timecourse: pd.DataFrame | None,
+    field: str,
+    zoom: int | None = None,
 ) -> FrameRenderer:
     """Check the snapshots and ``field``, and lay out one renderer for all frames."""
     if not snapshots:
@@ -44,7 +50,7 @@ def _animation_renderer(
         raise ValueError('field = "il6" but a snapshot has no "il6" array; pass field="none"')
     n = np.asarray(snapshots[0]["view"]).shape[0]
     il6_max = _field_max([s["il6"] for s in snapshots]) if field == "il6" else None
-    return FrameRenderer(n, site_um=site_um, timecourse=timecourse, il6_max=il6_max)
+    return FrameRenderer(n, site_um=site_um, timecourse=timecourse, il6_max=il6_max, zoom=zoom)
 
 
 def _render_snapshot(renderer: FrameRenderer, snap: Mapping[str, Any]) -> np.ndarray:
@@ -79,12 +85,30 @@ def _import_imageio_ffmpeg():
     return imageio_ffmpeg
 
 
+#: GIF palette entries that only pixels of exactly that colour map to: every kind's colour.
+_RESERVED = _LUT
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
 def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
-    """Build a 256-colour palette: every :data:`~abm.viz.render.PALETTE` colour, the rest fitted to ``samples``."""
-    exact = np.concatenate([_LUT, np.array([[255, 255, 255], [0, 0, 0], _MARKER_EDGE], np.uint8)])
-    sample = Image.fromarray(np.concatenate(list(samples), axis=0))
-    fitted = sample.quantize(colors=256 - len(exact), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    colours = exact.ravel().tolist() + fitted.getpalette()[: 3 * (256 - len(exact))]
+    """Build a 256-colour palette: every kind's colour exactly, white, black, the rest fitted to ``samples``.
+
+    The fitted part is fitted to the pixels of ``samples`` that are not a kind's
+    colour (tints, text, lines), so it spends no entries on the kinds.
+    """
+    exact = np.concatenate([_RESERVED, np.array([[255, 255, 255], [0, 0, 0]], np.uint8)])
+    pixels = np.concatenate([np.asarray(f).reshape(-1, 3) for f in samples], axis=0)
+    pixels = pixels[~np.isin(_packed(pixels), _packed(_RESERVED))]
+    free = 256 - len(exact)
+    colours = exact.ravel().tolist()
+    if len(pixels):
+        sample = Image.fromarray(np.ascontiguousarray(pixels[None, :, :]))
+        fitted = sample.quantize(colors=free, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        colours += fitted.getpalette()[: 3 * free]
     palette = Image.new("P", (1, 1))
     palette.putpalette(colours + [0] * (768 - len(colours)))
     return palette
@@ -93,14 +117,21 @@ def _gif_palette(samples: Sequence[np.ndarray]) -> Image.Image:
 def _to_palette(frame: np.ndarray, palette: Image.Image) -> Image.Image:
     """Map an RGB frame to ``palette`` by exact nearest colour (Pillow's own mapping may pick a near neighbour).
 
-    Colours in the palette (every :data:`~abm.viz.render.PALETTE` entry) keep their exact values.
+    A pixel of a kind's colour (:data:`~abm.viz.render.PALETTE`) keeps it exactly;
+    any other pixel goes to the nearest entry that is *not* a kind's colour, so
+    quantisation never merges a tint or a line into a kind (nor two kinds).
     """
     table = np.asarray(palette.getpalette()[: 3 * 256], np.int32).reshape(-1, 3)
-    packed = (frame[..., 0].astype(np.uint32) << 16) | (frame[..., 1].astype(np.uint32) << 8) | frame[..., 2]
-    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    reserved = _packed(_RESERVED)
+    table_packed = _packed(table)
+    targets = np.flatnonzero(~np.isin(table_packed, reserved))  # fitted entries equal to a kind's colour are left out
+    colours, inverse = np.unique(_packed(frame).ravel(), return_inverse=True)
     rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.int32)
-    nearest = ((rgb[:, None, :] - table[None, :, :]) ** 2).sum(axis=2).argmin(axis=1).astype(np.uint8)
-    image = Image.fromarray(nearest[inverse].reshape(frame.shape[:2]), mode="P")
+    nearest = targets[((rgb[:, None, :] - table[None, targets, :]) ** 2).sum(axis=2).argmin(axis=1)]
+    exact = np.isin(colours, reserved)
+    order = np.argsort(reserved)  # the kinds' colours are palette entries 0..k-1, in _RESERVED order
+    nearest[exact] = order[np.searchsorted(reserved[order], colours[exact])]
+    image = Image.fromarray(nearest.astype(np.uint8)[inverse].reshape(frame.shape[:2]), mode="P")
     image.putpalette(palette.getpalette())
     return image
 
@@ -114,6 +145,7 @@ def write_gif(
     timecourse: pd.DataFrame | None = None,
     field: str = "il6",
     progress: bool = False,
+    zoom: int | None = None,
 ) -> Path:
     """Animate snapshots as a looping GIF.
 
@@ -139,6 +171,9 @@ def write_gif(
         Overlay the IL-6 field (one log scale for the whole animation) or nothing.
     progress : bool
         Show a progress bar over frames.
+    zoom : int, optional
+        Pixels per site edge of the map (default: the map at least 400 pixels
+        wide); every site is drawn as one ``zoom x zoom`` block of its kind's colour.
 
     Returns
     -------
@@ -146,7 +181,7 @@ def write_gif(
         ``path``.
     """
     _check_fps(fps, GIF_MAX_FPS)
-    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field)
+    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field, zoom=zoom)
     try:
         k = len(snapshots)
         palette = _gif_palette([_render_snapshot(renderer, snapshots[i]) for i in sorted({0, k // 2, k - 1})])
@@ -179,11 +214,12 @@ def write_mp4(
     field: str = "il6",
     progress: bool = False,
     quality: float = 7.0,
+    zoom: int | None = None,
 ) -> Path:
     """Animate snapshots as an H.264 MP4 (needs the optional ``imageio-ffmpeg``).
 
-    Parameters are those of :func:`write_gif`, plus ``quality`` (0-10,
-    imageio-ffmpeg's scale; higher is better and larger).
+    Parameters are those of :func:`write_gif` (``zoom`` included), plus
+    ``quality`` (0-10, imageio-ffmpeg's scale; higher is better and larger).
 
     Raises
     ------
@@ -193,7 +229,7 @@ def write_mp4(
     imageio_ffmpeg = _import_imageio_ffmpeg()
     _check_fps(fps)
     path = Path(path)
-    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field)
+    renderer = _animation_renderer(snapshots, site_um=site_um, timecourse=timecourse, field=field, zoom=zoom)
     writer = None
     try:
         for frame in _frames(renderer, snapshots, progress=progress, desc="mp4 frames"):
@@ -225,6 +261,7 @@ def animate_run(
     field: str = "il6",
     out: str | Path | None = None,
     progress: bool = False,
+    zoom: int | None = None,
 ) -> Path:
     """Animate a finished run from its folder, without simulating again.
 
@@ -252,6 +289,9 @@ def animate_run(
         (default ``RUN_DIR/marrow.gif`` or ``RUN_DIR/marrow.mp4``); its folder must exist.
     progress : bool
         Show a progress bar over frames.
+    zoom : int, optional
+        Pixels per site edge of the map (default: the map at least 400 pixels
+        wide); each site is one ``zoom x zoom`` block of its kind's colour.
 
     Returns
     -------
@@ -264,7 +304,7 @@ def animate_run(
         If ``run_dir``, its ``snapshots.npz`` or ``timeseries.csv``, or the
         folder of ``out`` does not exist; the message says how to make them.
     ValueError
-        If ``fmt``, ``fps``, ``field`` or the suffix of ``out`` is not allowed,
+        If ``fmt``, ``fps``, ``field``, ``zoom`` or the suffix of ``out`` is not allowed,
         or a run file is malformed.
     RuntimeError
         If ``fmt="mp4"`` and ``imageio-ffmpeg`` is not installed (checked
@@ -275,6 +315,8 @@ def animate_run(
     if field not in ANIMATION_FIELDS:
         raise ValueError(f"field = {field!r}: expected one of {', '.join(ANIMATION_FIELDS)}")
     _check_fps(fps, GIF_MAX_FPS if fmt == "gif" else math.inf)
+    if zoom is not None and (not isinstance(zoom, (int, np.integer)) or isinstance(zoom, bool) or zoom < 1):
+        raise ValueError(f"zoom = {zoom!r}: expected a positive integer (pixels per site edge)")
     if fmt == "mp4":
         _import_imageio_ffmpeg()
     run_dir = Path(run_dir)
@@ -309,7 +351,9 @@ def animate_run(
     # a fresh hidden name beside the target (not mkstemp, whose 0600 mode would outlive the rename)
     tmp = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.{fmt}"
     try:
-        writer(snapshots, tmp, fps=fps, site_um=site_um, timecourse=timecourse, field=field, progress=progress)
+        writer(
+            snapshots, tmp, fps=fps, site_um=site_um, timecourse=timecourse, field=field, progress=progress, zoom=zoom
+        )
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

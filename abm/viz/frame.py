@@ -4,6 +4,13 @@
 clock, optional IL-6 overlay and time course with a cursor). It lays the
 figure out once and redraws only what changes (Agg blitting), so a frame
 costs a few tens of milliseconds. :func:`render_frame` is the one-off form.
+
+The map shows one cell per site at its scale (:func:`abm.viz.render.render_lattice`):
+no marker is bigger than a site, and nothing else (scale bar, labels) is drawn
+over it, so each kind's share of the map's pixels is its share of the sites.
+The legend names every colour the map can hold: one patch per kind and, with
+the IL-6 overlay, the tint ramp of each kind the overlay tints
+(:data:`abm.viz.render.IL6_TINTED`) on the overlay's log scale.
 """
 
 from __future__ import annotations
@@ -13,10 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from PIL import Image
@@ -25,27 +30,37 @@ from abm.model import VIEW_CODES
 from abm.outcomes import CR_THRESHOLD, MRD_THRESHOLD
 from abm.viz.render import (
     _IL6_DECADES,
-    IL6_CMAP,
+    IL6_TINTED,
     LABELS,
     PALETTE,
-    _draw_cart_markers,
     _um_label,
     clock,
-    overlay_field,
-    render_view,
+    il6_tint_ramps,
+    lattice_side,
+    render_lattice,
     scale_bar_um,
 )
 from abm.viz.timecourse import BLAST_FRACTION_FLOOR, _floored, _require, crs_bands
 
 
+def _positive_int(name: str, value: object) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} = {value!r}: expected a positive integer")
+    return int(value)
+
+
 class FrameRenderer:
     """Draws animation frames of one run, reusing one figure.
 
-    The figure (lattice panel, legend, IL-6 colour bar and optional time
+    The figure (lattice panel, scale bar, legend, IL-6 key and optional time
     course) is laid out and drawn once; each :meth:`render` restores that
-    background and redraws only the lattice image, the scale bar, the clock
-    and the cursors (Agg blitting). The lattice is upscaled by an integer
-    factor, so every site is a square block of identical pixels.
+    background and redraws only the lattice image, the clock and the cursors
+    (Agg blitting). The map draws one cell per site at its scale
+    (:func:`~abm.viz.render.render_lattice`): each site is a ``zoom x zoom``
+    block of its kind's colour, or, when the map has fewer pixels than sites
+    (``stride > 1``), each pixel shows the site nearest its centre
+    (nearest-site sampling on a regular grid, which keeps each kind's share).
+    The scale bar lies below the map, never over it.
 
     Parameters
     ----------
@@ -58,15 +73,22 @@ class FrameRenderer:
         the lattice with a cursor at the frame's day.
     il6_max : float, optional
         Top of the IL-6 overlay scale [pg/mL]; ``None`` draws no overlay. The
-        overlay spans three decades below it (log scale).
+        overlay spans three decades below it (log scale) and tints only the
+        kinds of :data:`~abm.viz.render.IL6_TINTED`; the legend draws each
+        one's tint ramp on that scale.
     min_px : int
-        The lattice panel is at least this many pixels wide.
-    emphasize_cart : bool
-        Draw each CAR-T cell as an outlined dot a few sites wide (active on
-        top) so that single cells are visible; ``False`` keeps one block per site.
+        Without ``zoom``: the map is at least this many pixels wide
+        (``zoom = ceil(min_px / n)``, at least 1).
+    zoom : int, optional
+        Pixels per site edge; overrides ``min_px`` and ``max_px``.
+    max_px : int, optional
+        Without ``zoom``: the map is at most this many pixels wide; a lattice
+        wider than that is sampled every ``stride = ceil(n / max_px)`` sites.
     """
 
     _DPI = 100
+    _PAD, _TOP, _STRIP, _LEGEND_W, _COURSE_W = 12, 40, 28, 200, 340
+    _KEY_ROW, _KEY_TITLE, _KEY_TICKS = 11, 30, 22  # IL-6 key: ramp row height, title and tick-label space [px]
 
     def __init__(
         self,
@@ -76,7 +98,8 @@ class FrameRenderer:
         timecourse: pd.DataFrame | None = None,
         il6_max: float | None = None,
         min_px: int = 400,
-        emphasize_cart: bool = True,
+        zoom: int | None = None,
+        max_px: int | None = None,
     ):
         if n < 1:
             raise ValueError(f"n = {n}: expected a positive lattice side")
@@ -84,56 +107,75 @@ class FrameRenderer:
             raise ValueError(f"site_um = {site_um}: expected a positive site size [um]")
         if il6_max is not None and not il6_max > 0:
             raise ValueError(f"il6_max = {il6_max}: expected a positive IL-6 level [pg/mL] or None")
+        min_px = _positive_int("min_px", min_px)
         self.n = n
         self.site_um = float(site_um)
         self.il6_max = il6_max
-        self.emphasize_cart = emphasize_cart
-        self.zoom = max(1, math.ceil(min_px / n))
-        side = n * self.zoom
-        pad, top, legend_w, course_w = 12, 40, 190, 340 if timecourse is not None else 0
+        if zoom is not None:
+            self.zoom, self.stride = _positive_int("zoom", zoom), 1
+        elif max_px is not None and n > _positive_int("max_px", max_px):
+            self.zoom, self.stride = 1, math.ceil(n / max_px)
+        else:
+            fit = max(1, math.ceil(min_px / n))
+            self.zoom, self.stride = (fit if max_px is None else max(1, min(fit, max_px // n))), 1
+        side = lattice_side(n, zoom=self.zoom, stride=self.stride)
+        pad, top, strip, legend_w = self._PAD, self._TOP, self._STRIP, self._LEGEND_W
+        course_w = self._COURSE_W if timecourse is not None else 0
         width = pad + side + pad + legend_w + course_w + pad
-        height = top + side + pad
         width += width % 2  # even sizes suit video encoders
-        height += height % 2
-        self._lattice_box = (height - pad - side, pad, side)
-        self.size = (width, height)
         dpi = self._DPI
-        fig = self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
+        fig = self.figure = Figure(figsize=(width / dpi, 4.0), dpi=dpi, facecolor="white")
         self.canvas = FigureCanvasAgg(fig)
 
+        # the legend first: its height (fixed by its fonts) sets the height of the legend column
+        x0 = (2 * pad + side) / width
+        handles = [Patch(facecolor=PALETTE[k], edgecolor="0.5", lw=0.5, label=LABELS[k]) for k in VIEW_CODES]
+        self.legend = fig.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(x0, 1.0),
+            frameon=False,
+            fontsize=9,
+            handlelength=1.2,
+            handleheight=1.0,
+            borderaxespad=0.0,
+            borderpad=0.0,
+            labelspacing=0.45,
+        )
+        fig.draw_without_rendering()
+        legend_h = math.ceil(self.legend.get_window_extent().height)
+        key_h = self._KEY_TITLE + len(IL6_TINTED) * self._KEY_ROW + self._KEY_TICKS if il6_max is not None else 0
+        column = legend_h + (16 + key_h if key_h else 0)
+        height = top + max(side + strip, column) + pad
+        height += height % 2
+        fig.set_size_inches(width / dpi, height / dpi)
+        self.legend.set_bbox_to_anchor((x0, 1 - top / height))
+        self._lattice_box = (top, pad, side)
+        self.size = (width, height)
+
+        def box(left: float, top_px: float, w: float, h: float) -> tuple[float, float, float, float]:
+            """Figure coordinates of a box given in pixels from the top left."""
+            return (left / width, 1 - (top_px + h) / height, w / width, h / height)
+
         # lattice panel, placed on whole pixels so that blocks stay square
-        ax = self.ax = fig.add_axes((pad / width, pad / height, side / width, side / height))
+        ax = self.ax = fig.add_axes(box(pad, top, side, side))
         ax.set_axis_off()
         blank = np.zeros((side, side, 3), np.uint8)
         self.image = ax.imshow(blank, extent=(0, n, n, 0), interpolation="nearest", animated=True, resample=False)
         ax.set_xlim(0, n)
         ax.set_ylim(n, 0)
+
+        # scale bar, in a strip below the map (in site units, so it is right at any zoom or stride)
         bar_um = scale_bar_um(n, site_um)
         bar = bar_um / site_um
-        margin = 0.04 * n
-        self.scale_bar = Rectangle(
-            (margin, n - margin - 0.012 * n),
-            bar,
-            0.012 * n,
-            facecolor="white",
-            edgecolor="black",
-            lw=0.8,
-            animated=True,
-        )
-        ax.add_patch(self.scale_bar)
-        stroke = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-        self.scale_text = ax.text(
-            margin + bar / 2,
-            n - margin - 0.02 * n,
-            _um_label(bar_um),
-            color="white",
-            ha="center",
-            va="bottom",
-            fontsize=10,
-            fontweight="bold",
-            path_effects=stroke,
-            animated=True,
-        )
+        sax = self.scale_axes = fig.add_axes(box(pad, top + side, side, strip))
+        sax.set_axis_off()
+        sax.set_xlim(0, n)
+        sax.set_ylim(0, 1)
+        self.scale_bar = Rectangle((0, 0.45), bar, 0.25, facecolor="black", edgecolor="none")
+        sax.add_patch(self.scale_bar)
+        self.scale_text = sax.text(bar + 0.02 * n, 0.57, _um_label(bar_um), ha="left", va="center", fontsize=9)
+
         self.clock_text = fig.text(
             pad / width,
             1 - 8 / height,
@@ -156,27 +198,41 @@ class FrameRenderer:
             color="0.3",
         )
 
-        # legend column
-        x0 = (2 * pad + side) / width
-        handles = [Patch(facecolor=PALETTE[k], edgecolor="0.5", lw=0.5, label=LABELS[k]) for k in VIEW_CODES]
-        self.legend = fig.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(x0, 1 - top / height),
-            frameon=False,
-            fontsize=9,
-            handlelength=1.2,
-            handleheight=1.0,
-            borderaxespad=0.0,
-            borderpad=0.0,
-            labelspacing=0.45,
-        )
+        # IL-6 key: the colour of each tinted kind along the overlay's log scale
+        self.il6_key = None
         if il6_max is not None:
-            cax = fig.add_axes((x0 + 8 / width, (pad + 36) / height, (legend_w - 40) / width, 12 / height))
-            norm = LogNorm(vmin=il6_max / 10**_IL6_DECADES, vmax=il6_max)
-            cb = fig.colorbar(ScalarMappable(norm=norm, cmap=IL6_CMAP), cax=cax, orientation="horizontal")
-            cb.set_label("IL-6 overlay [pg/mL]", fontsize=8)
-            cax.tick_params(labelsize=7)
+            key_top = top + legend_h + 16
+            fig.text(
+                x0,
+                1 - key_top / height,
+                "IL-6 overlay [pg/mL]\ntints only these kinds:",
+                ha="left",
+                va="top",
+                fontsize=8,
+                linespacing=1.3,
+            )
+            rows = len(IL6_TINTED)
+            kax = self.il6_key_axes = fig.add_axes(
+                box(2 * pad + side + 2, key_top + self._KEY_TITLE, legend_w - 100, rows * self._KEY_ROW)
+            )
+            lo, hi = math.log10(il6_max) - _IL6_DECADES, math.log10(il6_max)
+            ramps = il6_tint_ramps()
+            self.il6_key = kax.imshow(
+                np.stack([ramps[k] for k in IL6_TINTED]),
+                extent=(lo, hi, rows, 0),
+                aspect="auto",
+                interpolation="nearest",
+                resample=False,
+            )
+            kax.yaxis.tick_right()
+            kax.set_yticks(np.arange(rows) + 0.5, [LABELS[k] for k in IL6_TINTED])
+            decades = range(math.ceil(lo - 1e-9), math.floor(hi + 1e-9) + 1)
+            kax.set_xticks(list(decades), [f"{10.0**d:g}" for d in decades])
+            kax.tick_params(labelsize=7, length=2, pad=1.5)
+            kax.tick_params(axis="y", length=0)
+            for spine in kax.spines.values():
+                spine.set_linewidth(0.5)
+                spine.set_color("0.5")
 
         # time course column
         self.cursors = []
@@ -188,7 +244,7 @@ class FrameRenderer:
                     (2 * pad + side + legend_w + 45) / width,
                     pad / height,
                     (course_w - 100) / width,
-                    (side + top - pad - 14) / height,
+                    (height - pad - 26) / height,
                 ),
             )
         self.canvas.draw()
@@ -243,26 +299,39 @@ class FrameRenderer:
 
     @property
     def lattice_box(self) -> tuple[int, int, int]:
-        """Where the lattice sits in a frame: ``(top row, left column, side)`` [pixels]; a site is ``zoom`` wide."""
+        """Where the map sits in a frame: ``(top row, left column, side)`` [pixels].
+
+        A site is ``zoom`` pixels wide (``stride`` sites per pixel when sampled).
+        """
         return self._lattice_box
 
     @property
     def legend_texts(self) -> list[str]:
-        """The legend's entries, in :data:`abm.model.VIEW_CODES` order."""
+        """The legend's kind entries, in :data:`abm.model.VIEW_CODES` order."""
         return [t.get_text() for t in self.legend.get_texts()]
 
+    @property
+    def legend_colours(self) -> dict[str, np.ndarray]:
+        """Every colour the legend names, read back from its drawn artists.
+
+        ``{label: uint8[k, 3]}``: each kind's patch colour (``k = 1``) and, with
+        the IL-6 overlay, ``"IL-6 on <kind label>"`` with the 256 colours of that
+        kind's tint ramp as drawn in the IL-6 key. Every colour of the map is one of these.
+        """
+        out = {}
+        for handle, text in zip(self.legend.legend_handles, self.legend.get_texts(), strict=True):
+            out[text.get_text()] = np.array([[round(255 * c) for c in to_rgb(handle.get_facecolor())]], np.uint8)
+        if self.il6_key is not None:
+            labels = [t.get_text() for t in self.il6_key_axes.get_yticklabels()]
+            for label, ramp in zip(labels, np.asarray(self.il6_key.get_array()), strict=True):
+                out[f"IL-6 on {label}"] = ramp.astype(np.uint8)
+        return out
+
     def lattice_rgb(self, view: np.ndarray, il6: np.ndarray | None = None) -> np.ndarray:
-        """Colour, overlay and upscale a view into the lattice panel's pixels (``uint8[n*zoom, n*zoom, 3]``)."""
-        rgb = render_view(view)
-        if il6 is not None:
-            if self.il6_max is None:
-                raise ValueError("il6 given but this FrameRenderer has no IL-6 scale: construct it with il6_max")
-            rgb = overlay_field(rgb, il6, self.il6_max)
-        if self.zoom > 1:
-            rgb = np.repeat(np.repeat(rgb, self.zoom, axis=0), self.zoom, axis=1)
-        if self.emphasize_cart:
-            _draw_cart_markers(rgb, np.asarray(view), self.zoom)
-        return rgb
+        """The map panel's pixels (``uint8[side, side, 3]``, see :func:`~abm.viz.render.render_lattice`)."""
+        if il6 is not None and self.il6_max is None:
+            raise ValueError("il6 given but this FrameRenderer has no IL-6 scale: construct it with il6_max")
+        return render_lattice(view, zoom=self.zoom, stride=self.stride, il6=il6, il6_max=self.il6_max)
 
     def render(
         self, view: np.ndarray, day: float, *, il6: np.ndarray | None = None, cursor_day: float | None = None
@@ -292,8 +361,7 @@ class FrameRenderer:
         self.clock_text.set_text(clock(day))
         cursor = day if cursor_day is None else cursor_day
         self.canvas.restore_region(self._background)
-        for artist in (self.image, self.scale_bar, self.scale_text):
-            self.ax.draw_artist(artist)
+        self.ax.draw_artist(self.image)
         self.figure.draw_artist(self.clock_text)
         for line, ax in zip(self.cursors, self.timecourse_axes, strict=True):
             line.set_xdata([cursor, cursor])
@@ -319,6 +387,7 @@ def render_frame(
     site_um: float = 10.0,
     timecourse: pd.DataFrame | None = None,
     cursor_day: float | None = None,
+    zoom: int | None = None,
 ) -> Image.Image:
     """Draw a single animation frame (see :class:`FrameRenderer` for many).
 
@@ -337,6 +406,8 @@ def render_frame(
         DataCollector frame to draw beside the lattice.
     cursor_day : float, optional
         Day of the time-course cursor (default: ``day``).
+    zoom : int, optional
+        Pixels per site edge (default: the map at least 400 pixels wide).
 
     Returns
     -------
@@ -347,7 +418,7 @@ def render_frame(
     if view.ndim != 2 or view.shape[0] != view.shape[1]:
         raise ValueError(f"view: expected a square 2-D array, got shape {list(view.shape)}")
     il6_max = _field_max([il6]) if il6 is not None else None
-    renderer = FrameRenderer(view.shape[0], site_um=site_um, timecourse=timecourse, il6_max=il6_max)
+    renderer = FrameRenderer(view.shape[0], site_um=site_um, timecourse=timecourse, il6_max=il6_max, zoom=zoom)
     try:
         return Image.fromarray(renderer.render(view, day, il6=il6, cursor_day=cursor_day))
     finally:
