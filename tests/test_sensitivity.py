@@ -22,7 +22,7 @@ from abm.errors import ParamError  # noqa: E402
 from abm.params import SCHEMA, Params  # noqa: E402
 from experiments import common, sensitivity  # noqa: E402
 
-OUTPUTS = ("results.csv", "timeseries.csv", "morris.csv", "figure.png", "provenance.json", "README.md")
+OUTPUTS = ("results.csv", "timeseries.csv.gz", "morris.csv", "figure.png", "provenance.json", "README.md")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
