@@ -1,8 +1,11 @@
 """Command line: cart-abm run | resume | trial | animate | view | experiment | bench.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
-malformed file, unusable backend), with one message naming the field, the
-value and what is allowed, and no output folder; 1 a run that failed.
+malformed file, unusable backend, an ``--out`` that holds an earlier output
+without ``--force`` or cannot be written), with one message naming the
+option or field, the value and what is allowed, and no output folder; 1 a
+run that failed; 128 + the signal's number after Ctrl-C (130), SIGTERM (143)
+or SIGHUP (129), with the folder marked ``interrupted``.
 ``experiment`` and ``bench`` are registered by the experiments and benchmarks
 packages (:func:`command_plugins`).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -20,11 +24,13 @@ from pathlib import Path
 import numpy as np
 
 import abm
+from abm import folders, signals, warmup
 from abm.errors import CartAbmError, ParamError, SimulationError
 from abm.params import Params
 from kernels import BACKENDS, BackendError
 
 DEFAULT_SNAPSHOT_MIN = 360.0
+ANNOUNCE_MEMORY_BYTES = 300 * 10**6  # a run estimated this far above the fixed baseline says what it will use
 COMMAND_GROUP = "cart_abm.commands"  # entry-point group of subcommands registered by other packages
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(min|m|h|d)?\s*$")
 
@@ -54,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--backend", choices=BACKENDS, default="auto")
     run.add_argument("--threads", type=int, help="CPU threads for the cpu backend (default: all)")
-    run.add_argument("--out", type=Path, default=Path("cart-abm-run"), help="output folder (default ./cart-abm-run)")
+    run.add_argument("--out", type=Path, default=Path("cart-abm-run"),
+                     help="output folder, new or empty (default ./cart-abm-run)")
+    run.add_argument("--force", action="store_true",
+                     help="replace an earlier cart-abm output in --out (swapped in when the new run is complete)")
     run.add_argument("--animate", action="store_true", help="also write marrow.gif")
     run.add_argument("--snapshot-every", metavar="DURATION",
                      help="keep a lattice snapshot this often, e.g. 30min, 6h (default 6h with --animate)")
@@ -81,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask scheduler, e.g. tcp://host:8786")
     trial.add_argument("--out", type=Path, required=True, help="trial folder (an unfinished one is resumed)")
+    trial.add_argument("--force", action="store_true",
+                       help="replace an earlier cart-abm output in --out (swapped in when the trial is complete)")
     trial.add_argument("--quiet", action="store_true", help="no progress bar")
     animate = sub.add_parser("animate", help="animate a finished run from its snapshots.npz")
     animate.add_argument("dir", type=Path, help="run folder written with --animate or --snapshot-every")
@@ -88,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     animate.add_argument("--field", choices=("il6", "none"), default="il6", help="overlay the IL-6 field or nothing")
     animate.add_argument("--out", type=Path, help="output file (default DIR/marrow.gif or DIR/marrow.mp4)")
+    animate.add_argument("--zoom", type=int, help="pixels per site edge (default: the map at least 400 px wide)")
     animate.add_argument("--quiet", action="store_true", help="no progress bar")
     view = sub.add_parser("view", help="interactive marrow page in the browser (needs the viz extra)")
     view.add_argument("--port", type=int, default=8765)
@@ -121,6 +133,7 @@ def command_plugins() -> list:
 
 def command_trial(args: argparse.Namespace) -> int:
     from abm import cohort, io
+    from abm.outcomes import RESPONSE_DAY
     from abm.params import parse_assignment
 
     base = Params.from_toml(args.config) if args.config else Params.default()
@@ -134,28 +147,46 @@ def command_trial(args: argparse.Namespace) -> int:
     jobs = cohort.sample_cohort(args.n, args.seed, base, fixed)
     spec = {"n": args.n, "seed": args.seed, "fixed": fixed, "base": base.flat(), "profile": "eliana",
             "model": io.model_fingerprint()}
-    folder = Path(args.out)
-    done: dict[int, dict] = {}
-    if (folder / "trial.json").exists() and io.read_status(folder).get("state") != "complete":
-        previous = json.loads((folder / "trial.json").read_text(encoding="utf-8"))
-        if previous != json.loads(json.dumps(spec)):
-            raise ParamError(f"--out {str(folder)!r} holds an unfinished trial with other settings or another "
-                             "version of the model; use another folder or repeat its settings to resume it")
-        done = cohort.read_partial(folder)
+    destination = Path(args.out).absolute()
+    folders.check_writable(destination, "--out")
+
+    def unfinished(folder: Path) -> bool:
+        return (folder / folders.TRIAL_SPEC).is_file() and folders.status_state(folder) != "complete"
+
+    def same_settings(folder: Path) -> bool:
+        previous = json.loads((folder / folders.TRIAL_SPEC).read_text(encoding="utf-8"))
+        return previous == json.loads(json.dumps(spec))
+
+    if unfinished(destination) and (same_settings(destination) or not args.force):
+        if not same_settings(destination):
+            raise ParamError(f"--out {str(destination)!r} holds an unfinished trial with other settings or another "
+                             "version of the model; repeat its settings to resume it, choose another --out, or "
+                             "pass --force to replace it")
+        out = folders.Output(destination, destination)  # resumed in place, --force or not: the results are the same
     else:
-        folder = io.prepare_folder(folder)
-        io.write_json(folder / "trial.json", spec)
+        out = folders.plan_output(destination, force=args.force)
+        if not (out.staged and unfinished(out.path) and same_settings(out.path)):  # else resume the replacement
+            io.write_json(folders.create_output(out) / folders.TRIAL_SPEC, spec)
+    folder = out.path
+    done = cohort.read_partial(folder)
     todo = [job for job in jobs if job.index not in done]
+    folders.remove_temporaries(folder)
+    resume = "rerun the same command" + (" (with --force)" if out.staged else "") + " to resume"
     io.write_status(folder, "running", patients_done=len(done), patients=args.n)
     started = time.perf_counter()
     try:
+        if todo and args.scheduler is None:
+            warmup.warm_up_cold_kernels(base)  # once here, so the workers load the compiled step from the cache
         new = cohort.run_ensemble(todo, base, workers=args.workers, scheduler=args.scheduler,
                                   progress=not args.quiet, on_result=cohort.appender(folder))
-    except KeyboardInterrupt:
-        io.write_status(folder, "interrupted", reason="interrupted by the user; rerun the same command to resume")
+    except KeyboardInterrupt as exc:
+        name = signals.signal_name(exc)
+        io.write_status(folder, "interrupted", signal=name, patients_done=len(cohort.read_partial(folder)),
+                        patients=args.n, reason=f"stopped by {name}; {resume}")
+        exc.hint = f"{folder} is marked 'interrupted'; {resume}"
         raise
     except Exception as exc:
-        io.write_status(folder, "failed", reason=f"{type(exc).__name__}: {exc}; rerun the same command to resume")
+        io.write_status(folder, "failed", reason=f"{type(exc).__name__}: {exc}; {resume}")
         raise
     rows = sorted([*done.values(), *new], key=lambda r: r["patient"])
     import pandas as pd
@@ -165,21 +196,55 @@ def command_trial(args: argparse.Namespace) -> int:
                "days": base["time.days"], "fixed": fixed, "profile": "eliana"}
     io.write_json(folder / "summary.json", summary)
     io.write_status(folder, "complete", patients=args.n, wall_s=round(time.perf_counter() - started, 3))
+    (folder / cohort.PARTIAL).unlink(missing_ok=True)  # patients.csv holds every row now
+    folder = folders.commit_output(out)
     cr = summary["cr_rate"]["rate"]
-    print(f"cart-abm: wrote {folder} ({args.n} patients; CR rate {cr if cr is None else round(cr, 3)})")
+    if cr is not None:
+        cr_text = f"CR rate {round(cr, 3)}"
+    elif base["time.days"] < RESPONSE_DAY:
+        cr_text = f"CR rate n/a (runs shorter than {RESPONSE_DAY:g} days)"
+    else:
+        cr_text = "CR rate n/a"
+    print(f"cart-abm: wrote {folder} ({args.n} patients; {cr_text})")
     return 0
 
 
 def command_animate(args: argparse.Namespace) -> int:
     from abm import viz
 
+    run_dir = Path(args.dir)
+    target = Path(args.out) if args.out is not None else run_dir / f"marrow.{args.fmt}"
+    option = "--out" if args.out is not None else "DIR"
+    if args.out is not None and target.is_dir():
+        raise ParamError(f"--out {str(target)!r}: is a folder; expected a file name ending in .{args.fmt}")
+    if args.out is not None and not target.parent.is_dir():
+        raise ParamError(f"--out {str(target)!r}: the folder {str(target.parent)!r} does not exist "
+                         "(or is not a folder); create it first or choose another --out")
+    if target.parent.is_dir():
+        _check_can_write_in(target.parent, target, option)
     try:
         path = viz.animate_run(args.dir, fmt=args.fmt, fps=args.fps, field=args.field, out=args.out,
-                               progress=not args.quiet)
+                               progress=not args.quiet, zoom=args.zoom)
     except (ValueError, RuntimeError) as exc:
         raise ParamError(str(exc)) from None
+    except OSError as exc:
+        if exc.filename is None or Path(exc.filename).parent != target.parent:
+            raise
+        raise ParamError(f"{option} {str(target)!r}: cannot write it ({exc.strerror or exc})") from None
     print(f"cart-abm: wrote {path}")
     return 0
+
+
+def _check_can_write_in(folder: Path, target: Path, option: str) -> None:
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".cart-abm-probe-", dir=folder)
+    except OSError as exc:
+        raise ParamError(f"{option} {str(target)!r}: cannot write in {str(folder)!r} ({exc.strerror or exc}); "
+                         "choose a folder you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def command_view(args: argparse.Namespace) -> int:
@@ -200,6 +265,23 @@ def resolve_params(args: argparse.Namespace) -> Params:
     return params
 
 
+def check_memory(params: Params, snapshot_every_min: float | None) -> int:
+    """Refuse, before anything is allocated, a run this machine cannot hold; announce a large one.
+
+    :func:`abm.resources.check_run_memory` raises the ``ParamError`` (exit
+    status 2) and returns the estimate [B], which this returns. "Large" is
+    more than :data:`ANNOUNCE_MEMORY_BYTES` above the fixed cost of Python,
+    the libraries and Numba (``abm.resources.BASELINE_BYTES``), which every
+    run pays.
+    """
+    from abm import resources
+
+    estimate = resources.check_run_memory(params, snapshots=resources.snapshot_count(params, snapshot_every_min))
+    if estimate - resources.BASELINE_BYTES > ANNOUNCE_MEMORY_BYTES:
+        print(f"cart-abm: this run will use about {estimate / 1e6:,.0f} MB", file=sys.stderr, flush=True)
+    return estimate
+
+
 def command_run(args: argparse.Namespace) -> int:
     from abm import io
     from abm.model import MarrowModel
@@ -216,11 +298,15 @@ def command_run(args: argparse.Namespace) -> int:
     if snapshot_min is not None and snapshot_min < params.time.dt_min:
         raise ParamError(f"--snapshot-every = {args.snapshot_every}: expected at least time.dt_min "
                          f"({params.time.dt_min:g} min)")
+    out = folders.plan_output(args.out, force=args.force)  # before anything is built or simulated
+    check_memory(params, snapshot_min)
     model = MarrowModel(params, seed=args.seed, backend=args.backend, threads=args.threads,
                         snapshot_every_min=snapshot_min, check_invariants=args.check_invariants)
-    folder = io.prepare_folder(args.out)
+    folder = folders.create_output(out)
     io.write_text(folder / "params.toml", params.to_toml())
     options = {"checkpoint_every_days": args.checkpoint_every, "animate": args.animate}
+    if out.staged:
+        options["replaces"] = str(out.destination)
     return simulate(model, folder, options, progress=not args.quiet)
 
 
@@ -230,8 +316,12 @@ def command_resume(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     status = io.read_status(folder)
+    if folders.folder_kind(folder) != "run":
+        raise ParamError(f"{str(folder)!r} is not a cart-abm run folder (cart-abm resume continues runs; rerun "
+                         "the same cart-abm trial command to resume a trial)")
     if status.get("state") == "complete" and args.days is None:
         raise ParamError(f"{str(folder)!r} is a complete run; give --days N to extend it")
+    folders.remove_temporaries(folder)
     params = Params.from_toml(folder / "params.toml")
     arrays, meta = io.read_checkpoint(folder)
     done_days = meta["lattice_step"] * params.time.dt_min / 1440.0
@@ -239,12 +329,16 @@ def command_resume(args: argparse.Namespace) -> int:
         if args.days < done_days:
             raise ParamError(f"--days = {args.days:g}: expected at least the {done_days:g} days already simulated")
         params = params.replace({"time.days": args.days})
+    every = meta.get("snapshot_every")
+    check_memory(params, None if every is None else every * params.time.dt_min)
     model = MarrowModel.from_checkpoint(params, arrays, meta, backend=args.backend, threads=args.threads)
     model.check_invariants_each_step = args.check_invariants
     io.write_text(folder / "params.toml", params.to_toml())
     options = {"checkpoint_every_days": status.get("checkpoint_every_days"), "animate": status.get("animate", False),
                "resumed_from_day": done_days}
-    return simulate(model, folder, options, progress=not args.quiet)
+    if status.get("replaces"):
+        options["replaces"] = status["replaces"]  # a --force replacement, swapped in once it is complete
+    return simulate(model, folder, options, progress=not args.quiet, checkpoint_day=done_days)
 
 
 def check_checkpoint_every(days: float | None) -> None:
@@ -252,39 +346,65 @@ def check_checkpoint_every(days: float | None) -> None:
         raise ParamError(f"--checkpoint-every = {days}: expected a positive number of days")
 
 
-def simulate(model, folder: Path, options: dict, progress: bool) -> int:
+def simulate(model, folder: Path, options: dict, progress: bool, checkpoint_day: float | None = None) -> int:
     """Run ``model`` to its end in ``folder``, checkpointing as asked, then write every output.
 
-    ``status.json`` says ``running`` during the run, ``complete`` after the
-    last output (``summary.json``) is in place, and ``failed`` or
-    ``interrupted`` (with the reason and the last checkpoint day) otherwise.
+    ``status.json`` says ``running`` during the run, with ``day``, ``step``,
+    ``total_steps`` and ``percent`` brought up to date at every observation
+    (also without a progress bar), ``complete`` after the last output
+    (``summary.json``) is in place, and ``failed`` or ``interrupted`` (with
+    the reason, the signal and the last checkpoint day) otherwise. Every run
+    ends with a ``checkpoint.npz``, so ``cart-abm resume DIR --days N`` can
+    extend it. ``options["replaces"]`` names the folder a ``--force`` run
+    replaces once it is complete (:func:`abm.folders.replace_folder`).
     """
     from abm import io
 
     every = options.get("checkpoint_every_days")
-    next_checkpoint = [model.day + every if every else math.inf]
+    replaces = options.get("replaces")
+    clock = {"next": model.day + every if every else math.inf, "checkpoint_day": checkpoint_day}
+
+    def status(state: str, **extra) -> None:
+        done = {"day": round(model.day, 6), "step": model.lattice_step, "total_steps": model.total_steps,
+                "percent": round(100.0 * model.lattice_step / max(model.total_steps, 1), 2)}
+        if clock["checkpoint_day"] is not None:
+            done["checkpoint_day"] = clock["checkpoint_day"]
+        io.write_status(folder, state, **options, **done, **extra)
 
     def after_step(m) -> None:
-        if m.running and m.day >= next_checkpoint[0] - 1e-9:
+        if m.running and m.day >= clock["next"] - 1e-9:
             io.write_checkpoint(folder, m.checkpoint())
-            io.write_status(folder, "running", **options, checkpoint_day=m.day)
-            next_checkpoint[0] = m.day + every
+            clock["checkpoint_day"] = m.day
+            clock["next"] = m.day + every
+        status("running")
 
-    io.write_status(folder, "running", **options)
-    started = time.perf_counter()
     try:
+        status("running")
+        warmup.warm_up_kernels(model)  # before the progress bar, so that its ETA leaves the compilation out
+        started = time.perf_counter()
         model.run(progress=progress, after_step=after_step)
         wall = time.perf_counter() - started
+        io.write_checkpoint(folder, model.checkpoint())  # every finished run can be extended with resume --days
+        clock["checkpoint_day"] = model.day
         write_outputs(model, folder, wall, animate=options.get("animate", False), progress=progress)
-        if every:
-            io.write_checkpoint(folder, model.checkpoint())
-    except KeyboardInterrupt:
-        io.write_status(folder, "interrupted", **options, reason="interrupted by the user")
+        folders.remove_temporaries(folder)
+    except KeyboardInterrupt as exc:
+        name = signals.signal_name(exc)
+        day = clock["checkpoint_day"]
+        if day is not None:
+            hint = f"`cart-abm resume {folder}` continues from day {day:g}"
+        else:
+            hint = "no checkpoint was written yet (--checkpoint-every DAYS makes a run resumable)"
+        status("interrupted", signal=name, reason=f"stopped by {name}; {hint}")
+        exc.hint = f"{folder} is marked 'interrupted'; {hint}"
         raise
     except Exception as exc:
-        io.write_status(folder, "failed", **options, reason=f"{type(exc).__name__}: {exc}")
+        status("failed", reason=f"{type(exc).__name__}: {exc}")
         raise
-    io.write_status(folder, "complete", **options, day=model.day)
+    options.pop("replaces", None)
+    status("complete")
+    if replaces:
+        folder = folders.commit_output(folders.Output(Path(replaces), Path(folder)))
     print(f"cart-abm: wrote {folder} ({wall:.1f} s, {model.lattice_step} steps on {model.backend})")
     return 0
 
@@ -332,30 +452,33 @@ def _field_quantum() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
-            return command_run(args)
-        if args.command == "resume":
-            return command_resume(args)
-        if args.command == "trial":
-            return command_trial(args)
-        if args.command == "animate":
-            return command_animate(args)
-        if args.command == "view":
-            return command_view(args)
-        if hasattr(args, "handler"):
-            return args.handler(args)
+        with signals.stop_on_signals():
+            if args.command == "run":
+                return command_run(args)
+            if args.command == "resume":
+                return command_resume(args)
+            if args.command == "trial":
+                return command_trial(args)
+            if args.command == "animate":
+                return command_animate(args)
+            if args.command == "view":
+                return command_view(args)
+            if hasattr(args, "handler"):
+                return args.handler(args)
     except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:
         print(f"cart-abm: error: {exc}", file=sys.stderr)
         return 2
     except (SimulationError, CartAbmError) as exc:
         print(f"cart-abm: run failed: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("cart-abm: interrupted; the run folder is marked 'interrupted'", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        hint = getattr(exc, "hint", None)
+        print(f"cart-abm: stopped by {signals.signal_name(exc)}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        return 128 + signals.signal_number(exc)
     parser.error(f"unknown command {args.command}")
     return 2
 

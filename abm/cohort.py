@@ -42,7 +42,9 @@ Resumable trials
     Each finished patient is appended to ``DIR/patients.partial.jsonl`` (one
     JSON line, flushed and fsynced); a trial restarted on the same folder skips
     the patients already there. The final ``patients.csv`` and ``summary.json``
-    are written atomically when every patient is done.
+    are written atomically when every patient is done; the partial file is
+    then deleted. Ctrl-C, SIGTERM or SIGHUP stop the workers at once
+    (:func:`run_tasks`) and keep every finished patient.
 """
 
 from __future__ import annotations
@@ -208,9 +210,12 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, scheduler: str | None 
     use that many ``spawn`` processes (at most one per task), costliest first.
     ``on_result(i, result)`` is called in this process as task ``i``
     finishes (trials append it to their resumable partial file). The first
-    failure in a pool cancels what has not started and is raised as a
-    ``RuntimeError`` naming the task; in this process the error itself is
-    raised.
+    failure in a pool cancels what has not started, stops the workers and
+    is raised as a ``RuntimeError`` naming the task; in this process the
+    error itself is raised. Ctrl-C, SIGTERM or SIGHUP (a ``KeyboardInterrupt``,
+    see :func:`abm.signals.stop_on_signals`) stops the workers the same way, or
+    cancels this ensemble's tasks on a Dask cluster, and is raised again;
+    what ``on_result`` has seen is kept.
     """
     from tqdm.auto import tqdm
 
@@ -235,7 +240,9 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 1, scheduler: str | None 
 
 
 def _run_pool(tasks: list[Task], workers: int, collect: Callable[[int, Any], None]) -> None:
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"),
+                               initializer=_worker_leaves_signals_to_the_parent)
+    try:
         order = sorted(range(len(tasks)), key=lambda i: -tasks[i].cost)  # stable: task order among equals
         pending = {pool.submit(tasks[i].fn, *tasks[i].args): i for i in order}
         while pending:
@@ -244,11 +251,54 @@ def _run_pool(tasks: list[Task], workers: int, collect: Callable[[int, Any], Non
                 i = pending.pop(future)
                 error = future.exception()
                 if error is not None:
-                    for other in pending:
-                        other.cancel()
                     raise RuntimeError(f"{tasks[i].label or tasks[i].key} failed: {type(error).__name__}: {error}"
                                        ) from error
                 collect(i, future.result())
+    except BaseException:
+        _stop_pool(pool)  # a failure, Ctrl-C, SIGTERM or SIGHUP: nothing more is worth waiting for
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_leaves_signals_to_the_parent() -> None:
+    """Pool workers ignore Ctrl-C and SIGHUP, which a terminal sends to its whole process group.
+
+    The parent decides: it marks its folder, then stops the workers with
+    SIGTERM. A stopped worker runs no clean-up, so it must hold no named
+    semaphore: tqdm's bars (a model's, even disabled) would create a
+    ``multiprocessing.RLock`` in each worker, which the resource tracker then
+    reports as leaked; a thread lock serves a worker's bars as well.
+    """
+    import signal
+    import threading
+
+    from tqdm import tqdm
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
+def _stop_pool(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """Cancel what has not started, SIGTERM the workers (SIGKILL after ``grace_s``), and shut the pool down.
+
+    The pool's queues and their semaphores are released in this process, so
+    no ``resource_tracker`` warns of leaked semaphores at exit.
+    """
+    import time
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+    pool.shutdown(wait=True)
 
 
 def run_ensemble(
@@ -292,10 +342,14 @@ def run_on_dask(address: str, calls: list[tuple[str, Callable[..., Any], tuple[A
         client = Client(address, timeout="10s")
     except OSError as exc:
         raise ParamError(f"--scheduler {address!r}: cannot reach a Dask scheduler ({exc})") from None
+    futures: dict[Any, int] = {}
     try:
         futures = {client.submit(fn, *args, key=key, pure=False): i for i, (key, fn, args) in enumerate(calls)}
         for future in dask_completed(list(futures)):
             collect(futures[future], future.result())
+    except BaseException:
+        client.cancel(list(futures))  # interrupted or failed: the cluster drops what is left of this ensemble
+        raise
     finally:
         client.close()
 

@@ -1,12 +1,15 @@
-"""Output files: written whole or not at all.
+"""Output files: written whole or not at all; run status and checkpoints.
+
+Output folders are in :mod:`abm.folders`, signals in :mod:`abm.signals`.
 
 Every file is written to a temporary name in its folder and renamed into
 place, so no reader ever sees half a file. A run folder carries
-``status.json``: ``running`` while the simulation goes on (with
-``checkpoint.npz`` if checkpoints were asked for), ``complete`` once every
-output is written (``summary.json`` is written last), ``failed`` or
-``interrupted`` with the reason otherwise. A folder without ``summary.json``
-and ``"state": "complete"`` is not a finished run.
+``status.json``: ``running`` while the simulation goes on (with the day,
+step and percent done, and ``checkpoint.npz`` when checkpoints were asked
+for), ``complete`` once every output is written (``summary.json`` is written
+last, after the final ``checkpoint.npz``), ``failed`` or ``interrupted`` with
+the reason otherwise. A folder without ``summary.json`` and ``"state":
+"complete"`` is not a finished run.
 
 Checkpoints are ``.npz`` archives of plain arrays plus one JSON document
 (stored as UTF-8 bytes); nothing is pickled and loading never executes code.
@@ -17,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 MARKER = ".cart-abm-run"
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.npz"
+# the temporary names of atomic_write: "." + stem + "." + tempfile's 8 random characters [+ suffix]
 
 
 def model_fingerprint() -> str:
@@ -72,9 +75,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False)
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
             write(fh)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -100,18 +101,13 @@ def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
 
 
-def prepare_folder(destination: Path) -> Path:
-    """Create (or reuse) a run folder: empty, or an earlier cart-abm output; never a user's folder."""
-    destination = Path(destination).resolve()
-    if destination.exists():
-        if not destination.is_dir() or not (_is_ours(destination) or not any(destination.iterdir())):
-            raise FileExistsError(
-                f"--out {str(destination)!r} exists and is not a cart-abm output folder; choose another"
-            )
-        shutil.rmtree(destination)
-    destination.mkdir(parents=True)
-    (destination / MARKER).write_text("cart-abm output folder\n", encoding="utf-8")
-    return destination
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- status and checkpoints -----------------------------------------------------------------------------
 
 
 def write_status(folder: Path, state: str, **info: Any) -> None:
@@ -143,13 +139,10 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(folder) / CHECKPOINT
     if not path.exists():
         raise FileNotFoundError(
-            f"no {CHECKPOINT} in {str(Path(folder))!r}: the run was not started with --checkpoint-every"
+            f"no {CHECKPOINT} in {str(Path(folder))!r}: the run stopped before its first checkpoint (every run "
+            "writes one when it finishes; --checkpoint-every DAYS writes them along the way); start it again"
         )
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files if name != "meta_json"}
         meta = json.loads(data["meta_json"].tobytes().decode("utf-8"))
     return arrays, meta
-
-
-def _is_ours(folder: Path) -> bool:
-    return (folder / MARKER).exists()

@@ -164,7 +164,8 @@ class MarrowModel(mesa.Model):
         """Advance one observation interval (or to the end of the run) and record it."""
         if not self.running:
             return
-        end = min(self.lattice_step + self.steps_per_observation, self.total_steps)
+        every = self.steps_per_observation  # observations fall on multiples of it (and at the end of the run)
+        end = min((self.lattice_step // every + 1) * every, self.total_steps)
         while self.lattice_step < end:
             self.advance_lattice()
         self._observe()
@@ -378,6 +379,14 @@ class MarrowModel(mesa.Model):
         for name in model.observables:
             if name not in meta["model_vars"]:  # a column added after the checkpoint was written
                 model.datacollector.model_vars[name] = [None] * rows
+        days = model.datacollector.model_vars.get("day") or [None]
+        if (model.lattice_step % model.steps_per_observation and model.lattice_step < model.total_steps
+                and days[-1] == model.day):
+            # the final checkpoint of a shorter run whose end fell between observations: its last row is that
+            # end; a longer run observes on the regular grid only, so the extension drops it (bit-identical)
+            for values in model.datacollector.model_vars.values():
+                del values[-1]
+            model.steps -= 1
         if "snapshot_day" in arrays:
             model.snapshots = [
                 {"day": float(d), "view": v, "il6": f}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 import math
 import os
-import subprocess
+import signal
 import sys
 import warnings
 from typing import Any
@@ -385,10 +385,12 @@ def server_env(backend: str | None = None) -> dict[str, str]:
 
 
 def serve(port: int = 8765, host: str = "127.0.0.1", open_browser: bool = False, *, backend: str | None = None) -> int:
-    """Serve the viewer page until interrupted (Ctrl-C).
+    """Serve the viewer page until interrupted (Ctrl-C, SIGTERM or SIGHUP).
 
-    Runs ``solara run abm.viewer:page`` in a child process (see
-    :func:`server_command`) and waits for it.
+    Runs ``solara run abm.viewer:page`` in a child process of its own process
+    group (see :func:`server_command`) and waits for it; Ctrl-C, SIGTERM or
+    SIGHUP stop that whole group (:func:`abm.signals.run_in_own_group`: SIGTERM,
+    then SIGKILL after 10 s), so no server process outlives the command.
 
     Parameters
     ----------
@@ -404,17 +406,16 @@ def serve(port: int = 8765, host: str = "127.0.0.1", open_browser: bool = False,
     Returns
     -------
     int
-        Exit status of the server (0 after Ctrl-C).
+        Exit status of the server (0 after Ctrl-C). After SIGTERM or SIGHUP
+        the :class:`abm.signals.Interrupted` is raised again (``cart-abm view``
+        then exits with 143 or 129).
     """
+    from abm.signals import run_in_own_group, signal_number
+
     print(f"cart-abm: serving the viewer on http://{host}:{port} (Ctrl-C to stop)", flush=True)
-    process = subprocess.Popen(server_command(port, host, open_browser), env=server_env(backend))
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        return run_in_own_group(server_command(port, host, open_browser), server_env(backend))
+    except KeyboardInterrupt as exc:
+        if signal_number(exc) != signal.SIGINT:
+            raise
         return 0

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from abm.errors import ParamError
+from abm.folders import check_writable
 from benchmarks.machine import max_threads
 from benchmarks.registry import RULE_SETS, config_for, registry
 from benchmarks.report import RESULTS_DIR, compare, document, load, markdown, write
@@ -149,6 +151,11 @@ def execute(args: argparse.Namespace) -> int:
     if args.no_cases and not args.patient:
         print("error: --no-cases without --patient measures nothing", file=sys.stderr)
         return 2
+    try:
+        check_writable(args.out, "--out")  # before measuring for minutes
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     doc = run(config, cases, progress=progress)
     if args.patient:
         try:
@@ -160,7 +167,11 @@ def execute(args: argparse.Namespace) -> int:
     else:
         doc["skipped"] = skipped
     name = args.name or f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{config.mode}"
-    paths = write(doc, args.out, name, with_plots=not args.no_plots)
+    try:
+        paths = write(doc, args.out, name, with_plots=not args.no_plots)
+    except OSError as exc:
+        print(f"error: --out {str(args.out)!r}: cannot write the results ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     print(markdown(doc), end="")
     print("\nwrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return 0

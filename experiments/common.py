@@ -20,9 +20,19 @@ Command line (:func:`make_parser`)
     ``--n`` (replicates, i.e. seeds, per condition), ``--seed`` (base seed),
     ``--workers`` (local processes), ``--days``, ``--out`` (default
     ``experiments/results/<name>/``; with ``--smoke`` a folder in the system
-    temporary directory, so a smoke run never overwrites committed results)
-    and ``--scheduler ADDRESS`` (run on an existing Dask cluster instead of
+    temporary directory, so a smoke run never overwrites committed results),
+    ``--force`` (replace the results of an earlier study in ``--out``) and
+    ``--scheduler ADDRESS`` (run on an existing Dask cluster instead of
     local processes; an unreachable scheduler is exit status 2).
+
+Output folder (:func:`parse_args`, before any run)
+    A new or empty ``--out`` is fine. A folder holding the results of an
+    earlier study (its ``provenance.json`` names the experiment) is refused
+    with exit status 2 unless ``--force``; a smoke study's folder (its
+    provenance says ``smoke``) and the default smoke folder are never results
+    and are replaced without it. Any other non-empty folder is refused, with
+    ``--force`` too. A folder that cannot be created or written is exit
+    status 2 naming ``--out`` and the operating system's reason.
 
 Seeds
     Replicate ``r`` (0-based) of *every* condition runs with seed
@@ -46,9 +56,16 @@ Outputs (:func:`write_results`)
     overridden parameters, ``window_sites`` and every scalar outcome of
     :func:`abm.outcomes.summarize`), ``timeseries.csv.gz`` (long format: one row
     per run and observation), ``figure.png``, ``provenance.json`` and
-    ``README.md``. Every file is written to a temporary name and renamed into
-    place, ``README.md`` last; the numbers in the README are generated from
-    the run, never typed.
+    ``README.md``. They are written into a staging folder beside ``--out``
+    (``.NAME.cart-abm-new-XXXXXXXX``, ``README.md`` last), which then replaces
+    ``--out`` in two renames (:func:`abm.folders.replace_folder`): an interrupted
+    study leaves the earlier results whole. The numbers in the README are
+    generated from the run, never typed.
+
+Signals
+    Ctrl-C, SIGTERM and SIGHUP stop a study (:func:`cli`): the workers are
+    stopped, nothing is written, and the exit status is 128 plus the
+    signal's number (130, 143, 129).
 
 Intervals
     Proportions: Wilson score 95 % interval (:func:`abm.rows.wilson`). Means:
@@ -78,7 +95,7 @@ from typing import Any
 import numpy as np
 
 import abm
-from abm import cohort
+from abm import cohort, folders, signals
 from abm.errors import ParamError
 from abm.io import atomic_write, results_root, write_gzip_text
 from abm.rows import Z95, wilson
@@ -113,6 +130,9 @@ def make_parser(name: str, description: str, *, n: int, days: float, workers: in
     parser.add_argument("--days", type=float, default=None, help=f"simulated days per run (default {days:g})")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default experiments/results/{name}/)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the results of an earlier study in --out (swapped in when the new ones are "
+                             "written)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run on an existing Dask cluster (scheduler address, e.g. tcp://host:8786) "
                              "instead of local processes; results are the same")
@@ -137,27 +157,63 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         raise ParamError(f"--workers = {args.workers}: expected an integer in [1, 256]")
     if not (math.isfinite(args.days) and args.days > 0):
         raise ParamError(f"--days = {args.days}: expected a positive number of days")
+    smoke_default = args.out is None and args.smoke
     if args.out is None:
-        if args.smoke:
-            args.out = Path(tempfile.gettempdir()) / "cart-abm-experiments" / f"{args.experiment}-smoke"
-        else:
-            args.out = RESULTS / args.experiment
+        args.out = smoke_folder(args.experiment) if args.smoke else RESULTS / args.experiment
     args.out = Path(args.out)
-    if args.out.exists() and not args.out.is_dir():
-        raise ParamError(f"--out = {str(args.out)!r}: exists and is not a folder")
+    check_out(args.out, force=getattr(args, "force", False) or smoke_default)
     return args
 
 
-def cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Call an experiment's ``main``; bad input gives exit status 2 with one message, as ``cart-abm`` does."""
+def smoke_folder(experiment: str) -> Path:
+    """The default ``--out`` of ``--smoke``: a folder in the system temporary directory, never a result."""
+    return Path(tempfile.gettempdir()) / "cart-abm-experiments" / f"{experiment}-smoke"
+
+
+_REPLACEABLE: set[Path] = set()  # --out folders parse_args has cleared for write_results to replace
+
+
+def check_out(out: Path, *, force: bool = False) -> None:
+    """Apply the output-folder policy (module docstring) to ``out``; raises :class:`ParamError`, writes nothing.
+
+    A folder it accepts may then be replaced by :func:`write_results`.
+    """
+    out = Path(out).absolute()
+    folders.check_writable(out, "--out")
+    folders.check_writable(out.parent, "--out")  # the new results are built beside it, then swapped in
+    if out.exists() and not folders.is_empty_folder(out):
+        if folders.folder_kind(out) is None:
+            raise ParamError(f"--out {str(out)!r} exists and is not a cart-abm output folder; choose another --out "
+                             "(--force replaces only folders cart-abm wrote)")
+        if not (force or _is_smoke_study(out)):
+            raise ParamError(folders.refusal(out, "--out"))
+    _REPLACEABLE.add(out)
+
+
+def _is_smoke_study(folder: Path) -> bool:
     try:
-        return main(argv)
+        prov = json.loads((Path(folder) / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(prov, dict) and prov.get("smoke") is True
+
+
+def cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Call an experiment's ``main``; bad input gives exit status 2 with one message, as ``cart-abm`` does.
+
+    Ctrl-C, SIGTERM and SIGHUP stop it (:func:`abm.signals.stop_on_signals`: the
+    workers are stopped, nothing is written) with exit status 128 plus the
+    signal's number.
+    """
+    try:
+        with signals.stop_on_signals():
+            return main(argv)
     except ParamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; no results were written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"stopped by {signals.signal_name(exc)}; no results were written", file=sys.stderr)
+        return 128 + signals.signal_number(exc)
 
 
 def seed_for(base: int, replicate: int) -> int:
@@ -210,6 +266,11 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
                          label=f"run {job.condition!r} replicate {job.replicate} (seed {job.seed})", cost=job.cost)
              for job in jobs]
     started = time.perf_counter()
+    if scheduler is None and any(job.backend == "cpu" for job in jobs):
+        from abm.params import Params
+        from abm.warmup import warm_up_cold_kernels
+
+        warm_up_cold_kernels(Params.default())  # announced, once, before the workers would each compile
     results = cohort.run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress)
     return [_label(job, result) for job, result in zip(jobs, results, strict=True)], time.perf_counter() - started
 
@@ -475,20 +536,33 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
 
 def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, readme: str,
                   provenance: Mapping[str, Any], extra_csv: Mapping[str, str] | None = None) -> Path:
-    """Write every output of an experiment into ``out``, each file atomically, ``README.md`` last.
+    """Write every output of an experiment as the folder ``out``, each file atomically, ``README.md`` last.
 
     ``results.csv``, ``timeseries.csv.gz`` (the long time series, gzip: the
     largest output, kept small in the repository), any ``extra_csv`` texts
     (name -> CSV text), ``figure.png``, ``provenance.json``, then
-    ``README.md``. Other files in ``out`` are left alone.
+    ``README.md``, all in a staging folder beside ``out`` that then replaces
+    ``out`` whole (:func:`abm.folders.replace_folder`; nothing of an earlier
+    folder is kept). ``out`` must be new or empty, or cleared by
+    :func:`parse_args` (:func:`check_out`: ``--force``, a smoke folder);
+    otherwise :class:`ParamError`.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "results.csv", csv_text(*result_rows(results)))
-    write_gzip_text(out / TIMESERIES, csv_text(*timeseries_rows(results)))
-    for name, text in (extra_csv or {}).items():
-        write_text(out / name, text)
-    write_figure(out / "figure.png", figure)
-    write_text(out / "provenance.json", json.dumps(provenance, indent=2, allow_nan=False) + "\n")
-    write_text(out / "README.md", readme)
+    out = Path(out).absolute()
+    if out not in _REPLACEABLE:
+        check_out(out)
+    staging = folders.make_staging_folder(out)
+    try:
+        write_text(staging / "results.csv", csv_text(*result_rows(results)))
+        write_gzip_text(staging / TIMESERIES, csv_text(*timeseries_rows(results)))
+        for name, text in (extra_csv or {}).items():
+            write_text(staging / name, text)
+        write_figure(staging / "figure.png", figure)
+        write_text(staging / "provenance.json", json.dumps(provenance, indent=2, allow_nan=False) + "\n")
+        write_text(staging / "README.md", readme)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    folders.replace_folder(staging, out)  # if this fails, the complete results stay in the staging folder
     return out

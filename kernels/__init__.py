@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from kernels import layout
+from kernels.config import step_cached
 from kernels.diffusion import DECAY_SHIFT, MAX_QUANTA, MAX_RATIO, QUANTUM, SHIFT
 from kernels.rng import TWO32, draw_reference, threshold
 
@@ -46,6 +47,7 @@ __all__ = [
     "draw_reference",
     "layout",
     "select_backend",
+    "step_cached",
     "threshold",
     "validate",
 ]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -88,3 +89,16 @@ def _interpreted(func):
     """Leave ``func`` as Python (simulator mode), keeping the ``py_func`` attribute drivers use."""
     func.py_func = func
     return func
+
+
+def step_cached() -> bool:
+    """Whether this machine holds the compiled cpu step (Numba's cache under this module's folder).
+
+    ``kernels/config.py`` keys the cache folder on the kernels' sources; Numba
+    files each function under a subfolder named after its source folder and
+    a SHA-1 of that folder's path, with an index ``cpu.step-LINE.pyXY.nbi``.
+    """
+    source = os.path.dirname(os.path.abspath(__file__))
+    sub = f"{os.path.basename(source)}_{hashlib.sha1(source.encode()).hexdigest()}"
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return any((Path(numba.config.CACHE_DIR) / sub).glob(f"cpu.step-*.{tag}.nbi"))

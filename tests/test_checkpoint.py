@@ -1,4 +1,4 @@
-"""Checkpoint and resume: bit-identical continuation, also after kill -9, and clean failures."""
+"""Checkpoint and resume: bit-identical continuation, also after kill -9 or SIGTERM, extension of any run."""
 
 import csv
 import json
@@ -57,6 +57,59 @@ def test_resume_extends_a_run_bit_identically(tmp_path, uninterrupted):
     assert_same_run(outputs(out), uninterrupted)
 
 
+def wait_for(path, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path.name} appeared"
+        assert time.monotonic() < deadline, f"no {path.name} within {timeout:g} s"
+        time.sleep(0.05)
+
+
+# a complete run folder holds exactly these (README.md "What a run writes"); no temporaries, no partial files
+CONTRACT = {io.MARKER, "status.json", "params.toml", "summary.json", "timeseries.csv", "timecourse.png",
+            "final_state.npz", io.CHECKPOINT}
+
+
+def test_every_finished_run_extends_bit_identically_without_checkpoint_every(tmp_path, uninterrupted):
+    out = tmp_path / "plain"
+    assert main(["run", "--days", "1.5", "--backend", "cpu", "--out", str(out), *COMMON]) == 0
+    assert {p.name for p in out.iterdir()} == CONTRACT  # the final checkpoint is what an extension needs
+    assert main(["resume", str(out), "--days", "3", "--backend", "cpu", "--quiet"]) == 0
+    assert_same_run(outputs(out), uninterrupted)
+    assert {p.name for p in out.iterdir()} == CONTRACT
+
+
+def test_extending_a_run_that_ended_between_observations_is_bit_identical(tmp_path, uninterrupted):
+    """1.3 days end 1.2 h after the 6-hourly observation at 30 h; the longer run never observes at 31.2 h."""
+    out = tmp_path / "offgrid"
+    assert main(["run", "--days", "1.3", "--backend", "cpu", "--out", str(out), *COMMON]) == 0
+    days = [float(r["day"]) for r in csv.DictReader(StringIO((out / "timeseries.csv").read_text()))]
+    assert days[-1] == pytest.approx(1.3) and days[-2] == pytest.approx(1.25)
+    assert main(["resume", str(out), "--days", "3", "--backend", "cpu", "--quiet"]) == 0
+    assert_same_run(outputs(out), uninterrupted)
+
+
+def test_sigterm_marks_interrupted_keeps_the_checkpoint_and_resumes_bit_identically(tmp_path, uninterrupted):
+    out = tmp_path / "term"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abm.cli", "run", "--days", "3", "--backend", "python", "--out", str(out),
+         "--checkpoint-every", "0.5", *COMMON], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(out / io.CHECKPOINT, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    status = io.read_status(out)
+    assert status["state"] == "interrupted" and status["signal"] == "SIGTERM" and status["checkpoint_day"] == 0.5
+    assert "cart-abm resume" in err and "Traceback" not in err
+    assert (out / io.CHECKPOINT).exists() and not (out / "summary.json").exists()
+    assert main(["resume", str(out), "--backend", "cpu", "--quiet"]) == 0
+    assert_same_run(outputs(out), uninterrupted)
+
+
 def test_resume_after_kill_9_on_another_backend_is_bit_identical(tmp_path, uninterrupted):
     """Kill the slow python backend after its first checkpoint, resume on cpu, compare."""
     out = tmp_path / "killed"
@@ -76,9 +129,11 @@ def test_resume_after_kill_9_on_another_backend_is_bit_identical(tmp_path, unint
         proc.wait(timeout=30)
     assert io.read_status(out)["state"] == "running"
     assert not (out / "summary.json").exists()  # an interrupted folder never looks complete
+    (out / ".checkpoint.k2j4x9q_.npz").write_bytes(b"half a checkpoint")  # what a kill mid-write leaves
     assert main(["resume", str(out), "--backend", "cpu", "--quiet"]) == 0
     assert io.read_status(out)["state"] == "complete"
     assert_same_run(outputs(out), uninterrupted)
+    assert {p.name for p in out.iterdir()} == CONTRACT
 
 
 def test_checkpoint_holds_no_pickle(tmp_path):
@@ -92,6 +147,12 @@ def test_checkpoint_holds_no_pickle(tmp_path):
 def test_resume_errors_exit_2(tmp_path, capsys):
     out = tmp_path / "plain"
     assert main(["run", "--days", "0.25", "--backend", "cpu", "--out", str(out), *COMMON]) == 0
+    capsys.readouterr()
+    assert main(["resume", str(out), "--quiet"]) == 2
+    assert "complete run; give --days N" in capsys.readouterr().err
+    assert main(["resume", str(out), "--days", "0.1", "--quiet"]) == 2
+    assert "--days = 0.1" in capsys.readouterr().err
+    (out / io.CHECKPOINT).unlink()
     assert main(["resume", str(out), "--days", "1", "--quiet"]) == 2
     assert "checkpoint.npz" in capsys.readouterr().err
     assert main(["resume", str(tmp_path / "nowhere"), "--quiet"]) == 2

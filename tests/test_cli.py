@@ -120,6 +120,16 @@ def test_animate_command_writes_gif_from_a_run(run_dir):
     out = run_dir / "again.gif"
     assert main(["animate", str(run_dir), "--fps", "12", "--field", "none", "--out", str(out), "--quiet"]) == 0
     assert out.stat().st_size > 0
+    from PIL import Image
+
+    sizes = []
+    for zoom in (2, 4):
+        zoomed = run_dir / f"zoom{zoom}.gif"
+        assert main(["animate", str(run_dir), "--zoom", str(zoom), "--out", str(zoomed), "--quiet"]) == 0
+        sizes.append(Image.open(zoomed).size)
+    assert sizes[1][0] > sizes[0][0]  # --zoom sets the pixels per site (the map widens the frame)
+    assert main(["animate", str(run_dir), "--zoom", "0", "--out", str(run_dir / "no.gif"), "--quiet"]) == 2
+    assert not (run_dir / "no.gif").exists()
 
 
 def test_animate_and_view_bad_input_exit_2(tmp_path, capsys):
@@ -177,3 +187,72 @@ def test_abm_imports_neither_experiments_nor_benchmarks_and_only_the_kernels_pac
                 assert name.split(".")[0] not in ("experiments", "benchmarks"), f"{path}: imports {name}"
                 assert not name.startswith("kernels."), f"{path}: imports {name}, not the kernels package API"
         assert "importlib.import_module(\"experiments" not in path.read_text(encoding="utf-8"), path
+
+
+# -- first run, memory ------------------------------------------------------------------------------------------------
+def test_cold_kernel_cache_is_announced_and_compiled_before_the_progress_bar(tmp_path, capsys, monkeypatch):
+    import kernels
+    from abm import warmup
+
+    monkeypatch.setattr(kernels, "step_cached", lambda: False)
+    assert main(["run", "--days", "0.25", "--out", str(tmp_path / "r"), *FAST[:4], "--backend", "cpu"]) == 0
+    err = capsys.readouterr().err
+    announce = err.index(f"cart-abm: compiling kernels (once per machine, about {warmup.COMPILE_S} s)...")
+    assert announce < err.index("cart-abm: compiled in") < err.index("simulating")  # the bar's ETA starts after
+
+
+def test_warm_kernel_cache_is_not_announced(tmp_path, capsys):
+    assert main(["run", "--days", "0.1", "--out", str(tmp_path / "a"), *FAST]) == 0  # compiles if need be
+    capsys.readouterr()
+    assert main(["run", "--days", "0.1", "--out", str(tmp_path / "b"), *FAST]) == 0
+    assert "compiling" not in capsys.readouterr().err
+
+
+def test_step_cached_looks_for_the_step_index_in_numba_cache_folder(tmp_path, monkeypatch):
+    import hashlib
+
+    import numba
+
+    import kernels
+    from kernels import step_cached as kernels_cached
+
+    assert main(["run", "--days", "0.1", "--out", str(tmp_path / "r"), *FAST]) == 0  # compiles if need be
+    assert kernels_cached()
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "empty"))
+    assert not kernels_cached()
+    source = os.path.dirname(os.path.abspath(kernels.__file__))
+    folder = tmp_path / "empty" / f"kernels_{hashlib.sha1(source.encode()).hexdigest()}"
+    folder.mkdir(parents=True)
+    (folder / f"cpu.step-159.py{sys.version_info.major}{sys.version_info.minor}.nbi").write_bytes(b"")
+    assert kernels_cached()
+
+
+@pytest.mark.slow
+def test_first_run_on_a_cold_cache_announces_the_compilation(tmp_path):
+    env = {**os.environ, "CART_ABM_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "abm.cli", "run", "--days", "0.1", "--out", str(tmp_path / "r"),
+                           *FAST], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "compiling kernels (once per machine" in proc.stderr and "compiled in" in proc.stderr
+
+
+def test_a_run_too_large_for_this_machine_exits_2_before_allocating(tmp_path, capsys, monkeypatch):
+    from abm import resources
+
+    monkeypatch.setattr(resources, "available_bytes", lambda: 10**8)
+    out = tmp_path / "huge"
+    assert main(["run", "--set", "grid.size=4096", "--days", "0.1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "grid.size = 4096" in err and "available" in err and not out.exists()
+
+
+def test_a_large_run_says_how_much_memory_it_will_use(tmp_path, capsys, monkeypatch):
+    from abm import resources
+
+    monkeypatch.setattr(resources, "check_run_memory", lambda params, snapshots=0: resources.BASELINE_BYTES + 4 * 10**8)
+    assert main(["run", "--days", "0.1", "--out", str(tmp_path / "r"), *FAST]) == 0
+    line = f"cart-abm: this run will use about {(resources.BASELINE_BYTES + 4 * 10**8) / 1e6:,.0f} MB"
+    assert line in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["run", "--days", "0.1", "--out", str(tmp_path / "s"), *FAST]) == 0  # the real estimate: small
+    assert "will use about" not in capsys.readouterr().err
