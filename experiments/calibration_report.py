@@ -46,7 +46,7 @@ from abm.errors import ParamError
 from abm.io import model_fingerprint
 from abm.params import Params, read_calibrated
 from abm.rows import wilson
-from experiments.common import git_commit, machine, panel_grid, write_figure, write_text
+from experiments.common import RESULTS, cli, git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
 
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of a Dask scheduler (instead of local workers)")
     p.add_argument("--out", type=Path, help=f"output folder (default experiments/results/{NAME})")
     p.add_argument("--smoke", action="store_true", help="3 + 2 patients, 32^2 window, 1 day; temporary folder")
+    p.add_argument("--force", action="store_true",
+                   help="simulate a cohort again when --out holds one of other settings or another model version")
     return p
 
 
@@ -99,6 +101,10 @@ def run_cohort(folder: Path, name: str, n: int, seed: int, base: Params, days: f
     settings_file = sub / "settings.json"
     if settings_file.exists() and json.loads(settings_file.read_text(encoding="utf-8")) != json.loads(
             json.dumps(settings)):
+        if not args.force:
+            raise ParamError(f"--out {str(folder)!r}: its {name} cohort was simulated with other settings or another "
+                             "version of the model; pass --force to simulate it again (its patients are deleted) "
+                             "or choose another --out")
         for partial in sub.glob("*.jsonl"):
             partial.unlink()  # other settings or another model: start this cohort again
     write_text(settings_file, json.dumps(settings, sort_keys=True))
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.n, args.days, args.grid, args.relapse_n, args.relapse_days, args.relapse_grid = 3, 1.0, 32, 2, 1.0, 32
         args.out = args.out or Path(tempfile.mkdtemp(prefix="cart-abm-calibration-report-"))
-    out = args.out or Path("experiments/results") / NAME
+    out = args.out or RESULTS / NAME
     for name, value, low in (("--n", args.n, 1), ("--relapse-n", args.relapse_n, 0), ("--workers", args.workers, 1)):
         if value < low:
             print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
@@ -342,4 +348,4 @@ def _patients_csv(rows: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -237,6 +237,12 @@ def test_calibration_report_smoke(tmp_path, capsys):
     before = (tmp_path / "main" / "patients.partial.jsonl").read_text()
     assert calibration_report.main(["--smoke", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "main" / "patients.partial.jsonl").read_text() == before
+    # another cohort over it is refused (the finished patients stay) unless --force
+    assert calibration_report.main(["--smoke", "--seed", "8", "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "main" / "patients.partial.jsonl").read_text() == before
+    assert calibration_report.main(["--smoke", "--seed", "8", "--force", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "main" / "patients.partial.jsonl").read_text() != before
 
 
 def test_follow_up_summary_counts_relapses_of_responders_and_their_antigen():
