@@ -28,7 +28,7 @@ from abm.signals import signals_held
 TRIAL_SPEC = "trial.json"
 STUDY_PROVENANCE = "provenance.json"
 STAGING = ".cart-abm-new"  # a replacement is built in PARENT/.NAME.cart-abm-new, then swapped in
-ASIDE = ".cart-abm-old"  # the folder it replaces waits in PARENT/.NAME.cart-abm-old-XXXXXXXX until deleted
+ASIDE = ".cart-abm-old"  # the folder it replaces waits in PARENT/.NAME.cart-abm-old-<random> until deleted
 _TEMPORARY = re.compile(r"^\.[\w-]+\.[a-z0-9_]{8}(\.\w+)?$")
 
 
@@ -207,7 +207,7 @@ def replace_folder(new: Path, destination: Path) -> None:
     """Put the complete folder ``new`` at ``destination``, replacing what is there.
 
     Both are in the same parent folder. The old folder is renamed aside
-    (``.NAME.cart-abm-old-XXXXXXXX``), ``new`` is renamed to ``destination``,
+    (``.NAME.cart-abm-old-<random>``), ``new`` is renamed to ``destination``,
     then the old one is deleted: at every moment the old folder is at
     ``destination`` or aside, and the new one at ``new`` or ``destination``,
     so an interruption (even ``kill -9``) loses neither. SIGINT, SIGTERM and
@@ -239,7 +239,7 @@ def replace_folder(new: Path, destination: Path) -> None:
 
 
 def make_staging_folder(destination: Path) -> Path:
-    """A fresh, uniquely named folder beside ``destination`` (``.NAME.cart-abm-new-XXXXXXXX``), ordinary mode."""
+    """A fresh, uniquely named folder beside ``destination`` (``.NAME.cart-abm-new-<random>``), ordinary mode."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f".{destination.name}{STAGING}-", dir=destination.parent))

@@ -82,6 +82,7 @@ def test_snapshot_count_and_bytes_match_a_model():
 
 def test_check_refuses_a_run_larger_than_the_memory_available(monkeypatch):
     monkeypatch.setattr(resources, "available_bytes", lambda: 10**6)
+    monkeypatch.setattr(resources, "_rss_bytes", lambda: 0)  # a fresh process: none of the baseline is held yet
     p = params(64)
     with pytest.raises(ParamError, match=r"grid\.size = 64: this run needs about") as caught:
         resources.check_run_memory(p)
