@@ -94,8 +94,11 @@ def describe_folder(folder: Path) -> str:
         status = {}
     state = status.get("state")
     if state == "complete":
-        extent = (f"{status['day']:g} days" if kind == "run" and isinstance(status.get("day"), (int, float))
-                  else f"{status['patients']} patients" if "patients" in status else "")
+        day = status.get("day")
+        if kind == "run" and isinstance(day, (int, float)):
+            extent = f"{day:g} day" + ("" if day == 1 else "s")
+        else:
+            extent = f"{status['patients']} patients" if "patients" in status else ""
         return f"a complete cart-abm {kind}" + (f" ({extent})" if extent else "")
     detail = state or "no status.json"
     if kind == "run" and status.get("checkpoint_day") is not None:
