@@ -1,4 +1,4 @@
-"""Command line: cart-abm run | resume | trial | animate | view | experiment | bench.
+"""Command line: cart-abm run | resume | trial | animate | view | params | experiment | bench.
 
 Exit status: 0 success; 2 bad input (unknown key, wrong type, out of range,
 malformed file, unusable backend, an ``--out`` that holds an earlier output
@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--out", type=Path, help="output file (default DIR/marrow.gif or DIR/marrow.mp4)")
     animate.add_argument("--zoom", type=int, help="pixels per site edge (default: the map at least 400 px wide)")
     animate.add_argument("--quiet", action="store_true", help="no progress bar")
+    listing = sub.add_parser("params", help="list the parameters: key, default, unit, allowed values")
+    listing.add_argument("words", nargs="*", metavar="WORD",
+                         help="only keys or descriptions containing every WORD (case-insensitive)")
+    listing.add_argument("--sources", action="store_true", help="also print each parameter's description and source")
     view = sub.add_parser("view", help="interactive marrow page in the browser (needs the viz extra)")
     view.add_argument("--port", type=int, default=8765)
     view.add_argument("--host", default="127.0.0.1")
@@ -245,6 +249,22 @@ def _check_can_write_in(folder: Path, target: Path, option: str) -> None:
                          "choose a folder you can write to") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def command_params(args: argparse.Namespace) -> int:
+    """Print every parameter (or those matching all ``args.words``): key, default, unit, allowed values."""
+    from abm.params import SCHEMA
+
+    words = [w.lower() for w in args.words]
+    shown = [p for p in SCHEMA if all(w in f"{p.key} {p.description}".lower() for w in words)]
+    if not shown:
+        raise ParamError(f"no parameter matches {' '.join(args.words)!r}; `cart-abm params` lists all {len(SCHEMA)}")
+    width = max(len(p.key) for p in shown)
+    for p in shown:
+        print(f"{p.key:<{width}}  {p.default!r}  ({p.allowed()})")
+        if args.sources:
+            print(f"{'':<{width}}  {p.description}\n{'':<{width}}  source: {p.source}")
+    return 0
 
 
 def command_view(args: argparse.Namespace) -> int:
@@ -467,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                 return command_animate(args)
             if args.command == "view":
                 return command_view(args)
+            if args.command == "params":
+                return command_params(args)
             if hasattr(args, "handler"):
                 return args.handler(args)
     except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:

@@ -138,6 +138,19 @@ def test_animate_and_view_bad_input_exit_2(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
 
 
+def test_params_lists_every_key_or_those_matching_the_words(capsys):
+    from abm.params import SCHEMA
+
+    assert main(["params"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [p.key for p in SCHEMA]
+    assert main(["params", "KILL", "rate", "--sources"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cart.kill_rate_per_h") and "source: PhysiCell" in out and "grid.size" not in out
+    assert main(["params", "no-such-word"]) == 2
+    assert "cart-abm params" in capsys.readouterr().err
+
+
 # -- cart-abm experiment -------------------------------------------------------------------------------------------
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ from abm.params.consistency import check_consistency
 from abm.params.defaults import BY_KEY, SCHEMA, SECTIONS
 from abm.params.param import show
 
-WHERE_ALL = "docs/parameters.md lists every key with its unit, range and source"
+WHERE_ALL = "`cart-abm params` or docs/parameters.md lists every key with its unit, range and source"
 
 
 def _nearest(name: str, known: tuple[str, ...] | list[str]) -> str:
