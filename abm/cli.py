@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=8765)
     view.add_argument("--host", default="127.0.0.1")
     view.add_argument("--open", action="store_true", help="open a browser tab")
+    for parser_, handler in ((run, command_run), (resume, command_resume), (trial, command_trial),
+                             (animate, command_animate), (listing, command_params), (view, command_view)):
+        parser_.set_defaults(handler=handler)  # every subcommand, built in or registered, dispatches the same way
     for register in command_plugins():
         register(sub)
     return parser
@@ -472,25 +475,10 @@ def _field_quantum() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         with signals.stop_on_signals():
-            if args.command == "run":
-                return command_run(args)
-            if args.command == "resume":
-                return command_resume(args)
-            if args.command == "trial":
-                return command_trial(args)
-            if args.command == "animate":
-                return command_animate(args)
-            if args.command == "view":
-                return command_view(args)
-            if args.command == "params":
-                return command_params(args)
-            if hasattr(args, "handler"):
-                return args.handler(args)
+            return args.handler(args)
     except (ParamError, BackendError, FileExistsError, FileNotFoundError) as exc:
         print(f"cart-abm: error: {exc}", file=sys.stderr)
         return 2
@@ -501,8 +489,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = getattr(exc, "hint", None)
         print(f"cart-abm: stopped by {signals.signal_name(exc)}" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 128 + signals.signal_number(exc)
-    parser.error(f"unknown command {args.command}")
-    return 2
 
 
 if __name__ == "__main__":
