@@ -83,9 +83,13 @@ from kernels.layout import (
     N_KINDS,
     N_TRAITS,
     P_DIE,
+    P_ENTER,
+    P_EXIT,
+    P_SEED,
     R_TARGET_MODE,
     STATE,
     STROMA,
+    TARGET,
     TR_ENTER_QUOTA,
     TR_EXIT_THRESHOLD,
     TR_MEMORY_THRESHOLD,
@@ -207,12 +211,24 @@ def step(
     threshold = enter_threshold(traffic[TR_ENTER_QUOTA], empty_portals)
     seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], empty_portals)
     mode = rates[R_TARGET_MODE]
+    exit_threshold = traffic[TR_EXIT_THRESHOLD]
     for p in range(portals.shape[0]):
-        i = portals[p] // n
-        j = portals[p] % n
-        e = traffic_site(i, j, cell, tissue, traits, threshold, traffic[TR_MEMORY_THRESHOLD],
-                         traffic[TR_EXIT_THRESHOLD], seed_threshold, traffic[TR_NEGATIVE_THRESHOLD], entry_levels,
-                         mode, key, step_index)
+        site = portals[p]
+        i = site // n
+        j = site % n
+        c = cell[i, j]
+        # the draws traffic_site would make first, inline: it is called only for the portals where something happens
+        if c == EMPTY:
+            if not ((threshold > 0 and draw(key, step_index, site, P_ENTER) < threshold)
+                    or (seed_threshold > 0 and draw(key, step_index, site, P_SEED) < seed_threshold)):
+                continue
+        elif c == CART:
+            if traits[i, j, TARGET] != 0 or draw(key, step_index, site, P_EXIT) >= exit_threshold:
+                continue
+        else:
+            continue
+        e = traffic_site(i, j, cell, tissue, traits, threshold, traffic[TR_MEMORY_THRESHOLD], exit_threshold,
+                         seed_threshold, traffic[TR_NEGATIVE_THRESHOLD], entry_levels, mode, key, step_index)
         if e:
             events[i, e] += 1
     sublattice_order(key, step_index, order[:9])
@@ -255,21 +271,19 @@ def step(
     m = fields.shape[1]
     n_fields = fields.shape[0]
     if secrete:
+        # row by row (the order memory holds them), each secreting cell adding its rate to its voxel: the same
+        # integer sums as kernels.diffusion.secrete_voxel's count per voxel times the rate
         for vi in prange(m):
-            for vj in range(m):
-                active = 0
-                stroma = 0
-                for i in range(vi * coarsen, min((vi + 1) * coarsen, n)):
-                    for j in range(vj * coarsen, min((vj + 1) * coarsen, n)):
-                        c = cell[i, j]
-                        if c == CART and traits[i, j, STATE] == ACTIVE:
-                            active += 1
-                        elif c == STROMA:
-                            stroma += 1
-                for f in range(n_fields):
-                    fields[f, vi, vj] += (
-                        active * field_rates[f, FR_SECRETE_ACTIVE_CART] + stroma * field_rates[f, FR_SECRETE_STROMA]
-                    )
+            for i in range(vi * coarsen, min((vi + 1) * coarsen, n)):
+                for j in range(n):
+                    c = cell[i, j]
+                    if c == CART:
+                        if traits[i, j, STATE] == ACTIVE:
+                            for f in range(n_fields):
+                                fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_ACTIVE_CART]
+                    elif c == STROMA:
+                        for f in range(n_fields):
+                            fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_STROMA]
     substeps = 0
     for f in range(n_fields):
         substeps = max(substeps, field_rates[f, FR_SUBSTEPS])
