@@ -123,7 +123,8 @@ class MarrowModel(mesa.Model):
         restoring = state is not None
         if state is None:
             state = build_window(params, self.rng)
-        self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads)
+        self.lattice = kernels.Lattice(state, self.tables, backend=backend, threads=threads,
+                                       turnover_scheme=params.grid.turnover)
         self.backend = self.lattice.backend
         capacity = int(np.count_nonzero(state.tissue <= L.OCCUPIABLE))
         self.body = Body(params, capacity, int(np.count_nonzero(state.tissue == L.PERIVASCULAR)), self.seed)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from kernels import layout
+from kernels import layout, turnover
 from kernels.config import step_cached
 from kernels.diffusion import DECAY_SHIFT, MAX_QUANTA, MAX_RATIO, QUANTUM, SHIFT
 from kernels.rng import TWO32, draw_reference, threshold
@@ -256,10 +256,14 @@ class Lattice:
         Rows per slab of the ``cpu``/``python`` sweep (see :mod:`kernels.cpu`),
         at least ``kernels.cpu.MIN_SLAB_ROWS``; default ``kernels.cpu.SLAB_ROWS``.
         The result does not depend on it (tests vary it); only the speed does.
+    turnover_scheme : str
+        ``group`` (default): tissue cells' death, division and conversion are drawn by group of sites;
+        ``site``: one draw per tissue site per step, as before (the reference; equal in distribution,
+        slower). See :mod:`kernels.turnover`.
     """
 
     def __init__(self, state: LatticeState, tables: RuleTables, backend: str = "auto", threads: int | None = None,
-                 slab_rows: int | None = None):
+                 slab_rows: int | None = None, turnover_scheme: str = "group"):
         from kernels import cpu
 
         validate(state, tables)
@@ -273,6 +277,8 @@ class Lattice:
         self.tables = tables
         self.threads = threads
         self._order = np.zeros(9 + layout.N_KINDS, dtype=np.int64)  # sublattice order, then visit thresholds
+        self.turnover_scheme = turnover_scheme
+        self._turnover = turnover.table(tables.kind_rates, turnover_scheme)
         self._portals = np.flatnonzero(state.tissue.ravel() == layout.PERIVASCULAR).astype(np.int64)
         self._scratch = np.zeros_like(state.fields)
         self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
@@ -283,7 +289,7 @@ class Lattice:
         if self.backend == "cuda":
             from kernels.cuda import CudaLattice
 
-            self._device = CudaLattice(state, tables, self._portals)
+            self._device = CudaLattice(state, tables, self._portals, turnover_scheme)
         elif self.backend == "cpu":
             import numba
 
@@ -300,6 +306,7 @@ class Lattice:
         if tables.seed != self.tables.seed:
             raise ValueError("update_tables: the seed of a running lattice cannot change")
         self.tables = tables
+        self._turnover = turnover.table(tables.kind_rates, self.turnover_scheme)
         if self._device is not None:
             self._device.update_tables(tables)
 
@@ -325,7 +332,7 @@ class Lattice:
         args = (
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
-            self._traffic, self._key, step_index, self._row_events, self.slab_rows,
+            self._turnover, self._traffic, self._key, step_index, self._row_events, self.slab_rows,
         )
         if self.backend == "python":
             cpu.step.py_func(*args)

@@ -46,12 +46,16 @@ Performance (see ``benchmarks/README.md`` for the measurements)
     line that all threads share. Per site that cost more than the rule itself.
     So the per-site and per-voxel hot paths call only functions of scalars:
 
-    * the sublattice passes test :func:`kernels.rules.needs_visit` inline
-      (:func:`visit_thresholds` once per step, then one :func:`kernels.rng.draw`
-      per occupied site) and call :func:`kernels.rules.act_site` only for the
-      sites that act (CAR-T cells and the rare dying / dividing tissue cell);
-    * secretion counts the secreting cells of a voxel once for every field
-      (:func:`kernels.diffusion.secrete_voxel`'s sum, all fields in one pass);
+    * the sublattice passes do :func:`kernels.rules.needs_visit` inline: a
+      CAR-T cell acts every step (a byte compare per site finds it); tissue
+      cells are drawn by turnover group (:mod:`kernels.turnover`: one draw per
+      group of 32 sites of a pass row, then only the rare candidates), and
+      :func:`kernels.rules.act_site` is called only for the sites that act;
+    * blood traffic makes the draws of :func:`kernels.rules.traffic_site`'s
+      first test inline and calls it only where a cell enters or leaves;
+    * secretion reads the lattice row by row and adds each secreting cell's
+      rate to its voxel (:func:`kernels.diffusion.secrete_voxel`'s sums, all
+      fields in one pass);
     * diffusion computes :func:`kernels.diffusion.diffuse_voxel`'s stencil from
       scalars (:func:`kernels.diffusion.flux`, :func:`kernels.diffusion.mul_shift`),
       all fields in one pass per sub-step.
@@ -95,11 +99,12 @@ from kernels.layout import (
     TR_MEMORY_THRESHOLD,
     TR_NEGATIVE_THRESHOLD,
     TR_SEED_QUOTA,
+    TV_BOUND,
+    TV_GROUP,
 )
 from kernels.rng import draw
-from kernels.rules import act_site, enter_threshold, sublattice_order, traffic_site
+from kernels.rules import act_site, candidate_mask, decision_value, enter_threshold, sublattice_order, traffic_site
 
-ALWAYS = np.int64(1) << 40  # a visit threshold above every draw (draws are < 2**32)
 REACH = 2  # two updates conflict (their 3 x 3 neighbourhoods overlap) only if their rows differ by <= REACH
 LAG = 3  # rows the wave of pass k + 1 trails that of pass k; must exceed REACH
 MIN_SLAB_ROWS = 2 * REACH * 8 + REACH + 1  # 35: the trapezoids partition the rows, boundary zones stay apart
@@ -124,17 +129,15 @@ def pass_rows(n, lo, hi, phase, k):
 
 @jit
 def visit_thresholds(kind_rates, out):
-    """Fill ``out[kind]`` so that a site needs a visit iff ``draw(key, step, site, P_DIE) < out[kind]``.
+    """Fill ``out[kind]`` with the kind's ``die + divide + convert``: 0 for empty, stromal and CAR-T sites.
 
-    The table form of :func:`kernels.rules.needs_visit`: 0 for empty and
-    stromal sites, above every draw for CAR-T cells, ``die + divide + convert``
-    for the other kinds.
+    The table form of the tissue branch of :func:`kernels.rules.needs_visit`:
+    a candidate site acts iff its decision value is below ``out[kind]``
+    (CAR-T cells are visited apart, every step).
     """
     for k in range(N_KINDS):
-        if k == EMPTY or k == STROMA:
+        if k == EMPTY or k == STROMA or k == CART:
             out[k] = 0
-        elif k == CART:
-            out[k] = ALWAYS
         else:
             out[k] = kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k]
 
@@ -177,6 +180,7 @@ def step(
     rates,
     field_rates,
     entry_levels,
+    turnover,
     traffic,
     key,
     step_index,
@@ -197,6 +201,7 @@ def step(
     kind_rates : int64[N_KIND_RATES, N_KINDS]; antigen_rates : int64[N_ANTIGEN_RATES, 256]
     cd19_noise : int64[256]; rates : int64[N_RATES]; field_rates : int64[N_FIELDS, N_FIELD_RATES]
     entry_levels : int64[2, 256], CD19 and CD22 levels of entering reservoir blasts (quantile tables)
+    turnover : int64[N_TURNOVER], how tissue sites are drawn for turnover (:mod:`kernels.turnover`)
     traffic : int64[N_TRAFFIC], this step's blood traffic: CAR-T cells and reservoir blasts entering and
         CAR-T cells leaving (the ``TR_*`` slots of :mod:`kernels.layout`; :class:`kernels.Traffic` packs it)
     key, step_index : int
@@ -234,6 +239,8 @@ def step(
     sublattice_order(key, step_index, order[:9])
     visit = order[9:]
     visit_thresholds(kind_rates, visit)
+    group = turnover[TV_GROUP]
+    bound = turnover[TV_BOUND]
     chemokine = fields[chemokine_field]
     slabs = max(1, n // slab_rows)
     for phase in range(2):
@@ -256,14 +263,43 @@ def step(
                     first, last = pass_rows(n, lo, hi, phase, k)
                     if i < first or i >= last or (i - order[k] // 3) % 3 != 0:
                         continue
-                    for j in range(order[k] % 3, n, 3):
-                        if draw(key, step_index, i * n + j, P_DIE) < visit[cell[i, j]]:
+                    # the sites of this pass in row i: ox, ox + 3, ...; the order within a pass is free
+                    ox = order[k] % 3
+                    for j in range(ox, n, 3):
+                        c = cell[i, j]
+                        u = np.int64(-1)
+                        if c == CART:
+                            u = 0
+                        elif group == 0 and visit[c] > 0:  # the per-site scheme: one draw per tissue site
+                            u = draw(key, step_index, i * n + j, P_DIE)
+                            if u >= visit[c]:
+                                u = -1
+                        if u >= 0:
                             e = act_site(
-                                i, j, cell, tissue, traits, chemokine, coarsen,
+                                i, j, u, cell, tissue, traits, chemokine, coarsen,
                                 kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
                             )
                             if e:
                                 events[i, e] += 1
+                    members = (n - ox + 2) // 3 if group > 0 else 0
+                    for g0 in range(0, members, max(group, 1)):
+                        mask = candidate_mask(key, step_index, i * n + ox + 3 * g0, turnover)
+                        r = 0
+                        while mask != 0:
+                            if mask & 1 and g0 + r < members:
+                                j = ox + 3 * (g0 + r)
+                                c = cell[i, j]
+                                if visit[c] > 0:
+                                    v = decision_value(key, step_index, i * n + j, bound)
+                                    if v < visit[c]:
+                                        e = act_site(
+                                            i, j, v, cell, tissue, traits, chemokine, coarsen,
+                                            kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
+                                        )
+                                        if e:
+                                            events[i, e] += 1
+                            mask >>= 1
+                            r += 1
     secrete = False
     for f in range(fields.shape[0]):
         if field_rates[f, FR_SECRETE_ACTIVE_CART] != 0 or field_rates[f, FR_SECRETE_STROMA] != 0:

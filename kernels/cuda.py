@@ -30,6 +30,7 @@ from kernels.layout import (
     TR_SEED_QUOTA,
 )
 from kernels.rules import act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
+from kernels.turnover import table as turnover_table
 
 if TYPE_CHECKING:
     from kernels import Traffic
@@ -84,20 +85,22 @@ def _traffic_kernel(cell, tissue, traits, portals, count, traffic, entry_levels,
 
 @cuda.jit(cache=True)
 def _pass_kernel(
-    cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step_index, oy, ox,
-    events,
+    cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, turnover, key, step_index,
+    oy, ox, events,
 ):
     b, a = cuda.grid(2)  # x, the fastest thread index, runs along a row: neighbouring threads, neighbouring sites
     i = oy + 3 * a
     j = ox + 3 * b
     n = cell.shape[0]
-    if i < n and j < n and needs_visit(i, j, cell, kind_rates, key, step_index):
-        e = act_site(
-            i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
-            step_index,
-        )
-        if e:
-            cuda.atomic.add(events, e, 1)
+    if i < n and j < n:
+        u = needs_visit(i, j, cell, kind_rates, turnover, key, step_index)
+        if u >= 0:
+            e = act_site(
+                i, j, u, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
+                step_index,
+            )
+            if e:
+                cuda.atomic.add(events, e, 1)
 
 
 @cuda.jit(cache=True)
@@ -126,7 +129,8 @@ class CudaLattice:
     1024^2 or less their host-side cost, not the GPU, sets the step time.
     """
 
-    def __init__(self, state, tables, portals, threads_per_block=THREADS_PER_BLOCK):
+    def __init__(self, state, tables, portals, turnover_scheme="group", threads_per_block=THREADS_PER_BLOCK):
+        self.turnover_scheme = turnover_scheme
         tp = self.threads = tuple(threads_per_block)
         self.d_portals = cuda.to_device(portals)
         self.n_portals = int(portals.shape[0])
@@ -161,6 +165,7 @@ class CudaLattice:
         self.d_antigen_rates = cuda.to_device(tables.antigen_rates)
         self.d_cd19_noise = cuda.to_device(tables.cd19_noise)
         self.d_rates = cuda.to_device(tables.rates)
+        self.d_turnover = cuda.to_device(turnover_table(tables.kind_rates, self.turnover_scheme))
         self.d_entry_levels = cuda.to_device(tables.entry_levels)
         self.target_mode = int(tables.rates[R_TARGET_MODE])
         self.d_field_rates = [cuda.to_device(np.ascontiguousarray(r)) for r in tables.field_rates]
@@ -183,7 +188,8 @@ class CudaLattice:
             oy, ox = int(k) // 3, int(k) % 3
             self._passes[k](
                 self.d_cell, self.d_tissue, self.d_traits, chemokine, t.coarsen, self.d_kind_rates,
-                self.d_antigen_rates, self.d_cd19_noise, self.d_rates, self.key, step_index, oy, ox, self.d_events,
+                self.d_antigen_rates, self.d_cd19_noise, self.d_rates, self.d_turnover, self.key, step_index, oy, ox,
+                self.d_events,
             )
         for f in range(len(self.d_fields)):
             rate_row = self.d_field_rates[f]

@@ -152,6 +152,8 @@ P_SEED = 24  # a reservoir blast enters an empty perivascular site
 P_SEED_LEVEL = 25  # its CD19 (bits 0-7) and CD22 (bits 8-15) quantiles
 P_SEED_NEG = 26  # whether it lacks the product's target
 P_DISPLACE = 27  # whether a blast without a free neighbour displaces a normal hematopoietic neighbour
+P_GROUP = 28  # how many sites of a turnover group are candidates this step (kernels.turnover)
+P_SLOT = 29  # P_SLOT + r, r < MAX_CANDIDATES: the r-th draw choosing which sites they are
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -209,4 +211,13 @@ TR_MEMORY_THRESHOLD = 2  # an entering CAR-T cell is a memory cell
 TR_SEED_QUOTA = 3  # reservoir blasts entering the window, spread like the CAR-T quota
 TR_NEGATIVE_THRESHOLD = 4  # an entering reservoir blast lacks the product's target
 N_TRAFFIC = 5
+
+# Slots of the turnover vector ``turnover[N_TURNOVER]`` (int64), which kernels.turnover.table derives from the
+# kind rates: the candidate probability of a tissue site per step (times 2**32), the group size, and the
+# cumulative distribution (times 2**32) of the number of candidates in a group, for 0..MAX_CANDIDATES.
+MAX_CANDIDATES = 8
+TV_BOUND = 0
+TV_GROUP = 1
+TV_CDF = 2
+N_TURNOVER = TV_CDF + MAX_CANDIDATES + 1
 TRAFFIC_NAMES = ("enter_quota", "exit_threshold", "memory_threshold", "seed_quota", "negative_threshold")

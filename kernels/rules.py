@@ -88,6 +88,7 @@ from kernels.layout import (
     P_ENTER,
     P_EXHAUST,
     P_EXIT,
+    P_GROUP,
     P_KILL,
     P_LOSS,
     P_LOSS_CD22,
@@ -102,6 +103,7 @@ from kernels.layout import (
     P_SEED,
     P_SEED_LEVEL,
     P_SEED_NEG,
+    P_SLOT,
     P_SWAP,
     P_TARGET,
     PHENO,
@@ -132,6 +134,9 @@ from kernels.layout import (
     TARGET_CD22,
     TIMER,
     TRAIT_MAX,
+    TV_BOUND,
+    TV_CDF,
+    TV_GROUP,
 )
 from kernels.rng import below, draw, pick
 
@@ -239,8 +244,10 @@ def swap_cells(cell, traits, ai, aj, bi, bj):
 def stamp(step):
     """The ``ACTED`` value of a cell that acted (or appeared) in ``step``: ``1 + step mod 65535``.
 
-    Never 0 (:data:`kernels.layout.UNVISITED`), and a cell's stale stamp cannot equal the
-    current one because every occupied site is visited every step.
+    Never 0 (:data:`kernels.layout.UNVISITED`). A CAR-T cell acts every step, so its stale
+    stamp never equals the current one; a tissue cell that has not acted for a multiple of
+    65535 steps (91 days at 2-min steps) carries the current stamp and would skip an action
+    it is drawn for in that one step (a chance of ~1e-3 per such step; accepted).
     """
     return 1 + step % TRAIT_MAX
 
@@ -312,10 +319,11 @@ def sublattice_order(key, step, order):
 
 
 @jit
-def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step):
+def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step):
     """Blast, B cell or other marrow cell: die, or divide into a free neighbour.
 
-    One draw ``u`` decides the competing events, whose table probabilities
+    ``u`` is the site's decision value, uniform on ``[0, turnover[TV_BOUND])``
+    (:func:`needs_visit`; see :mod:`kernels.turnover`). It decides the competing events, whose table probabilities
     (rows ``KR_DIE``, ``KR_DIVIDE``, ``KR_CONVERT``) are checked to sum to at
     most 1: death if ``u < die``; else an attempt to divide if
     ``u < die + divide`` (it happens if a neighbour is free; a blast with no
@@ -338,7 +346,6 @@ def act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, k
     n = cell.shape[0]
     site = i * n + j
     kind = cell[i, j]
-    u = draw(key, step, site, P_DIE)
     die = kind_rates[KR_DIE, kind]
     if u < die:
         clear(cell, traits, i, j)
@@ -562,36 +569,73 @@ def uphill(field, coarsen, i, j, n, key, step, site):
 
 
 @jit
-def act_site(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key, step):
-    """Visit site ``(i, j)`` in a sublattice pass; returns an event code."""
+def act_site(i, j, u, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
+             step):
+    """Visit site ``(i, j)`` in a sublattice pass (``u``: a tissue cell's decision value); returns an event code."""
     kind = cell[i, j]
     if kind == EMPTY or kind == STROMA or traits[i, j, ACTED] == stamp(step):
         return EV_NONE
     traits[i, j, ACTED] = stamp(step)
     if kind == CART:
         return act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step)
-    return act_tissue_cell(i, j, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step)
+    return act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates, key, step)
 
 
 @jit
-def needs_visit(i, j, cell, kind_rates, key, step):
-    """True if :func:`act_site` could change anything at ``(i, j)`` this step; drivers skip the rest.
+def candidate_mask(key, step, first, turnover):
+    """Which sites of a turnover group are candidates this step: bit ``r`` for its ``r``-th site.
 
-    Empty and stromal sites never act. A blast, B cell or other marrow cell
-    acts only if its death/division draw (the same draw
-    :func:`act_tissue_cell` makes) falls below ``die + divide + convert``: almost never
-    per step, so the fast path is one hash. A CAR-T cell is always visited.
+    ``first`` is the flat index of the group's first site (it keys the
+    draws). The count is drawn from the group's binomial distribution
+    function ``turnover[TV_CDF:]``, the sites as a uniform subset of that size
+    by Floyd's algorithm (see :mod:`kernels.turnover`).
+    """
+    group = turnover[TV_GROUP]
+    u = draw(key, step, first, P_GROUP)
+    c = 0
+    while u >= turnover[TV_CDF + c]:
+        c += 1
+    mask = np.int64(0)
+    for t in range(group - c, group):
+        r = pick(key, step, first, P_SLOT + t - (group - c), t + 1)
+        if (mask >> r) & 1:
+            r = t
+        mask |= np.int64(1) << r
+    return mask
+
+
+@jit
+def decision_value(key, step, site, b):
+    """A candidate's decision value: its ``P_DIE`` draw scaled to ``[0, b)``."""
+    return np.int64((np.uint64(draw(key, step, site, P_DIE)) * np.uint64(b)) >> np.uint64(32))
+
+
+@jit
+def needs_visit(i, j, cell, kind_rates, turnover, key, step):
+    """The value to pass :func:`act_site` for ``(i, j)`` this step, or -1 if nothing can happen there.
+
+    Empty and stromal sites never act; a CAR-T cell always does (0). A blast,
+    B cell or other marrow cell acts only if its site is a candidate of its
+    turnover group (:func:`candidate_mask`; the group is ``turnover[TV_GROUP]``
+    consecutive sites of its row in its sublattice) and its decision value is
+    below its kind's ``die + divide + convert`` (:mod:`kernels.turnover`;
+    with ``turnover[TV_GROUP]`` = 0, the per-site scheme, every site is a candidate).
     Skipping leaves the dynamics unchanged (the ``ACTED`` stamp of a
     non-moving cell that does nothing is never read).
     """
     k = cell[i, j]
     if k == CART:
-        return True
+        return 0
     if k == EMPTY or k == STROMA:
-        return False
+        return -1
     n = cell.shape[0]
-    total = kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k]
-    return draw(key, step, i * n + j, P_DIE) < total
+    group = turnover[TV_GROUP]
+    if group > 0:  # else the per-site scheme: every site is a candidate, its draw its value (bound 2**32)
+        r = (j // 3) % group  # j // 3: the site's index in its row of its sublattice
+        if not (candidate_mask(key, step, i * n + j - 3 * r, turnover) >> r) & 1:
+            return -1
+    v = decision_value(key, step, i * n + j, turnover[TV_BOUND])
+    return v if v < kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k] else -1
 
 
 @jit

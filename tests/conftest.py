@@ -52,6 +52,7 @@ TIER_BY_FILE = {
     "test_signals.py": "e2e",
     "test_soak.py": "e2e",
     "test_systemic.py": "unit",
+    "test_turnover.py": "unit",
     "test_viewer.py": "unit",
     "test_viewer_browser.py": "e2e",
     "test_viz.py": "unit",

@@ -10,23 +10,17 @@ from kernels import Traffic, cpu
 from kernels import layout as L
 from kernels import rules as R
 from kernels.diffusion import diffuse_voxel, secrete_voxel
-from kernels.rng import draw, key_of
+from kernels.turnover import table
 
 
-def test_visit_thresholds_with_one_draw_equal_needs_visit_for_every_kind():
+def test_visit_thresholds_are_the_tissue_totals_and_zero_for_other_kinds():
     g = np.random.default_rng(3)
-    n = 12
-    cell = g.integers(0, L.N_KINDS, size=(n, n)).astype(np.uint8)
-    kind_rates = np.zeros((L.N_KIND_RATES, L.N_KINDS), dtype=np.int64)
-    kind_rates[:, 1:4] = g.integers(0, 1 << 30, size=(L.N_KIND_RATES, 3))
-    visit = np.zeros(L.N_KINDS, dtype=np.int64)
+    kind_rates = g.integers(0, 1 << 30, size=(L.N_KIND_RATES, L.N_KINDS)).astype(np.int64)
+    visit = np.full(L.N_KINDS, -1, dtype=np.int64)
     cpu.visit_thresholds(kind_rates, visit)
-    key = key_of(5)
-    for step in range(20):
-        for i in range(n):
-            for j in range(n):
-                fast = draw(key, step, i * n + j, L.P_DIE) < visit[cell[i, j]]
-                assert fast == R.needs_visit(i, j, cell, kind_rates, key, step)
+    for k in range(L.N_KINDS):
+        expected = 0 if k in (L.EMPTY, L.STROMA, L.CART) else kind_rates[:, k].sum()
+        assert visit[k] == expected, k
 
 
 def test_diffuse_row_equals_diffuse_voxel_on_random_fields():
@@ -95,11 +89,13 @@ def _nine_passes(state, tables, step):
     order = np.zeros(9, np.int64)
     R.sublattice_order(tables.key, step, order)
     chemokine = state.fields[tables.chemokine_field]
+    turnover = table(tables.kind_rates)
     for k in order:
         for i in range(k // 3, n, 3):
             for j in range(k % 3, n, 3):
-                if R.needs_visit(i, j, state.cell, tables.kind_rates, tables.key, step):
-                    e = R.act_site(i, j, state.cell, state.tissue, state.traits, chemokine, tables.coarsen,
+                u = R.needs_visit(i, j, state.cell, tables.kind_rates, turnover, tables.key, step)
+                if u >= 0:
+                    e = R.act_site(i, j, u, state.cell, state.tissue, state.traits, chemokine, tables.coarsen,
                                    tables.kind_rates, tables.antigen_rates, tables.cd19_noise, tables.rates,
                                    tables.key, step)
                     state.events[e] += e != 0

@@ -39,6 +39,11 @@ DECLARED: tuple[Param, ...] = (
     Param("grid.coarsen", int, 4, "sites per voxel side", 1, 64,
           description="Fields (IL-6, CXCL12) live on voxels of coarsen x coarsen sites.",
           source="choice: 40 um voxels resolve fields whose decay length is >100 um"),
+    Param("grid.turnover", str, "group", "-", choices=("group", "site"),
+          description="How tissue cells' death, division and conversion are drawn each step: 'group' (one draw per "
+                      "group of up to 32 sites, then the candidates) or 'site' (one draw per site, the scheme of "
+                      "earlier versions; slower). Equal in distribution (kernels/turnover.py).",
+          source="numerical choice; paired comparison in benchmarks/results/turnover-equivalence.md"),
     # time -----------------------------------------------------------------
     Param("time.dt_min", float, 2.0, "min", 0.1, 10.0,
           description="Time step; rates are converted to per-step probabilities p = 1 - exp(-rate * dt).",
