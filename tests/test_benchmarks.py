@@ -239,3 +239,29 @@ def test_profile_maps_compiled_functions_to_perf_symbols(tmp_path):
     assert _short("_ZN7kernels5rules8act_cartB3v12E") == "kernels.rules.act_cart"
     assert dump_code([(named[0][0], 16, "kernels.probe")], tmp_path) == 1
     assert len((tmp_path / f"kernels.probe@{named[0][0]:x}.bin").read_bytes()) == 16
+
+
+def test_equivalence_compare_pairs_patients_and_finds_a_real_difference():
+    """benchmarks.equivalence: identical arms agree exactly, a shifted outcome is found, missing values pair out."""
+    from benchmarks.equivalence import OUTCOMES, compare, report
+
+    g = np.random.default_rng(2)
+    reference = {p: {k: float(g.integers(0, 2)) for k in OUTCOMES} for p in range(40)}
+    for p in range(40):
+        reference[p]["cart_peak_blood_per_ul"] = float(g.lognormal(6, 0.5))
+    same = compare(reference, copy.deepcopy(reference))
+    assert all(r["agrees"] and r["difference"] == 0 and r["low"] == r["high"] == 0 for r in same)
+    other = copy.deepcopy(reference)
+    for p in range(40):
+        other[p]["cart_peak_blood_per_ul"] *= 1.5  # every patient higher: the interval must exclude 0
+        other[p]["relapse_day"] = None if p < 10 else other[p]["relapse_day"]
+        other[p]["cr_day28"] = 1.0  # every discordant pair one way
+    rows = {r["outcome"]: r for r in compare(reference, other)}
+    peak = rows["cart_peak_blood_per_ul"]
+    assert not peak["agrees"] and peak["low"] > 0
+    assert rows["relapse_day"]["pairs"] == 30 and rows["relapse_day"]["missing_in_one_arm"] == 10
+    cr = rows["cr_day28"]
+    assert cr["discordant"][0] == 0 and cr["discordant"][1] == 40 - cr["reference_rate"]["k"]
+    assert cr["mcnemar_p"] < 1e-4 and not cr["agrees"]
+    text = report(list(rows.values()), "grid.turnover", ("site", "group"), 40, 28.0, 1)
+    assert "| cart_peak_blood_per_ul | 40 |" in text and "**no**" in text

@@ -43,7 +43,7 @@ DECLARED: tuple[Param, ...] = (
           description="How tissue cells' death, division and conversion are drawn each step: 'group' (one draw per "
                       "group of up to 32 sites, then the candidates) or 'site' (one draw per site, the scheme of "
                       "earlier versions; slower). Equal in distribution (kernels/turnover.py).",
-          source="numerical choice; paired comparison in benchmarks/results/turnover-equivalence.md"),
+          source="numerical choice; paired comparison in benchmarks/results/turnover-equivalence/README.md"),
     # time -----------------------------------------------------------------
     Param("time.dt_min", float, 2.0, "min", 0.1, 10.0,
           description="Time step; rates are converted to per-step probabilities p = 1 - exp(-rate * dt).",
