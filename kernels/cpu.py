@@ -3,7 +3,7 @@
 The same function, run as plain Python through ``step.py_func``, is the
 ``python`` backend (the readable oracle): ``prange`` is then ``range`` and each
 rule call goes to the same compiled rule. Blood traffic touches only the
-perivascular sites (a few % of the lattice) and runs serially.
+perivascular sites (a few % of the lattice), by slabs of rows in parallel.
 
 The sweep: nine sublattice passes in one wave
     A step is defined as nine passes, one per sublattice, in a random order
@@ -209,40 +209,52 @@ def step(
     slab_rows : int, rows per slab of the sweep, >= ``MIN_SLAB_ROWS`` (any value gives the same result)
     """
     n = cell.shape[0]
-    empty_portals = 0
-    for p in range(portals.shape[0]):
-        if cell[portals[p] // n, portals[p] % n] == 0:
-            empty_portals += 1
+    # blood traffic: a portal's decisions touch only its own site, so slabs of rows run in parallel; portals are
+    # sorted flat indices, and a slab walks its rows alongside them (no integer division per portal)
+    slabs = max(1, n // slab_rows)
+    empty = np.zeros(slabs, dtype=np.int64)
+    for b in prange(slabs):
+        i = b * n // slabs
+        for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
+            while portals[p] >= (i + 1) * n:
+                i += 1
+            if cell[i, portals[p] - i * n] == EMPTY:
+                empty[b] += 1
+    empty_portals = empty.sum()
     threshold = enter_threshold(traffic[TR_ENTER_QUOTA], empty_portals)
     seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], empty_portals)
     mode = rates[R_TARGET_MODE]
     exit_threshold = traffic[TR_EXIT_THRESHOLD]
-    for p in range(portals.shape[0]):
-        site = portals[p]
-        i = site // n
-        j = site % n
-        c = cell[i, j]
-        # the draws traffic_site would make first, inline: it is called only for the portals where something happens
-        if c == EMPTY:
-            if not ((threshold > 0 and draw(key, step_index, site, P_ENTER) < threshold)
-                    or (seed_threshold > 0 and draw(key, step_index, site, P_SEED) < seed_threshold)):
+    memory_threshold = traffic[TR_MEMORY_THRESHOLD]
+    negative_threshold = traffic[TR_NEGATIVE_THRESHOLD]
+    for b in prange(slabs):
+        i = b * n // slabs
+        for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
+            site = portals[p]
+            while site >= (i + 1) * n:
+                i += 1
+            j = site - i * n
+            c = cell[i, j]
+            # the draws traffic_site makes first, inline: it is called only for the portals where something happens
+            if c == EMPTY:
+                if not ((threshold > 0 and draw(key, step_index, site, P_ENTER) < threshold)
+                        or (seed_threshold > 0 and draw(key, step_index, site, P_SEED) < seed_threshold)):
+                    continue
+            elif c == CART:
+                if traits[i, j, TARGET] != 0 or draw(key, step_index, site, P_EXIT) >= exit_threshold:
+                    continue
+            else:
                 continue
-        elif c == CART:
-            if traits[i, j, TARGET] != 0 or draw(key, step_index, site, P_EXIT) >= exit_threshold:
-                continue
-        else:
-            continue
-        e = traffic_site(i, j, cell, tissue, traits, threshold, traffic[TR_MEMORY_THRESHOLD], exit_threshold,
-                         seed_threshold, traffic[TR_NEGATIVE_THRESHOLD], entry_levels, mode, key, step_index)
-        if e:
-            events[i, e] += 1
+            e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
+                             negative_threshold, entry_levels, mode, key, step_index)
+            if e:
+                events[i, e] += 1
     sublattice_order(key, step_index, order[:9])
     visit = order[9:]
     visit_thresholds(kind_rates, visit)
     group = turnover[TV_GROUP]
     bound = turnover[TV_BOUND]
     chemokine = fields[chemokine_field]
-    slabs = max(1, n // slab_rows)
     for phase in range(2):
         # phase 0: every slab's trapezoid; phase 1: the zone around every boundary between two slabs
         for b in prange(slabs - phase):
