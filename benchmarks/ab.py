@@ -52,14 +52,15 @@ def commands(days: list[float], trial: str | None, workers: int, out: Path) -> l
     return runs
 
 
-def timed(argv: list[str], pythonpath: str | None) -> float:
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    else:
-        env.pop("PYTHONPATH", None)
+def timed(argv: list[str], tree: str) -> float:
+    """Wall time of ``cart-abm ARGV --force`` running the code of the checkout at ``tree``.
+
+    The command runs in ``tree`` with ``PYTHONPATH`` at it: ``python -m`` puts the working folder first on
+    ``sys.path``, ahead of ``PYTHONPATH`` and of an editable install, so each side imports its own code.
+    """
+    env = {**os.environ, "PYTHONPATH": tree}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "abm.cli", *argv, "--force"], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "abm.cli", *argv, "--force"], check=True, env=env, cwd=tree,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -76,6 +77,10 @@ def run(against: str, days: list[float], trial: str | None, workers: int, rounds
             todo = commands(days, trial, workers, Path(tmp) / "out")
             for path in sides.values():  # compile each checkout's kernels into its cache first
                 timed(["run", "--quiet", "--days", "0.01", "--out", f"{tmp}/warm"], path)
+                check = subprocess.run([sys.executable, "-c", "import kernels; print(kernels.__file__)"], cwd=path,
+                                       env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True)
+                if not check.stdout.strip().startswith(path):
+                    raise RuntimeError(f"the checkout at {path} imports kernels from {check.stdout.strip()}")
             samples: dict[str, dict[str, list[float]]] = {label: {"earlier": [], "this": []} for label, _ in todo}
             for r in range(rounds):
                 for label, argv in todo:
