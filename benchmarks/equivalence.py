@@ -10,11 +10,10 @@ patients, profiles and patient seeds), once with ``--key`` at each of its two
 versions, is the reference; ``group`` the scheme of :mod:`kernels.turnover`).
 Each trial folder is resumable, so an interrupted comparison continues where
 it stopped. Then every outcome of ``patients.csv`` is compared patient by
-patient: both arms' means (rates, for a yes/no outcome, with Wilson 95 %
-intervals), the mean paired difference with its bootstrap 95 % interval
-(``scipy.stats.bootstrap``, percentile, 9,999 resamples, fixed seed) and, for
-a yes/no outcome, the exact McNemar test (``scipy.stats.binomtest`` on the
-discordant pairs). An outcome *agrees* when the interval of its difference
+patient (:mod:`abm.paired`, the statistics of every paired comparison):
+both arms' means (rates, for a yes/no outcome, with Wilson 95 % intervals),
+the mean paired difference with its bootstrap 95 % interval and, for a yes/no
+outcome, the exact McNemar test on the discordant pairs. An outcome *agrees* when the interval of its difference
 holds 0; with ~15 outcomes, about one interval in 20 misses 0 by chance
 alone. Writes ``<out>/README.md`` (the table), ``<out>/comparison.json`` and
 the two trial folders ``<out>/<value>/``.
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from abm import paired
 from abm.rows import wilson
 
 OUTCOMES = (
@@ -40,7 +39,6 @@ OUTCOMES = (
     "relapse_day", "tocilizumab_doses", "steroids_given", "blast_fraction_day0",
 )
 BINARY = ("cr_day28", "mrd_negative_day28", "relapse", "steroids_given")
-RESAMPLES = 9999
 
 
 def _value(text: str) -> float | None:
@@ -54,17 +52,6 @@ def _value(text: str) -> float | None:
 def read_patients(folder: Path) -> dict[int, dict[str, float | None]]:
     with open(folder / "patients.csv", newline="") as f:
         return {int(r["patient"]): {k: _value(r.get(k, "")) for k in OUTCOMES} for r in csv.DictReader(f)}
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``b - a`` and its bootstrap 95 % interval (percentile); exact when every difference is equal."""
-    d = b - a
-    mean = float(d.mean())
-    if len(d) < 2 or np.all(d == d[0]):
-        return mean, mean, mean
-    res = stats.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=RESAMPLES, method="percentile",
-                          random_state=np.random.default_rng(seed))
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _rate(x: np.ndarray) -> dict[str, Any]:
@@ -83,18 +70,18 @@ def compare(reference: dict[int, dict], other: dict[int, dict]) -> list[dict[str
                                "missing_in_one_arm": sum((reference[p][key] is None) != (other[p][key] is None)
                                                          for p in patients)}
         if pairs:
-            a = np.array([x for x, _ in pairs])
-            b = np.array([y for _, y in pairs])
-            row["reference_mean"], row["other_mean"] = float(a.mean()), float(b.mean())
-            row["difference"], row["low"], row["high"] = paired_difference(a, b)
-            row["agrees"] = row["low"] <= 0.0 <= row["high"]
+            a = [x for x, _ in pairs]
+            b = [y for _, y in pairs]
+            d = paired.paired_difference(a, b)
+            row["reference_mean"], row["other_mean"] = d.reference_mean, d.other_mean
+            row["difference"], row["low"], row["high"] = d.difference, d.low, d.high
+            row["agrees"] = not d.detected
             if key in BINARY:
-                row["reference_rate"] = _rate(a)
-                row["other_rate"] = _rate(b)
-                only_ref, only_other = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-                row["discordant"] = [only_ref, only_other]
-                row["mcnemar_p"] = (1.0 if only_ref + only_other == 0
-                                    else float(stats.binomtest(only_ref, only_ref + only_other, 0.5).pvalue))
+                row["reference_rate"] = _rate(np.array(a))
+                row["other_rate"] = _rate(np.array(b))
+                m = paired.mcnemar(a, b)
+                row["discordant"] = [m.reference_only, m.other_only]
+                row["mcnemar_p"] = m.p
         rows.append(row)
     return rows
 

@@ -1,12 +1,15 @@
 """Antigen escape: CD19-negative blasts before infusion and CD19 loss at division against relapse; a dual CAR.
 
-Runs the default patient with a CD19 CAR under increasing escape pressure --
+Runs a paired virtual trial (:mod:`experiments.sweep`: ``n`` virtual
+patients of the cohort, default 40, each in every arm with the same profile
+and seed, the arm's CD19-negative fraction replacing the patient's) with a
+CD19 CAR under increasing escape pressure --
 CD19-negative blasts already present at infusion (``patient.cd19_negative_fraction``
 0, 0.1 %, 1 %) and a higher acquired loss rate (``blast.cd19_loss_per_division``
 1e-3 instead of the calibrated default) -- and then, at the highest pressure, a
 CD22 CAR and a dual CD19/CD22 (OR-gate) CAR (``product.target``) as the
-counter-measure. ``n`` seeds each, the same seeds in every condition (paired),
-for ``--days`` (default 90, so that relapses can show), and reports CR and MRD
+counter-measure, each arm against the CD19 CAR without CD19-negative blasts
+patient by patient, for ``--days`` (default 90, so that relapses can show), and reports CR and MRD
 at day 28, relapse after CR and its day, and whether relapses are negative for
 the product's target; the time course is the window's target-negative blasts.
 
@@ -23,7 +26,6 @@ from abm.params import Params
 from experiments import common, sweep
 
 NAME = "antigen_escape"
-DEFAULT_N = 4
 DAYS = 90.0
 HIGH_LOSS = 1e-3
 QUESTION = (
@@ -60,7 +62,7 @@ def conditions(args) -> list[sweep.Condition]:
 
 
 def setup(result: sweep.SweepResult) -> list[str]:
-    return ["The default patient (calibrated defaults; CD22 median 3,500 molecules per blast, Haso 2013) and product, "
+    return [f"{sweep.patients(result)} (CD22 median 3,500 molecules per blast, Haso 2013), "
             "with the CD19-negative fraction at infusion, the CD19 loss per blast division and the CAR's target set "
             "per condition (table below). A relapse is blasts back to >= 5 % after a CR; it is target-negative when "
             "blasts negative for the product's target(s) are the majority at that time. A CD22 or dual product "
@@ -80,7 +82,7 @@ def finding(result: sweep.SweepResult) -> list[str]:
 SWEEP = sweep.Sweep(
     name=NAME, title="Antigen escape", description=__doc__, question=QUESTION, conditions=conditions,
     outcomes=OUTCOMES, setup=setup, finding=finding, x_label="condition", categorical=True,
-    default_n=DEFAULT_N, days=DAYS,
+    days=DAYS,
     series=(*common.DEFAULT_SERIES, "blasts_cd19neg", "blasts_target_neg"),
     time_course=("blasts_target_neg", "window blasts negative for the CAR's target"),
 )

@@ -1,12 +1,15 @@
 """CAR design: binder affinity (K_D) crossed with 4-1BB vs CD28 costimulation.
 
-Runs the default patient with ``product.affinity_kd_nM`` at each K_D of the
-grid (default 0.33 nM, FMC63-like; 3.3 nM; 14.3 nM, the fast-off-rate CAT
-binder; 100 nM, a weak binder) and ``product.costimulation`` "4-1BB" or
-"CD28", ``n`` seeds each, the same seeds everywhere (paired), for 28 days, and
-reports CR and MRD at day 28, severe CRS, the blood CAR-T peak, its day and
-the 0-28 day exposure, exhaustion (the exhausted fraction of the window's
-CAR-T at the end of the run) and persistence (blood CAR-T and its memory
+Runs a paired virtual trial (:mod:`experiments.sweep`: ``n`` virtual
+patients of the cohort, default 40, each in every arm with the same profile
+and seed) with ``product.affinity_kd_nM`` at each K_D of the grid (default
+0.33 nM, FMC63-like; 3.3 nM; 14.3 nM, the fast-off-rate CAT binder; 100 nM, a
+weak binder) and ``product.costimulation`` "4-1BB" or "CD28", for 28 days in
+the converged 200 x 200 window (each arm against the FMC63-like 4-1BB product
+patient by patient), and reports CR and MRD at day 28, severe CRS, the blood
+CAR-T peak, its day and the 0-28 day exposure, exhaustion (the exhausted
+fraction of the window's CAR-T at the end of the run) and persistence (blood
+CAR-T and its memory
 fraction at the end, the last day with detectable blood CAR-T).
 
 Run ``python -m experiments.car_design`` (full study; see ``--help``), or
@@ -21,7 +24,6 @@ from collections.abc import Sequence
 from experiments import common, sweep
 
 NAME = "car_design"
-DEFAULT_N = 5
 KDS = (0.33, 3.3, 14.3, 100.0)
 SMOKE_KDS = (0.33, 14.3)
 COSTIMULATION = ("4-1BB", "CD28")
@@ -70,7 +72,7 @@ def conditions(args) -> list[sweep.Condition]:
 def setup(result: sweep.SweepResult) -> list[str]:
     kds = sorted({c.x for c in result.conditions})
     return [
-        f"The default patient and dose with each binder K_D ({', '.join(kd_label(k) for k in kds)}) and each "
+        f"{sweep.patients(result)} with each binder K_D ({', '.join(kd_label(k) for k in kds)}) and each "
         "costimulatory domain (4-1BB, CD28). In the model a looser binder needs more antigen and more engagements "
         "before it exhausts (both scale with `1 + K_D / cart.kd_ref_nM`); CD28 multiplies proliferation, the "
         "exhaustion threshold, memory conversion and the antigen threshold by the `costim.cd28_*` factors.",
@@ -102,7 +104,7 @@ def finding(result: sweep.SweepResult) -> list[str]:
 
 SWEEP = sweep.Sweep(
     name=NAME, title="CAR design", description=__doc__, question=QUESTION, conditions=conditions,
-    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="binder K_D [nM]", x_log=True, default_n=DEFAULT_N,
+    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="binder K_D [nM]", x_log=True,
     options=options, series=(*common.DEFAULT_SERIES, "cart_exhausted", "cart_memory", "blood_cart_memory_fraction"),
     provenance=lambda result: {"kds_nM": sorted({c.x for c in result.conditions}),
                                "costimulation": list(COSTIMULATION)},

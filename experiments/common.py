@@ -1,7 +1,7 @@
 """What every experiment script shares: command line, runs, statistics, outputs, provenance.
 
-An experiment is a list of :class:`Job` (a condition label, parameter
-overrides, a replicate index and its seed), run by :func:`run_all`, analysed,
+An experiment is a list of :class:`Job` (an arm label, parameter overrides,
+a patient index and its seed), run by :func:`run_all`, analysed,
 and written with :func:`write_results`. A script looks like::
 
     parser = common.make_parser("dose_response", __doc__, n=5, days=28.0, smoke_days=2.0)
@@ -9,7 +9,7 @@ and written with :func:`write_results`. A script looks like::
         args = common.parse_args(parser, argv)        # ParamError -> exit status 2
         jobs = [common.Job(f"dose={d:g}", {"product.dose_per_kg": d}, r, common.seed_for(args.seed, r), args.days)
                 for d in doses for r in range(args.n)]
-        results, wall = common.run_all(jobs, args.workers)
+        results, wall = common.run_all(jobs, args.workers, resume=args.out)
         ...                                             # analyse, make the figure, write the README text
         common.write_results(args.out, results, figure=fig, readme=text, provenance=common.provenance(...))
     if __name__ == "__main__":
@@ -17,7 +17,7 @@ and written with :func:`write_results`. A script looks like::
 
 Command line (:func:`make_parser`)
     ``--smoke`` (seconds-long version for CI: tiny windows, a few days),
-    ``--n`` (replicates, i.e. seeds, per condition), ``--seed`` (base seed),
+    ``--n`` (patients per arm), ``--seed`` (cohort or base seed),
     ``--workers`` (local processes), ``--days``, ``--out`` (default
     ``experiments/results/<name>/``; with ``--smoke`` a folder in the system
     temporary directory, so a smoke run never overwrites committed results),
@@ -35,10 +35,14 @@ Output folder (:func:`parse_args`, before any run)
     status 2 naming ``--out`` and the operating system's reason.
 
 Seeds
-    Replicate ``r`` (0-based) of *every* condition runs with seed
-    ``seed_for(base, r) = base * 1000 + r``; conditions are therefore compared
-    on the same seeds (paired designs), ``--n`` is at most 1000 and a base
-    seed names a disjoint block of 1000 seeds.
+    Patient ``r`` (0-based) of *every* arm runs with the same seed: in a
+    cohort design (:mod:`experiments.sweep`) the seed and profile of virtual
+    patient ``r`` of the cohort (:func:`abm.cohort.sample_patient`,
+    :func:`abm.cohort.patient_seed`); in a replicate design of one default
+    patient ``seed_for(base, r) = base * 1000 + r``. Arms are therefore
+    compared on the same patients and seeds (paired designs, common random
+    numbers), ``--n`` is at most 1000 and a base seed names a disjoint block
+    of 1000 seeds.
 
 Execution and determinism
     :func:`run_all` runs each job as one model run on the ``cpu`` backend with
@@ -51,8 +55,18 @@ Execution and determinism
     returned in job order, so they do not depend on ``--workers`` or the
     executor.
 
+Resuming
+    With ``resume=OUT``, every finished run is appended (one JSON line,
+    flushed and fsynced) to ``PARENT/.NAME.cart-abm-partial.jsonl`` beside
+    the study's ``--out``, keyed by everything that decides its result (arm,
+    patient, seed, overrides, days, observables, backend and the model's
+    fingerprint). A study stopped or failed part way and started again with
+    the same command skips the runs already there; the file is removed when
+    the study's folder is written (:func:`write_results`). A changed model or
+    option changes the key, so a stale run is never reused.
+
 Outputs (:func:`write_results`)
-    ``results.csv`` (one row per run: condition, replicate, seed, the
+    ``results.csv`` (one row per run: arm, patient_id, seed, the
     overridden parameters, ``window_sites`` and every scalar outcome of
     :func:`abm.outcomes.summarize`), ``timeseries.csv.gz`` (long format: one row
     per run and observation), ``figure.png``, ``provenance.json`` and
@@ -105,6 +119,7 @@ RESULTS = results_root(Path(__file__).parent, "cart-abm-results")
 SEEDS_PER_BASE = 1000
 TIMESERIES = "timeseries.csv.gz"  # the long time series of a study, one row per run and observation
 # observables of the DataCollector kept per run for time-course figures (``timeseries.csv.gz``)
+RUN_KEYS = ("arm", "patient_id", "seed")  # the first columns of results.csv: what pairs the rows of two arms
 DEFAULT_SERIES = ("blast_fraction", "blasts", "cart", "bcells", "blood_cart_per_ul", "kills")
 # two-sided 95 % Student-t critical values t(0.975, df), df = 1..30 (standard tables)
 _T975 = (
@@ -122,9 +137,10 @@ def make_parser(name: str, description: str, *, n: int, days: float, workers: in
     parser.set_defaults(experiment=name)
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long version for CI (tiny windows, short runs); not a result")
-    parser.add_argument("--n", type=int, default=None, help=f"replicates (seeds) per condition (default {n})")
+    parser.add_argument("--n", type=int, default=None, help=f"patients (or seeds) per arm (default {n})")
     parser.add_argument("--seed", type=int, default=0,
-                        help="base seed; replicate r of every condition uses seed*1000+r (default 0)")
+                        help="cohort (or base) seed: patient r of every arm gets the same profile and seed "
+                             "(default 0)")
     parser.add_argument("--workers", type=int, default=workers,
                         help=f"local processes, one Numba thread each (default {workers})")
     parser.add_argument("--days", type=float, default=None, help=f"simulated days per run (default {days:g})")
@@ -217,7 +233,7 @@ def cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
 
 
 def seed_for(base: int, replicate: int) -> int:
-    """Seed of replicate ``replicate`` under base seed ``base``: ``base * 1000 + replicate``."""
+    """Seed of replicate ``replicate`` of one patient under base seed ``base``: ``base * 1000 + replicate``."""
     if not 0 <= replicate < SEEDS_PER_BASE:
         raise ParamError(f"replicate {replicate}: expected 0 <= replicate < {SEEDS_PER_BASE}")
     return base * SEEDS_PER_BASE + replicate
@@ -226,11 +242,11 @@ def seed_for(base: int, replicate: int) -> int:
 # -- runs ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Job:
-    """One model run: a condition (label and parameter overrides), a replicate and its seed."""
+    """One model run: an arm (label and parameter overrides), a patient index and its seed."""
 
-    condition: str
+    arm: str
     overrides: Mapping[str, Any]
-    replicate: int
+    patient_id: int
     seed: int
     days: float
     backend: str = "cpu"
@@ -245,11 +261,41 @@ def run_condition(params_overrides: Mapping[str, Any], seed: int, days: float, b
 
 
 def _label(job: Job, result: dict[str, Any]) -> dict[str, Any]:
-    return {"condition": job.condition, "replicate": job.replicate, **result}
+    return {"arm": job.arm, "patient_id": job.patient_id, **result}
 
 
-def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
-            scheduler: str | None = None) -> tuple[list[dict[str, Any]], float]:
+def partial_file(out: Path) -> Path:
+    """``PARENT/.NAME.cart-abm-partial.jsonl``: the finished runs of a study of ``out`` not yet written."""
+    out = Path(out).absolute()
+    return out.parent / f".{out.name}.cart-abm-partial.jsonl"
+
+
+def job_key(job: Job) -> str:
+    """Everything that decides a run's result, as one string (the model's fingerprint included)."""
+    from abm.io import model_fingerprint
+
+    return json.dumps({"arm": job.arm, "patient_id": job.patient_id, "seed": job.seed,
+                       "overrides": {k: job.overrides[k] for k in sorted(job.overrides)}, "days": job.days,
+                       "backend": job.backend, "series": list(job.series), "model": model_fingerprint()},
+                      sort_keys=True, default=str)
+
+
+def read_partial(path: Path) -> dict[str, dict[str, Any]]:
+    """Finished runs in a partial file, by :func:`job_key` (a line torn by a crash is ignored: that run reruns)."""
+    done: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+            done[entry["key"]] = entry["result"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return done
+
+
+def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True, scheduler: str | None = None,
+            resume: Path | None = None) -> tuple[list[dict[str, Any]], float]:
     """Run every job; return ``(results in job order, wall seconds)``, independent of the executor.
 
     Each job is one :func:`abm.cohort.run_condition` task of
@@ -258,21 +304,41 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
     need cart-abm installed); otherwise ``workers == 1`` runs in this
     process and more use that many ``spawn`` processes, starting the
     costliest jobs (:attr:`Job.cost`) first. The first failure cancels what
-    has not started and is raised.
+    has not started and is raised. ``resume`` (the study's ``--out``) keeps
+    every finished run in :func:`partial_file` and skips the runs already
+    there (module docstring, "Resuming").
     """
     jobs = list(jobs)
-    tasks = [cohort.Task(f"cart-abm-{job.condition}-{job.replicate}-{job.seed}", cohort.run_condition,
-                         (dict(job.overrides), job.seed, job.days, job.backend, tuple(job.series)),
-                         label=f"run {job.condition!r} replicate {job.replicate} (seed {job.seed})", cost=job.cost)
-             for job in jobs]
+    keys = [job_key(job) for job in jobs]
+    path = None if resume is None else partial_file(resume)
+    done = {} if path is None else read_partial(path)
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    if done and todo != list(range(len(jobs))):
+        print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already done ({path})", file=sys.stderr)
+    tasks = [cohort.Task(f"cart-abm-{jobs[i].arm}-{jobs[i].patient_id}-{jobs[i].seed}", cohort.run_condition,
+                         (dict(jobs[i].overrides), jobs[i].seed, jobs[i].days, jobs[i].backend,
+                          tuple(jobs[i].series)),
+                         label=f"run {jobs[i].arm!r} patient {jobs[i].patient_id} (seed {jobs[i].seed})",
+                         cost=jobs[i].cost)
+             for i in todo]
+
+    def keep(k: int, result: dict[str, Any]) -> None:
+        line = json.dumps({"key": keys[todo[k]], "result": result}, allow_nan=True) + "\n"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
     started = time.perf_counter()
-    if scheduler is None and any(job.backend == "cpu" for job in jobs):
+    if tasks and scheduler is None and any(job.backend == "cpu" for job in jobs):
         from abm.params import Params
         from abm.warmup import warm_up_cold_kernels
 
         warm_up_cold_kernels(Params.default())  # announced, once, before the workers would each compile
-    results = cohort.run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress)
-    return [_label(job, result) for job, result in zip(jobs, results, strict=True)], time.perf_counter() - started
+    new = cohort.run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress,
+                           on_result=None if path is None else keep)
+    results = {**{i: done[keys[i]] for i in range(len(jobs)) if keys[i] in done}, **dict(zip(todo, new, strict=True))}
+    return ([_label(job, results[i]) for i, job in enumerate(jobs)], time.perf_counter() - started)
 
 
 # -- statistics --------------------------------------------------------------------------------------------
@@ -409,17 +475,16 @@ def _cell(value: Any) -> Any:
 
 
 def result_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """CSV columns and rows: condition, replicate, seed, overridden parameters, then every scalar outcome."""
+    """CSV columns and rows: arm, patient_id, seed, overridden parameters, then every scalar outcome."""
     override_keys: list[str] = []
     outcome_keys: list[str] = []
     for r in results:
         override_keys += [k for k in r["overrides"] if k not in override_keys]
-        outcome_keys += [k for k in r if k not in outcome_keys and k not in ("condition", "replicate", "seed",
-                                                                           "overrides", "series")]
-    columns = ["condition", "replicate", "seed", *override_keys, *outcome_keys]
+        outcome_keys += [k for k in r if k not in outcome_keys and k not in (*RUN_KEYS, "overrides", "series")]
+    columns = [*RUN_KEYS, *override_keys, *outcome_keys]
     rows = []
     for r in results:
-        row = {"condition": r["condition"], "replicate": r["replicate"], "seed": r["seed"]}
+        row = {k: r[k] for k in RUN_KEYS}
         row.update({k: _cell(r["overrides"].get(k)) for k in override_keys})
         row.update({k: _cell(r.get(k)) for k in outcome_keys})
         rows.append(row)
@@ -435,7 +500,7 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Long-format time series: condition, replicate, seed, day, then each recorded observable."""
+    """Long-format time series: arm, patient_id, seed, day, then each recorded observable."""
     names: list[str] = []
     for r in results:
         names += [k for k in r["series"] if k != "day" and k not in names]
@@ -443,10 +508,10 @@ def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
     for r in results:
         s = r["series"]
         for i, day in enumerate(s.get("day", [])):
-            row = {"condition": r["condition"], "replicate": r["replicate"], "seed": r["seed"], "day": day}
+            row = {**{k: r[k] for k in RUN_KEYS}, "day": day}
             row.update({k: s[k][i] for k in names if k in s})
             rows.append(row)
-    return ["condition", "replicate", "seed", "day", *names], rows
+    return [*RUN_KEYS, "day", *names], rows
 
 
 def git_commit(root: Path = ROOT) -> str | None:
@@ -565,4 +630,5 @@ def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, re
         shutil.rmtree(staging, ignore_errors=True)
         raise
     folders.replace_folder(staging, out)  # if this fails, the complete results stay in the staging folder
+    partial_file(out).unlink(missing_ok=True)  # its runs are in the study's folder now
     return out

@@ -3,10 +3,9 @@
 Runs ``n`` virtual patients of the ELIANA-like cohort (:func:`abm.cohort.sample_patient`:
 weight, blast fraction, CD19 density, CD19-negative fraction, CAR-T fitness
 and dose vary) under four policies, each patient with the same profile and
-seed under every policy (paired), for 28 days, in a 200 x 200 window (the
-calibration window; ``--grid`` changes it): CRS and ICANS come from the body
-compartment, which sees the window only through its CD19+ count, and 160
-patient-runs at the default 400 x 400 window would take ~2 h on 2 cores:
+seed under every policy (a paired virtual trial, :mod:`experiments.sweep`),
+for 28 days, in the converged 200 x 200 window (``--grid`` changes it); each
+policy is compared with the label policy patient by patient:
 
 - label (the defaults, after the tisagenlecleucel label: tocilizumab at CRS
   grade 3, corticosteroids at CRS or ICANS grade 3);
@@ -31,17 +30,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from abm.cohort import sample_patient
-from abm.params import BY_KEY, Params
+from abm.params import BY_KEY
 from experiments import common, predictor, sweep
 
 NAME = "crs_management"
-DEFAULT_N = 40
-GRID = 200  # window side of the full-size study (see the module docstring)
 TOCI, STEROIDS = "therapy.tocilizumab_grade", "therapy.steroids_grade"
 POLICIES = (  # label, tocilizumab grade, steroids grade (0 = never)
     ("label", BY_KEY[TOCI].default, BY_KEY[STEROIDS].default),
@@ -72,11 +67,6 @@ def conditions(args) -> list[sweep.Condition]:
             for i, (label, toci, steroids) in enumerate(POLICIES)]
 
 
-def patient(args, replicate: int) -> dict[str, Any]:
-    """Virtual patient ``replicate`` of the cohort drawn with the base seed (the same under every policy)."""
-    return sample_patient(args.seed, replicate, Params.default())
-
-
 def setup(result: sweep.SweepResult) -> list[str]:
     args = result.args
     return [
@@ -91,7 +81,7 @@ def setup(result: sweep.SweepResult) -> list[str]:
         f"{', '.join(f'{d:g}' for d in feature_days(args.days))}, the label is severe CRS (`crs_max_grade >= 3` "
         "over the whole run). A logistic regression with an L2 penalty of "
         f"{PENALTY:g} on standardised coefficients (NumPy, `experiments.predictor`) is fitted on the first half "
-        "of the patients (replicates 0 to n/2 - 1) and scored on the held-out second half by ROC AUC (ties count "
+        "of the patients (patients 0 to n/2 - 1) and scored on the held-out second half by ROC AUC (ties count "
         "one half).",
     ]
 
@@ -123,12 +113,12 @@ def analyse(result: sweep.SweepResult) -> sweep.Analysis:
     """Fit the severe-CRS predictor on the label arm and score it on held-out patients."""
     f = common.fmt
     arm = result.conditions[0]
-    runs = sorted(result.runs(arm), key=lambda r: r["replicate"])
+    runs = sorted(result.runs(arm), key=lambda r: r["patient_id"])
     days = feature_days(result.args.days)
     names = feature_names(days)
     x = np.array([features(r, days) for r in runs], dtype=float)
     y = np.array([bool(r["crs_max_grade"] >= 3) for r in runs])
-    train = np.array([r["replicate"] < len(runs) // 2 for r in runs])
+    train = np.array([r["patient_id"] < len(runs) // 2 for r in runs])
     test = ~train
     early = sum(bool(np.max(np.asarray(r["series"]["crs_grade"])[np.asarray(r["series"]["day"]) <= days[-1]] >= 3))
                 for r in runs)
@@ -165,8 +155,8 @@ def analyse(result: sweep.SweepResult) -> sweep.Analysis:
     if model is not None:
         lines.append(f"| intercept | {f(model.intercept)} | |")
     table = common.csv_text(
-        ["replicate", "seed", "split", *names, "crs_max_grade", "severe_crs", "probability"],
-        [{"replicate": r["replicate"], "seed": r["seed"], "split": "train" if train[i] else "test",
+        ["patient_id", "seed", "split", *names, "crs_max_grade", "severe_crs", "probability"],
+        [{"patient_id": r["patient_id"], "seed": r["seed"], "split": "train" if train[i] else "test",
           **{n: x[i, j] for j, n in enumerate(names)}, "crs_max_grade": r["crs_max_grade"],
           "severe_crs": bool(y[i]), "probability": "" if math.isnan(prob[i]) else prob[i]}
          for i, r in enumerate(runs)])
@@ -217,8 +207,8 @@ def finding(result: sweep.SweepResult) -> list[str]:
 
 SWEEP = sweep.Sweep(
     name=NAME, title="CRS management", description=__doc__, question=QUESTION, conditions=conditions,
-    outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="policy", default_n=DEFAULT_N,
-    smoke_n=6, grid=GRID, patient=patient, analyse=analyse,
+    outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="policy",
+    smoke_n=6, analyse=analyse,
     series=(*common.DEFAULT_SERIES, "serum_il6_pg_ml", "crs_grade", "icans_grade", "tocilizumab_doses",
             "steroids_on"),
     provenance=lambda result: {"policies": [{"label": label, TOCI: toci, STEROIDS: steroids}

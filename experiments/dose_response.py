@@ -1,9 +1,11 @@
 """Dose response: CAR-T dose from 0.1 to 10 x 10^6 cells/kg against response, toxicity and kinetics.
 
-Runs the default patient and product with ``product.dose_per_kg`` at each
-dose of the grid (default 1e5, 3e5, 1e6, 3e6, 1e7 cells/kg; the default
-product is 3e6/kg), ``n`` seeds each, the same seeds at every dose (paired),
-for 28 days, and reports per dose: CR and MRD-negative rates at day 28, the
+Sets ``product.dose_per_kg`` at each dose of the grid (default 1e5, 3e5,
+1e6, 3e6, 1e7 cells/kg; the default product is 3e6/kg) for otherwise sampled
+virtual patients: a paired virtual trial (:mod:`experiments.sweep`), ``n``
+patients of the cohort (default 40), each at every dose with the same profile
+and seed, for 28 days in the converged 200 x 200 window, each dose compared
+with 3e6/kg patient by patient. Reports per dose: CR and MRD-negative rates at day 28, the
 day-28 MRD, severe CRS (grade >= 3), ICANS (any, grade >= 3), the blood CAR-T
 peak and its day, CAR-T persistence, B-cell aplasia and relapse.
 
@@ -13,6 +15,7 @@ Run ``python -m experiments.dose_response`` (full study; see ``--help``), or
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +23,6 @@ from abm.params import BY_KEY
 from experiments import common, sweep
 
 NAME = "dose_response"
-DEFAULT_N = 3
 DOSES = (1e5, 3e5, 1e6, 3e6, 1e7)
 SMOKE_DOSES = (3e5, 3e6)
 SMOKE_GRID = 32
@@ -51,7 +53,7 @@ def conditions(args) -> list[sweep.Condition]:
 
 def setup(result: sweep.SweepResult) -> list[str]:
     doses = [c.x for c in result.conditions]
-    return [f"The default patient and product, with `product.dose_per_kg` set to each dose of the grid "
+    return [f"{sweep.patients(result)}, with `product.dose_per_kg` set to each dose of the grid "
             f"{', '.join(f'{d:.1e}' for d in doses)} cells/kg. The default product dose is "
             f"{BY_KEY['product.dose_per_kg'].default:g}/kg (tisagenlecleucel label 0.2-5.0e6/kg for <= 50 kg)."]
 
@@ -88,7 +90,8 @@ def finding(result: sweep.SweepResult) -> list[str]:
 
 SWEEP = sweep.Sweep(
     name=NAME, title="Dose response", description=__doc__, question=QUESTION, conditions=conditions,
-    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="dose [cells/kg]", x_log=True, default_n=DEFAULT_N,
+    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="dose [cells/kg]", x_log=True,
+    reference=lambda conds: min(conds, key=lambda c: abs(math.log(c.x / BY_KEY["product.dose_per_kg"].default))),
     smoke_grid=SMOKE_GRID, smoke_days=SMOKE_DAYS, options=options,
     provenance=lambda result: {"doses_per_kg": [c.x for c in result.conditions]},
 )

@@ -1,8 +1,10 @@
 """Fractionation: one infusion vs the same dose split over days 0-2 (10/30/60 %) or over days 0 and 9 (50/50).
 
-Runs the default patient and product (the default dose in all) under three
-infusion schedules (``schedule.days`` / ``schedule.fractions``), ``n`` seeds
-each, the same seeds in every schedule (paired), for 28 days. The split
+Runs a paired virtual trial (:mod:`experiments.sweep`: ``n`` virtual patients
+of the cohort, default 40, each under every schedule with the same profile,
+dose and seed) under three infusion schedules (``schedule.days`` /
+``schedule.fractions``), for 28 days in the converged 200 x 200 window, each
+split schedule against the single infusion patient by patient. The split
 schedules hold (skip) a later fraction when CRS has begun by its day
 (``schedule.hold_crs_grade`` = 1, as in Frey 2020's fractionated dosing).
 Reports severe CRS, the CRS maximum grade and onset, ICANS, CR and MRD at day
@@ -22,7 +24,6 @@ from abm.params import BY_KEY
 from experiments import common, sweep
 
 NAME = "fractionation"
-DEFAULT_N = 10
 SCHEDULES = (  # label, days, fractions
     ("single d0", [0.0], [1.0]),
     ("10/30/60 % d0-2", [0.0, 1.0, 2.0], [0.1, 0.3, 0.6]),
@@ -39,11 +40,13 @@ HOLD_GRADE = 1
 
 
 def dose_given(run: sweep.Run) -> float | None:
-    """Fraction of the planned dose (``product.dose_per_kg`` x weight) infused by the end of the run."""
+    """Fraction of the planned dose (the run's ``product.dose_per_kg`` x weight) infused by the end of the run."""
     infused = sweep.series_final(run, "cart_infused_cells")
     if infused is None:
         return None
-    planned = BY_KEY["product.dose_per_kg"].default * BY_KEY["patient.weight_kg"].default
+    overrides = run.get("overrides", {})
+    planned = (overrides.get("product.dose_per_kg", BY_KEY["product.dose_per_kg"].default)
+               * overrides.get("patient.weight_kg", BY_KEY["patient.weight_kg"].default))
     return float(infused) / planned
 
 
@@ -92,7 +95,7 @@ def finding(result: sweep.SweepResult) -> list[str]:
 
 SWEEP = sweep.Sweep(
     name=NAME, title="Fractionation", description=__doc__, question=QUESTION, conditions=conditions,
-    outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="schedule", default_n=DEFAULT_N,
+    outcomes=OUTCOMES, setup=setup, finding=finding, categorical=True, x_label="schedule",
     series=(*common.DEFAULT_SERIES, "crs_grade", "icans_grade", "serum_il6_pg_ml", "cart_infused_cells"),
 )
 

@@ -1,12 +1,14 @@
 """Niche protection: how strongly stromal niches shelter blasts from CAR-T killing, against residual disease.
 
-Runs the default patient and product with ``niche.kill_protection`` (the
-fractional reduction of attach and kill hazards for targets next to a stromal
-niche cell) at each value of the grid (default 0, 0.25, 0.5, 0.75, 1; the
-default is 0.5), ``n`` seeds each, the same seeds at every level (paired), for
-84 days (12 weeks, so that regrowth after remission has time to show), and
-reports MRD and the window's residual blasts at day 28, CR and MRD-negativity
-at day 28, relapse after CR and the blast fraction at the end of the run.
+Runs a paired virtual trial (:mod:`experiments.sweep`: ``n`` virtual patients
+of the cohort, default 40, each at every level with the same profile and seed)
+with ``niche.kill_protection`` (the fractional reduction of attach and kill
+hazards for targets next to a stromal niche cell) at each value of the grid
+(default 0, 0.25, 0.5, 0.75, 1; the default is 0.5, and each level is compared
+with it patient by patient), for 84 days (12 weeks, so that regrowth after
+remission has time to show), and reports MRD and the window's residual blasts
+at day 28, CR and MRD-negativity at day 28, relapse after CR and the blast
+fraction at the end of the run.
 
 Run ``python -m experiments.niche_protection`` (full study; see ``--help``),
 or ``--smoke`` for a seconds-long check of the machinery.
@@ -17,10 +19,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from abm.params import BY_KEY
 from experiments import common, sweep
 
 NAME = "niche_protection"
-DEFAULT_N = 6
 DAYS = 84.0
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SMOKE_LEVELS = (0.0, 1.0)
@@ -53,7 +55,7 @@ def conditions(args) -> list[sweep.Condition]:
 
 
 def setup(result: sweep.SweepResult) -> list[str]:
-    return ["The default patient and product, with `niche.kill_protection` set to each value of the grid "
+    return [f"{sweep.patients(result)}, with `niche.kill_protection` set to each value of the grid "
             f"{', '.join(f'{c.x:g}' for c in result.conditions)} (0: niches give no protection; 1: a target next to "
             f"a stromal niche cell cannot be attached or killed), run for {common.fmt(result.args.days)} days so "
             "that relapse after remission has time to show; residual disease is read at day 28."]
@@ -78,7 +80,8 @@ def finding(result: sweep.SweepResult) -> list[str]:
 
 SWEEP = sweep.Sweep(
     name=NAME, title="Niche protection", description=__doc__, question=QUESTION, conditions=conditions,
-    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="niche.kill_protection", default_n=DEFAULT_N,
+    outcomes=OUTCOMES, setup=setup, finding=finding, x_label="niche.kill_protection",
+    reference=lambda conds: min(conds, key=lambda c: abs(c.x - BY_KEY["niche.kill_protection"].default)),
     days=DAYS, options=options, time_course=("blast_fraction", "marrow blast fraction"),
     provenance=lambda result: {"kill_protection": [c.x for c in result.conditions]},
 )

@@ -1,8 +1,8 @@
-"""Parameter sweeps: conditions x replicates on paired seeds, declared rather than coded.
+"""Paired virtual trials: arms x the same virtual patients, declared rather than coded.
 
-Most experiments ask how outcomes change across a few *conditions* (a dose, a
-schedule, a binder, a policy). A sweep experiment declares only what is
-particular to it, in a :class:`Sweep`:
+Most experiments ask how outcomes change across a few *arms* (conditions: a
+dose, a schedule, a binder, a policy). A sweep experiment declares only what
+is particular to it, in a :class:`Sweep`:
 
 - its question and a generator of its setup paragraph;
 - its conditions (:class:`Condition`: a label, parameter overrides, the
@@ -12,31 +12,52 @@ particular to it, in a :class:`Sweep`:
   series, and whether it is a proportion); the usual ones are defined here
   (:data:`CR`, :data:`SEVERE_CRS`, :data:`BLOOD_PEAK`, ...);
 - a finding generator: one or two sentences built from the numbers;
-- optionally its own options, per-replicate overrides (a virtual patient per
-  replicate), notes, and an :class:`Analysis` that adds tables, README
-  sections and figure panels (a predictor, for instance).
+- its reference arm (:attr:`Sweep.reference`; default the first), against
+  which every other arm is compared patient by patient;
+- optionally its own options, notes, and an :class:`Analysis` that adds
+  tables, README sections and figure panels (a predictor, for instance).
+
+Designs (``--design``)
+    ``cohort`` (the default): patient ``r`` of every arm is virtual patient
+    ``r`` of the ELIANA-like cohort drawn with ``--seed``
+    (:func:`abm.cohort.sample_patient`: weight, marrow burden, CD19 density,
+    CD19-negative fraction, T-cell fitness, dose, host cytokine response,
+    division destiny) and runs with that patient's seed
+    (:func:`abm.cohort.patient_seed`): the same patients and random numbers in
+    every arm (common random numbers). The profile is drawn on the arm's
+    parameters, so a per-patient factor (T-cell fitness, host cytokine
+    response) scales the arm's value, and a key the arm sets (the dose of a
+    dose arm, the burden of a burden arm) replaces the patient's value: a
+    covariate study sets that covariate on otherwise sampled patients.
+    ``replicate``: one default patient with ``--n`` lattice seeds
+    (``seed_for(base, r)``); its intervals measure lattice noise, not a
+    difference between patients, and its README says so.
 
 :func:`run` does the rest, with the shared machinery of :mod:`experiments.common`:
 
 1. the command line of :func:`experiments.common.make_parser` plus the sweep's
    options (bad input raises :class:`~abm.errors.ParamError`: exit status 2,
    nothing written; every run's parameters are validated before any run);
-2. the jobs: every condition x replicate; replicate ``r`` of *every* condition
-   runs with seed ``seed_for(base, r)`` (paired design) and, when the sweep
-   draws patients, with the same patient; ``--smoke`` adds ``grid.size`` =
+2. the jobs: every arm x patient (above); ``--smoke`` adds ``grid.size`` =
    :attr:`Sweep.smoke_grid` to every run, a full run :attr:`Sweep.grid`
-   (when set) and ``--grid`` overrides both;
-3. per outcome and condition a proportion with its Wilson 95 % interval or a
-   mean with its Student-t 95 % interval (:func:`estimates`);
+   (default :data:`COHORT_GRID`, the converged window) and ``--grid``
+   overrides both; finished runs are kept beside ``--out``, so a stopped
+   study resumes (:func:`experiments.common.run_all`);
+3. per outcome and arm a proportion with its Wilson 95 % interval or a mean
+   with its Student-t 95 % interval (:func:`estimates`), and per outcome and
+   arm other than the reference the paired difference against the reference
+   with its bootstrap 95 % interval, plus the exact McNemar p of a yes/no
+   outcome (:func:`paired_estimates`, :mod:`abm.paired`);
 4. the outputs of :func:`experiments.common.write_results`: ``results.csv``,
-   ``timeseries.csv.gz``, ``<name>.csv`` (the result table in long form: outcome,
-   the condition's coordinates, n, mean, lo, hi, interval), any tables of the
-   analysis, ``figure.png`` (one panel per outcome against the condition, the
-   seeds as points and the estimate with its interval, plus a time course),
+   ``timeseries.csv.gz``, ``<name>.csv`` (the result table in long form:
+   outcome, the condition's coordinates, n, mean, lo, hi, interval),
+   ``paired.csv`` (the paired differences), any tables of the analysis,
+   ``figure.png`` (one panel per outcome against the condition, the patients
+   as points and the estimate with its interval, plus a time course),
    ``provenance.json`` and the generated ``README.md``: question, setup, the
    conditions and their overrides, outcome definitions, the result table, the
-   finding, notes, figure, files, wall time and provenance. No number in it is
-   typed by hand.
+   paired differences and which arms differ, the finding, notes, figure,
+   files, wall time and provenance. No number in it is typed by hand.
 
 A sweep module is then short::
 
@@ -63,6 +84,8 @@ from typing import Any
 
 import numpy as np
 
+from abm import paired
+from abm.cohort import patient_seed, sample_patient
 from abm.errors import ParamError
 from abm.outcomes import CART_DETECTION_PER_UL, MRD_THRESHOLD, RESPONSE_DAY
 from abm.params import BY_KEY, Params
@@ -71,6 +94,11 @@ from experiments import common
 
 Run = Mapping[str, Any]  # one run's result: summary keys, overrides, series (see common.run_condition)
 Getter = Callable[[Run], Any]
+DESIGNS = ("cohort", "replicate")
+COHORT_N = 40  # patients per arm of a full study: a rate near 0.5 then has a Wilson interval of about +-0.15
+# window side of full-size runs: experiments/results/window_convergence (200 agrees with 400 and 800 on all 11
+# outcomes), the side of the calibration report
+COHORT_GRID = 200
 
 
 # -- outcomes ----------------------------------------------------------------------------------------------
@@ -186,21 +214,29 @@ class Sweep:
     x_label: str = "condition"
     x_log: bool = False
     categorical: bool = False  # conditions side by side (x = their index), not on a numeric axis
-    default_n: int = 3
+    default_n: int = COHORT_N
     days: float = 28.0
     workers: int = 2
     smoke_n: int = 2
     smoke_days: float = 1.0
     smoke_grid: int = 32
-    grid: int | None = None  # window side of full-size runs (None: the default grid.size); --grid overrides
+    grid: int | None = COHORT_GRID  # window side of full-size runs (None: the default grid.size); --grid overrides
     series: tuple[str, ...] = common.DEFAULT_SERIES
     time_course: tuple[str, str] = ("blood_cart_per_ul", "blood CAR-T [cells/uL]")  # observable, panel title
     options: Callable[[argparse.ArgumentParser], None] | None = None
-    patient: Callable[[argparse.Namespace, int], Mapping[str, Any]] | None = None  # per-replicate overrides
+    reference: Callable[[Sequence[Condition]], Condition] | None = None  # default: the first condition
     notes: Callable[[SweepResult], Sequence[str]] | None = None  # default: standard_notes
     analyse: Callable[[SweepResult], Analysis] | None = None
     provenance: Callable[[SweepResult], Mapping[str, Any]] | None = None
     figure_note: str = ""
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One arm against the reference on one outcome: the paired difference and, for a yes/no outcome, McNemar."""
+
+    difference: paired.Difference
+    mcnemar: paired.McNemar | None = None
 
 
 @dataclass
@@ -213,11 +249,13 @@ class SweepResult:
     results: list[dict[str, Any]]
     wall_s: float
     est: dict[str, dict[str, common.Estimate]]  # outcome key -> condition label -> estimate
+    reference: Condition | None = None
+    paired: dict[str, dict[str, Paired]] = field(default_factory=dict)  # outcome -> other arm -> comparison
     analysis: Analysis = field(default_factory=Analysis)
 
     def runs(self, condition: Condition | str) -> list[dict[str, Any]]:
         label = condition if isinstance(condition, str) else condition.label
-        return [r for r in self.results if r["condition"] == label]
+        return [r for r in self.results if r["arm"] == label]
 
     def __getitem__(self, key: tuple[str, Condition | str]) -> common.Estimate:
         """``result["cr_day28", condition]``: the estimate of an outcome in a condition."""
@@ -257,29 +295,37 @@ def build_parser(spec: Sweep) -> argparse.ArgumentParser:
     default = f"{spec.grid}" if spec.grid else f"the default grid.size, {BY_KEY['grid.size'].default}"
     parser.add_argument("--grid", type=int, default=None,
                         help=f"window side of every run (default {default}; --smoke: {spec.smoke_grid})")
+    parser.add_argument("--design", choices=DESIGNS, default="cohort",
+                        help="cohort (default): patient r of every arm is virtual patient r of the cohort drawn "
+                             "with --seed, with its own seed; replicate: one default patient with --n lattice "
+                             "seeds (lattice noise only)")
     if spec.options is not None:
         spec.options(parser)
     return parser
 
 
 def jobs_for(spec: Sweep, args: argparse.Namespace, conditions: Sequence[Condition]) -> list[common.Job]:
-    """Every (condition, replicate) run, validated; replicate r has the same seed (and patient) everywhere."""
+    """Every (arm, patient) run, validated; patient r has the same profile and seed in every arm (see Designs)."""
     labels = [c.label for c in conditions]
     if not labels or len(set(labels)) != len(labels):
         raise ParamError(f"conditions {labels}: expected at least one condition and distinct labels")
     base = Params.default()
+    grid = args.grid or (spec.smoke_grid if args.smoke else spec.grid)
     jobs = []
     for c in conditions:
+        arm = base.replace(dict(c.overrides))  # a patient's factors scale the arm's values
         for r in range(args.n):
             overrides = dict(c.overrides)
-            for key, value in (spec.patient(args, r) if spec.patient is not None else {}).items():
-                overrides.setdefault(key, value)
-            grid = args.grid or (spec.smoke_grid if args.smoke else spec.grid)
+            if args.design == "cohort":
+                for key, value in sample_patient(args.seed, r, arm).items():
+                    overrides.setdefault(key, value)  # what the arm sets replaces the patient's value
+                seed = patient_seed(args.seed, r)
+            else:
+                seed = common.seed_for(args.seed, r)
             if grid:
                 overrides["grid.size"] = grid
             base.replace({**overrides, "time.days": float(args.days)})  # bad values exit 2 before any run
-            jobs.append(common.Job(c.label, overrides, r, common.seed_for(args.seed, r), args.days,
-                                   series=spec.series))
+            jobs.append(common.Job(c.label, overrides, r, seed, args.days, series=spec.series))
     return jobs
 
 
@@ -290,11 +336,43 @@ def estimates(outcomes: Sequence[Outcome], conditions: Sequence[Condition],
     for o in outcomes:
         out[o.key] = {}
         for c in conditions:
-            values = [o.get(r) for r in results if r["condition"] == c.label]
+            values = [o.get(r) for r in results if r["arm"] == c.label]
             if o.proportion:
                 out[o.key][c.label] = common.proportion_interval(values)
             else:
                 out[o.key][c.label] = common.mean_interval(float(v) for v in values if v is not None)
+    return out
+
+
+def reference_of(spec: Sweep, conditions: Sequence[Condition]) -> Condition:
+    return conditions[0] if spec.reference is None else spec.reference(conditions)
+
+
+def outcome_values(o: Outcome, runs: Mapping[int, Run], patients: Sequence[int]) -> list[float | None]:
+    """``o`` for each patient (1/0 for a yes/no outcome; None where it is not defined)."""
+    values = []
+    for p in patients:
+        v = o.get(runs[p])
+        values.append(None if v is None or (isinstance(v, float) and math.isnan(v))
+                      else float(bool(v)) if o.proportion else float(v))
+    return values
+
+
+def paired_estimates(outcomes: Sequence[Outcome], conditions: Sequence[Condition], reference: Condition,
+                     results: Sequence[Run]) -> dict[str, dict[str, Paired]]:
+    """Per outcome and arm other than ``reference``: the paired comparison over the patients both arms ran."""
+    by_arm = {c.label: {r["patient_id"]: r for r in results if r["arm"] == c.label} for c in conditions}
+    out: dict[str, dict[str, Paired]] = {}
+    for o in outcomes:
+        out[o.key] = {}
+        for c in conditions:
+            if c.label == reference.label:
+                continue
+            patients = sorted(set(by_arm[reference.label]) & set(by_arm[c.label]))
+            a = outcome_values(o, by_arm[reference.label], patients)
+            b = outcome_values(o, by_arm[c.label], patients)
+            out[o.key][c.label] = Paired(paired.paired_difference(a, b),
+                                         paired.mcnemar(a, b) if o.proportion else None)
     return out
 
 
@@ -303,20 +381,27 @@ def run(spec: Sweep, argv: Sequence[str] | None = None) -> int:
     args = common.parse_args(build_parser(spec), argv, smoke_n=spec.smoke_n, smoke_days=spec.smoke_days)
     conditions = tuple(spec.conditions(args))
     jobs = jobs_for(spec, args, conditions)
-    print(f"{spec.name}: {len(jobs)} runs ({len(conditions)} conditions x {args.n} seeds, {args.days:g} days) on "
+    unit = "patients" if args.design == "cohort" else "seeds of one patient"
+    print(f"{spec.name}: {len(jobs)} runs ({len(conditions)} arms x {args.n} {unit}, {args.days:g} days) on "
           f"{args.workers} worker(s) -> {args.out}", file=sys.stderr)
-    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler)
-    result = SweepResult(spec, args, conditions, results, wall, estimates(spec.outcomes, conditions, results))
+    results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler,
+                                   resume=args.out)
+    reference = reference_of(spec, conditions)
+    result = SweepResult(spec, args, conditions, results, wall, estimates(spec.outcomes, conditions, results),
+                         reference, paired_estimates(spec.outcomes, conditions, reference, results))
     if spec.analyse is not None:
         result.analysis = spec.analyse(result)
     prov = common.provenance(args, results, wall, argv)
     prov["conditions"] = [{"label": c.label, "overrides": dict(c.overrides)} for c in conditions]
+    prov["design"] = args.design
+    prov["reference_arm"] = reference.label
     if spec.provenance is not None:
         prov.update(spec.provenance(result))
     prov.update(result.analysis.provenance)
     common.write_results(args.out, results, figure=make_figure(result), readme=readme_text(result, prov),
                          provenance=prov,
-                         extra_csv={f"{spec.name}.csv": table_csv(result), **result.analysis.tables})
+                         extra_csv={f"{spec.name}.csv": table_csv(result), "paired.csv": paired_csv(result),
+                                    **result.analysis.tables})
     print(f"{spec.name}: wrote {args.out} ({wall:.0f} s)", file=sys.stderr)
     return 0
 
@@ -334,6 +419,60 @@ def table_csv(result: SweepResult) -> str:
             rows.append({"outcome": o.key, **{k: c.coords.get(k, "") for k in coords}, "n": e.n, "mean": e.mean,
                          "lo": e.lo, "hi": e.hi, "interval": e.method})
     return common.csv_text(["outcome", *coords, "n", "mean", "lo", "hi", "interval"], rows)
+
+
+def paired_csv(result: SweepResult) -> str:
+    """The paired differences in long form: outcome, arm, reference, pairs, both means, difference and interval."""
+    columns = ["outcome", "arm", "reference", "pairs", "reference_mean", "arm_mean", "difference", "lo", "hi",
+               "detected", "reference_only", "arm_only", "mcnemar_p"]
+    rows = []
+    for o in result.sweep.outcomes:
+        for arm, cmp in result.paired.get(o.key, {}).items():
+            d, m = cmp.difference, cmp.mcnemar
+            rows.append({"outcome": o.key, "arm": arm, "reference": result.reference.label, "pairs": d.pairs,
+                         "reference_mean": d.reference_mean, "arm_mean": d.other_mean, "difference": d.difference,
+                         "lo": d.low, "hi": d.high, "detected": d.detected,
+                         "reference_only": "" if m is None else m.reference_only,
+                         "arm_only": "" if m is None else m.other_only, "mcnemar_p": "" if m is None else m.p})
+    return common.csv_text(columns, rows)
+
+
+def paired_cell(cmp: Paired, proportion: bool) -> str:
+    """``d [lo, hi]`` (bold when the interval excludes 0); a yes/no outcome adds its discordant pairs and p."""
+    d, m = cmp.difference, cmp.mcnemar
+    if d.pairs == 0:
+        return "- (0 pairs)"
+    text = f"{common.fmt(d.difference)} [{common.fmt(d.low)}, {common.fmt(d.high)}]"
+    if d.detected:
+        text = f"**{text}**"
+    if proportion and m is not None:
+        text += f" ({m.reference_only}/{m.other_only}, p {common.fmt(m.p, 2)})"
+    return text
+
+
+def differences_sentences(result: SweepResult) -> list[str]:
+    """Which arms differ from the reference, and on what; the count of intervals that exclude 0."""
+    spec, ref = result.sweep, result.reference
+    others = [c for c in result.conditions if c.label != ref.label]
+    if not others:
+        return []
+    total = sum(1 for o in spec.outcomes for c in others if result.paired[o.key][c.label].difference.pairs)
+    found = 0
+    lines = []
+    for c in others:
+        hits = [(o, result.paired[o.key][c.label].difference) for o in spec.outcomes
+                if result.paired[o.key][c.label].difference.detected]
+        found += len(hits)
+        if hits:
+            what = "; ".join(f"`{o.key}` {'+' if d.difference > 0 else ''}{common.fmt(d.difference)} "
+                             f"[{common.fmt(d.low)}, {common.fmt(d.high)}]" for o, d in hits)
+            lines.append(f"**{c.label}** differs from {ref.label} in {what}.")
+        else:
+            lines.append(f"**{c.label}**: no difference from {ref.label} detected on any outcome.")
+    lines.append(f"{found} of {total} paired intervals exclude 0; with no real difference anywhere about "
+                 f"{common.fmt(total / 20, 2)} would by chance alone (95 % intervals, not corrected for the number "
+                 "of comparisons).")
+    return lines
 
 
 def count(e: common.Estimate) -> str:
@@ -384,11 +523,30 @@ def paragraphs(items: Sequence[str]) -> list[str]:
     return out
 
 
+def patients(result: SweepResult) -> str:
+    """How a setup paragraph names who was treated: the cohort's patients, or the default patient."""
+    if result.args.design == "cohort":
+        return (f"The {result.args.n} virtual patients of the cohort (each with its own profile, in `results.csv`, "
+                "and the default product)")
+    return "The default patient and product"
+
+
+def _unit(args: argparse.Namespace) -> str:
+    return "patient" if args.design == "cohort" else "seed"
+
+
 def seeds_sentence(result: SweepResult) -> str:
     args = result.args
-    patients = " and the same virtual patients" if result.sweep.patient is not None else ""
-    return (f"{args.n} seeds per condition, the same seeds{patients} in every condition (paired; replicate r uses "
-            f"seed {args.seed} x 1000 + r).")
+    if args.design == "cohort":
+        return (f"a paired virtual trial: {args.n} virtual patients of the ELIANA-like cohort of "
+                f"`abm.cohort.sample_patient` (cohort seed {args.seed}), each run in every arm with the same "
+                "profile and the same seed (`abm.cohort.patient_seed`, common random numbers); an arm's "
+                "overrides replace a profile value they set, and a patient's factors (T-cell fitness, host "
+                "cytokine response, division destiny) scale the arm's values. `arm` and `patient_id` in "
+                "`results.csv` pair the rows.")
+    return (f"**one default patient, {args.n} lattice seeds per arm** (`--design replicate`; replicate r uses seed "
+            f"{args.seed} x 1000 + r, the same in every arm): the intervals measure lattice noise, not the spread "
+            "between patients, so they say nothing about how often an arm helps a patient.")
 
 
 # -- notes ------------------------------------------------------------------------------------------------------
@@ -423,7 +581,8 @@ def standard_notes(result: SweepResult) -> list[str]:
                 crossing = r.get("cr_day28") and (r.get("relapse_day") or 0.0) < RESPONSE_DAY
                 back = (" (back below 5 % by day 28: the blast fraction hovers near the CR threshold, so this is "
                         "a threshold crossing rather than a clinical relapse)" if crossing else "")
-                out.append(f"- Relapse in {r['condition']} seed {r['seed']}: CR on day {f(r.get('cr_day'))}, "
+                out.append(f"- Relapse in {r['arm']}, patient {r['patient_id']} (seed {r['seed']}): CR on day "
+                           f"{f(r.get('cr_day'))}, "
                            f"blast fraction >= 5 % again on day {f(r.get('relapse_day'))}, "
                            f"{f(r.get('mrd_day28'))} at day 28{back}.")
     if keys & {"mrd_day28", "mrd_negative_day28"}:
@@ -459,12 +618,15 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         "",
     ]
     if args.smoke:
-        lines += [f"**Smoke run**: a {spec.smoke_grid} x {spec.smoke_grid} window, {len(conds)} conditions, "
-                  f"{args.n} seeds, {f(args.days)} day(s), to check the machinery. These numbers are not a result.",
-                  ""]
+        lines += [f"**Smoke run**: a {spec.smoke_grid} x {spec.smoke_grid} window, {len(conds)} arms, "
+                  f"{args.n} patients, {f(args.days)} day(s), to check the machinery. These numbers are not a "
+                  "result.", ""]
     if not args.smoke and args.n < spec.default_n:
-        lines += [f"**Reduced study**: {args.n} seeds per condition instead of {spec.default_n} (to fit the time "
+        lines += [f"**Reduced study**: {args.n} patients per arm instead of {spec.default_n} (to fit the time "
                   "available); the intervals are correspondingly wide.", ""]
+    if args.design == "replicate":
+        lines += ["**Replicate design**: one default patient with several lattice seeds, not a cohort; the "
+                  "intervals below are lattice noise and no difference between arms is a clinical effect.", ""]
     grid = result.results[0].get("grid_size")
     lines += ["## Question", "", spec.question, "", "## Setup", ""]
     lines += paragraphs(spec.setup(result))
@@ -473,7 +635,7 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
     for c in conds:
         text = ", ".join(f"`{k}` = {_override_text(v)}" for k, v in c.overrides.items()) or "(defaults)"
         lines.append(f"| {c.label} | {text} |")
-    profile = (" and the virtual patient's profile (its columns in `results.csv`)" if spec.patient is not None
+    profile = (" and the virtual patient's profile (its columns in `results.csv`)" if args.design == "cohort"
                else "")
     lines += [
         "",
@@ -485,9 +647,12 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         + ". Summary keys come from `abm.outcomes.summarize` (CRS and ICANS grades are the ASTCT surrogates of "
         "`abm.body`); derived ones are defined by their label.",
         "",
-        "Intervals: proportions are `k/n = p [lo, hi]` with 95 % Wilson score intervals; means are "
-        "`mean [lo, hi]` with 95 % Student-t intervals over seeds (no interval with a single value). The "
-        "design is paired, but the intervals here are per condition, not of paired differences.",
+        "Intervals: per arm, proportions are `k/n = p [lo, hi]` with 95 % Wilson score intervals and means "
+        "`mean [lo, hi]` with 95 % Student-t intervals over patients (no interval with a single value). Between "
+        f"arms, each arm is compared with the reference arm ({result.reference.label}) patient by patient: the mean "
+        "paired difference (arm - reference; for a yes/no outcome the difference of rates) with its 95 % "
+        "percentile-bootstrap interval, and for a yes/no outcome the discordant pairs (yes only in the reference "
+        "/ yes only in the arm) with the exact McNemar p (`abm.paired`).",
         "",
         "## Result",
         "",
@@ -504,6 +669,16 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     cpu = [f(float(np.mean([r["cpu_s"] for r in result.runs(c)]))) for c in conds]
     lines.append("| CPU s per run (mean, 1 thread) | " + " | ".join(cpu) + " |")
+    others = [c for c in conds if c.label != result.reference.label]
+    if others:
+        lines += ["", f"## Paired differences against {result.reference.label}", "",
+                  "Arm - reference over the patients defined in both; **bold**: the 95 % interval excludes 0; a "
+                  "yes/no outcome adds (yes only in the reference / yes only in the arm, exact McNemar p).", "",
+                  "| outcome | " + " | ".join(c.label for c in others) + " |", "|" + "---|" * (len(others) + 1)]
+        for o in spec.outcomes:
+            lines.append(f"| `{o.key}` | " + " | ".join(paired_cell(result.paired[o.key][c.label], o.proportion)
+                                                     for c in others) + " |")
+        lines += ["", *differences_sentences(result)]
     lines += ["", "## Finding", "", " ".join(spec.finding(result)), ""]
     if result.analysis.sections:
         lines += [*result.analysis.sections, ""]
@@ -517,18 +692,20 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         "",
         f"![{spec.title.lower()}](figure.png)",
         "",
-        f"Each outcome per condition, {x_text} (points: one per seed, proportions as 0/1 with jitter; "
+        f"Each outcome per arm, {x_text} (points: one per {_unit(args)}, proportions as 0/1 with jitter; "
         f"{'black' if len(_groups(conds)) == 1 else 'large markers'}: mean or proportion with its 95 % interval), "
-        f"and the {spec.time_course[1]} time course per condition (thin: seeds; thick: mean).{groups}"
+        f"and the {spec.time_course[1]} time course per arm (thin: one per {_unit(args)}; thick: mean).{groups}"
         + (f" {spec.figure_note}" if spec.figure_note else ""),
         "",
         "## Files",
         "",
-        "- `results.csv`: one row per run (condition, replicate, seed, the overridden parameters and every "
-        "scalar of `summary.json`);",
+        "- `results.csv`: one row per run (`arm`, `patient_id`, `seed`, the overridden parameters and every "
+        "scalar of `summary.json`); `arm` and `patient_id` pair the rows of two arms;",
         "- `timeseries.csv.gz`: one row per run and observation (6 h): " + ", ".join(f"`{s}`" for s in spec.series)
         + ";",
         f"- `{spec.name}.csv`: the table above in long form (outcome, condition coordinates, n, mean, interval);",
+        "- `paired.csv`: the paired differences against the reference arm (outcome, arm, pairs, both means, "
+        "difference and interval, discordant pairs, McNemar p);",
         *result.analysis.files,
         "- `provenance.json`, `figure.png`.",
         "",
@@ -668,7 +845,8 @@ def make_figure(result: SweepResult):
         draw(ax)
     for ax in axes[panels:]:
         ax.set_visible(False)
-    fig.suptitle(f"{spec.title}, {result.args.days:g} days (points: seeds; mean or proportion with 95 % CI)",
+    fig.suptitle(f"{spec.title}, {result.args.days:g} days (points: {_unit(result.args)}s; mean or proportion "
+                 "with 95 % CI)",
                  fontsize=11)
     fig.tight_layout()
     return fig

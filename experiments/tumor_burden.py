@@ -1,10 +1,12 @@
 """Tumour burden: the pre-infusion marrow blast fraction against response, toxicity and expansion.
 
-Runs the default patient and product with ``patient.marrow_blast_fraction`` at
-each value of the grid (default 0.05, 0.25, 0.5, 0.75, 0.95; the default
-patient has 0.68), ``n`` seeds each, the same seeds at every burden (paired),
-for 28 days, and reports CR, MRD-negativity and MRD at day 28, severe CRS,
-ICANS and the blood CAR-T peak and its day.
+Sets ``patient.marrow_blast_fraction`` at each value of the grid (default
+0.05, 0.25, 0.5, 0.75, 0.95) on otherwise sampled virtual patients: a paired
+virtual trial (:mod:`experiments.sweep`), ``n`` patients of the cohort
+(default 40), each at every burden with the same profile and seed, for 28
+days in the converged 200 x 200 window, and reports CR, MRD-negativity and MRD at day 28, severe CRS,
+ICANS and the blood CAR-T peak and its day, each burden against 5 % patient
+by patient.
 
 Run ``python -m experiments.tumor_burden`` (full study; see ``--help``), or
 ``--smoke`` for a seconds-long check of the machinery.
@@ -18,7 +20,6 @@ from collections.abc import Sequence
 from experiments import common, sweep
 
 NAME = "tumor_burden"
-DEFAULT_N = 6
 BURDENS = (0.05, 0.25, 0.5, 0.75, 0.95)
 SMOKE_BURDENS = (0.05, 0.75)
 QUESTION = (
@@ -43,7 +44,7 @@ def conditions(args) -> list[sweep.Condition]:
 
 
 def setup(result: sweep.SweepResult) -> list[str]:
-    return ["The default patient and product, with `patient.marrow_blast_fraction` (blasts among nucleated marrow "
+    return [f"{sweep.patients(result)}, with `patient.marrow_blast_fraction` (blasts among nucleated marrow "
             f"cells before infusion) set to each value of the grid "
             f"{', '.join(f'{c.x:g}' for c in result.conditions)}. The window's measured blast fraction at day 0 "
             "is `blast_fraction_day0` in `results.csv`."]
@@ -68,7 +69,7 @@ def finding(result: sweep.SweepResult) -> list[str]:
 SWEEP = sweep.Sweep(
     name=NAME, title="Tumour burden", description=__doc__, question=QUESTION, conditions=conditions,
     outcomes=OUTCOMES, setup=setup, finding=finding, x_label="marrow blast fraction before infusion",
-    default_n=DEFAULT_N, options=options,
+    options=options,
     provenance=lambda result: {"marrow_blast_fractions": [c.x for c in result.conditions]},
 )
 

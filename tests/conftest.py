@@ -43,6 +43,7 @@ TIER_BY_FILE = {
     "test_outcomes.py": "unit",
     "test_outcomes_clinical.py": "unit",
     "test_output_safety.py": "e2e",
+    "test_paired.py": "unit",
     "test_params.py": "unit",
     "test_reference.py": "equivalence",
     "test_resources.py": "unit",

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from abm.errors import ParamError  # noqa: E402
+from abm.params import Params  # noqa: E402
 from abm.rows import wilson  # noqa: E402
 from experiments import common, predictor, sweep, window_convergence  # noqa: E402  (experiments/ is at the root)
 
@@ -72,14 +73,14 @@ def test_window_convergence_smoke_csv_has_one_row_per_run_with_parameters_and_ou
     rows = read_csv(smoke[1] / "results.csv")
     sizes = window_convergence.SMOKE_SIZES
     assert len(rows) == len(sizes) * 2
-    required = {"condition", "replicate", "seed", "grid.size", "window_sites", "mrd_day28", "cr_day28",
+    required = {"arm", "patient_id", "seed", "grid.size", "window_sites", "mrd_day28", "cr_day28",
                 "cart_peak_blood_per_ul", "cart_peak_day", "crs_max_grade", "icans_max_grade", "b_cell_aplasia_days",
                 "kills", "cart_peak_window", "blast_fraction_final", "wall_s", "version"}
     assert required <= rows[0].keys()
     assert [int(r["grid.size"]) for r in rows] == [s for s in sizes for _ in range(2)]
     assert [int(r["seed"]) for r in rows] == [0, 1] * len(sizes)  # same seeds at every side
     series = read_csv(smoke[1] / "timeseries.csv.gz")
-    assert {"condition", "seed", "day", "blast_fraction", "cart", "blood_cart_per_ul"} <= series[0].keys()
+    assert {"arm", "patient_id", "seed", "day", "blast_fraction", "cart", "blood_cart_per_ul"} <= series[0].keys()
     conv = read_csv(smoke[1] / "convergence.csv")
     assert {r["outcome"] for r in conv} == {o.key for o in window_convergence.OUTCOMES}
 
@@ -165,13 +166,33 @@ def test_run_all_returns_job_order_for_any_worker_count_and_on_a_dask_cluster():
                                   dashboard_address=None) as cluster:
         dask, _ = common.run_all(jobs, progress=False, scheduler=cluster.scheduler_address)
     for other in (pooled, dask):
-        assert [(r["condition"], r["replicate"], r["seed"]) for r in other] == [
-            (j.condition, j.replicate, j.seed) for j in jobs]
+        assert [(r["arm"], r["patient_id"], r["seed"]) for r in other] == [
+            (j.arm, j.patient_id, j.seed) for j in jobs]
         for a, b in zip(inline, other, strict=True):
             a, b = dict(a), dict(b)
             for key in TIMING_COLUMNS:
                 a.pop(key), b.pop(key)
             assert a == b
+
+
+def test_run_all_resumes_from_the_runs_kept_beside_out_and_never_reuses_a_changed_run(tmp_path, monkeypatch):
+    from abm import cohort
+
+    out = tmp_path / "study"
+    jobs = [common.Job("a", {"grid.size": 12}, r, common.seed_for(4, r), 0.1, series=("cart",)) for r in range(3)]
+    first, _ = common.run_all(jobs[:2], progress=False, resume=out)  # a study stopped after two runs
+    partial = common.partial_file(out)
+    assert len(partial.read_text().splitlines()) == 2
+    calls = []
+    real = cohort.run_condition
+    monkeypatch.setattr(cohort, "run_condition", lambda *a: calls.append(a) or real(*a))
+    changed = [*jobs[:1], common.Job("a", {"grid.size": 14}, 1, jobs[1].seed, 0.1, series=("cart",)), jobs[2]]
+    resumed, _ = common.run_all(changed, progress=False, resume=out)
+    assert [c[1] for c in calls] == [jobs[1].seed, jobs[2].seed]  # the changed run and the missing one
+    fresh, _ = common.run_all(jobs[:1], progress=False)
+    strip = lambda r: {k: v for k, v in r.items() if k not in TIMING_COLUMNS}  # noqa: E731
+    assert strip(resumed[0]) == strip(fresh[0]) == strip(first[0])  # a kept run reads back as it was
+    assert [r["patient_id"] for r in resumed] == [0, 1, 2]
 
 
 def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
@@ -202,7 +223,8 @@ def test_dose_response_smoke_end_to_end(tmp_path):
     assert {"product.dose_per_kg", "cr_day28", "crs_max_grade", "icans_max_grade", "cart_peak_blood_per_ul",
             "cart_persistence_day", "b_cell_aplasia_days", "relapse"} <= rows[0].keys()
     assert [float(r["product.dose_per_kg"]) for r in rows] == [d for d in doses for _ in range(2)]
-    assert [int(r["seed"]) for r in rows] == [0, 1] * len(doses)  # paired: the same seeds at every dose
+    assert [r["seed"] for r in rows] == [r["seed"] for r in rows[:2]] * len(doses)  # the same patients at every dose
+    assert len({r["patient.weight_kg"] for r in rows}) == 2
     assert {int(r["grid.size"]) for r in rows} == {dose_response.SMOKE_GRID}
     readme = (out / "README.md").read_text(encoding="utf-8")
     for heading in ("## Question", "## Setup", "## Result", "## Finding", "## Provenance"):
@@ -223,7 +245,7 @@ def test_dose_response_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, a
 
 
 # -- the sweep experiments (experiments/sweep.py) ------------------------------------------------------------------
-SWEEP_REQUIRED = {"condition", "replicate", "seed", "grid.size", "window_sites", "crs_max_grade",
+SWEEP_REQUIRED = {"arm", "patient_id", "seed", "grid.size", "window_sites", "crs_max_grade",
                   "cart_peak_blood_per_ul", "wall_s", "version"}
 SWEEP_HEADINGS = ("## Question", "## Setup", "## Result", "## Finding", "## Figure", "## Files", "## Provenance")
 # experiment -> (overridden parameter columns every row has, outcome keys of its long table)
@@ -258,7 +280,8 @@ def run_sweep_smoke(name: str, folder: Path, *extra: str) -> tuple:
 def test_sweep_experiment_smoke_writes_every_output(tmp_path, name):
     module = run_sweep_smoke(name, tmp_path)
     spec = module.SWEEP
-    for file in ("results.csv", "timeseries.csv.gz", f"{name}.csv", "figure.png", "provenance.json", "README.md"):
+    for file in ("results.csv", "timeseries.csv.gz", f"{name}.csv", "paired.csv", "figure.png", "provenance.json",
+                 "README.md"):
         assert (tmp_path / file).is_file(), file
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     args = common.parse_args(sweep.build_parser(spec), ["--smoke"], smoke_n=spec.smoke_n, smoke_days=spec.smoke_days)
@@ -267,8 +290,10 @@ def test_sweep_experiment_smoke_writes_every_output(tmp_path, name):
     assert len(rows) == len(conditions) * spec.smoke_n  # one row per run
     parameters, outcomes = SWEEPS[name]
     assert SWEEP_REQUIRED | set(parameters) <= rows[0].keys()
-    assert [r["condition"] for r in rows] == [c.label for c in conditions for _ in range(spec.smoke_n)]
-    assert [int(r["seed"]) for r in rows] == list(range(spec.smoke_n)) * len(conditions)  # paired seeds
+    assert [r["arm"] for r in rows] == [c.label for c in conditions for _ in range(spec.smoke_n)]
+    assert [int(r["patient_id"]) for r in rows] == list(range(spec.smoke_n)) * len(conditions)
+    first = [(r["seed"], r["patient.weight_kg"]) for r in rows[:spec.smoke_n]]
+    assert [(r["seed"], r["patient.weight_kg"]) for r in rows] == first * len(conditions)  # the same patients
     assert {int(r["grid.size"]) for r in rows} == {spec.smoke_grid}
     table = read_csv(tmp_path / f"{name}.csv")
     keys = {o.key for o in spec.outcomes}
@@ -278,7 +303,14 @@ def test_sweep_experiment_smoke_writes_every_output(tmp_path, name):
     for heading in SWEEP_HEADINGS:
         assert heading in readme, heading
     assert "Smoke run" in readme and "Wilson" in readme and spec.question in readme
+    reference = sweep.reference_of(spec, conditions)
+    assert f"## Paired differences against {reference.label}" in readme and "McNemar" in readme
+    pairs = read_csv(tmp_path / "paired.csv")
+    assert len(pairs) == len(spec.outcomes) * (len(conditions) - 1)
+    assert {r["reference"] for r in pairs} == {reference.label} and reference.label not in {r["arm"] for r in pairs}
+    assert not common.partial_file(tmp_path).exists()  # the kept runs are in the study's folder now
     prov = json.loads((tmp_path / "provenance.json").read_text(encoding="utf-8"))
+    assert prov["design"] == "cohort" and prov["reference_arm"] == reference.label
     assert prov["smoke"] and prov["runs"] == len(rows) and [c["label"] for c in prov["conditions"]] == [
         c.label for c in conditions]
 
@@ -317,24 +349,67 @@ def test_sweep_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, name, arg
     assert not (tmp_path / "x").exists()
 
 
-def test_sweep_jobs_pair_seeds_and_patients_and_validate_parameters():
-    spec = sweep.Sweep(name="demo", title="Demo", description="demo", question="?",
+def demo_sweep(**kw) -> sweep.Sweep:
+    return sweep.Sweep(name="demo", title="Demo", description="demo", question="?",
                        conditions=lambda args: [sweep.Condition("a", {"niche.kill_protection": 0.1}, {"x": 0.1}),
-                                                sweep.Condition("b", {"niche.kill_protection": 0.9}, {"x": 0.9})],
-                       outcomes=(sweep.CR,), setup=lambda r: [], finding=lambda r: [],
-                       patient=lambda args, r: {"patient.weight_kg": 20.0 + r, "niche.kill_protection": 0.5})
+                                                sweep.Condition("b", {"niche.kill_protection": 0.9,
+                                                                      "product.dose_per_kg": 1e6}, {"x": 0.9})],
+                       outcomes=(sweep.CR, sweep.BLOOD_PEAK), setup=lambda r: [], finding=lambda r: [], **kw)
+
+
+def test_sweep_cohort_design_gives_every_arm_the_same_patients_and_seeds():
+    from abm.cohort import patient_seed, sample_patient
+
+    spec = demo_sweep(grid=None)
     args = common.parse_args(sweep.build_parser(spec), ["--n", "3", "--seed", "2"])
     jobs = sweep.jobs_for(spec, args, spec.conditions(args))
-    assert [(j.condition, j.seed) for j in jobs] == [(c, 2000 + r) for c in "ab" for r in range(3)]
-    # the condition's value wins over the patient's; the patient is the same in every condition
+    assert [(j.arm, j.patient_id) for j in jobs] == [(c, r) for c in "ab" for r in range(3)]
+    assert [j.seed for j in jobs] == [patient_seed(2, r) for r in range(3)] * 2  # the patients' own seeds
+    profiles = [sample_patient(2, r, Params.default()) for r in range(3)]
+    # arm a: the cohort's patients unchanged; arm b: the same patients with the dose the arm sets
+    for j, profile in zip(jobs, profiles * 2, strict=True):
+        for key, value in profile.items():
+            expected = 1e6 if (j.arm == "b" and key == "product.dose_per_kg") else value
+            assert j.overrides[key] == expected, (j.arm, key)
     assert [j.overrides["niche.kill_protection"] for j in jobs] == [0.1] * 3 + [0.9] * 3
-    assert [j.overrides["patient.weight_kg"] for j in jobs] == [20.0, 21.0, 22.0] * 2
+    assert len({j.overrides["patient.weight_kg"] for j in jobs}) == 3  # patients differ
     bad = sweep.Condition("c", {"niche.kill_protection": 2.0}, {})
     with pytest.raises(ParamError, match="niche.kill_protection"):
         sweep.jobs_for(spec, args, [bad])
     with pytest.raises(ParamError, match="distinct labels"):
         sweep.jobs_for(spec, args, [bad, bad])
     assert all("grid.size" not in j.overrides for j in jobs)  # no grid set: the default window
+
+
+def test_sweep_replicate_design_is_one_default_patient_on_paired_seeds():
+    spec = demo_sweep()
+    args = common.parse_args(sweep.build_parser(spec), ["--n", "3", "--seed", "2", "--design", "replicate"])
+    jobs = sweep.jobs_for(spec, args, spec.conditions(args))
+    assert [(j.arm, j.seed) for j in jobs] == [(c, 2000 + r) for c in "ab" for r in range(3)]
+    assert all("patient.weight_kg" not in j.overrides for j in jobs)  # the default patient
+    assert {j.overrides["grid.size"] for j in jobs} == {sweep.COHORT_GRID}
+
+
+def test_paired_estimates_pair_by_patient_and_compare_against_the_reference():
+    """Known inputs: arm b reaches CR in 6 patients the reference misses and loses none; its peak is the
+    reference's plus 10 in every patient."""
+    conditions = demo_sweep().conditions(None)
+    ref_cr = [True] * 10 + [False] * 10
+    b_cr = [True] * 16 + [False] * 4
+    results = ([{"arm": "a", "patient_id": p, "cr_day28": ref_cr[p], "cart_peak_blood_per_ul": 100.0 + p}
+                for p in range(20)]
+               + [{"arm": "b", "patient_id": p, "cr_day28": b_cr[p], "cart_peak_blood_per_ul": 110.0 + p}
+                  for p in reversed(range(20))])  # row order does not matter: patient_id pairs the rows
+    est = sweep.paired_estimates((sweep.CR, sweep.BLOOD_PEAK), conditions, conditions[0], results)
+    assert set(est["cr_day28"]) == {"b"}
+    cr = est["cr_day28"]["b"]
+    assert cr.difference.pairs == 20 and cr.difference.difference == pytest.approx(0.3)
+    assert (cr.mcnemar.reference_only, cr.mcnemar.other_only) == (0, 6)
+    assert cr.mcnemar.p == pytest.approx(2 * 0.5**6)  # exact: both tails of Binomial(6, 1/2) at 0 and 6
+    assert cr.difference.detected
+    peak = est["cart_peak_blood_per_ul"]["b"]
+    assert peak.mcnemar is None
+    assert (peak.difference.difference, peak.difference.low, peak.difference.high) == (10.0, 10.0, 10.0)
 
 
 def test_sweep_window_is_the_spec_grid_unless_smoke_or_grid_option():
@@ -439,7 +514,7 @@ def test_antigen_escape_tracks_target_negative_blasts_and_ends_with_a_dual_car(t
     series = read_csv(tmp_path / "timeseries.csv.gz")
     assert {"blasts_cd19neg", "blasts_target_neg"} <= series[0].keys()
     # 1 % CD19-negative blasts at infusion: a CD19 CAR sees them as target-negative, a dual CAR does not
-    first = {r["condition"]: r for r in series if float(r["day"]) == 0.0 and r["replicate"] == "0"}
+    first = {r["arm"]: r for r in series if float(r["day"]) == 0.0 and r["patient_id"] == "0"}
     labels = [c.label for c in module.SWEEP.conditions(common.parse_args(sweep.build_parser(module.SWEEP),
                                                                            ["--smoke"]))]
     assert float(first[labels[0]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
@@ -458,10 +533,10 @@ def test_relapse_notes_call_only_a_pre_day_28_return_below_5_percent_a_threshold
         args = SimpleNamespace(days=90.0)
         conditions = (SimpleNamespace(label="a"),)
         results = (
-            {"condition": "a", "seed": 0, "relapse": True, "cr_day": 8.0, "relapse_day": 70.0, "cr_day28": True,
-             "mrd_day28": 0.003},
-            {"condition": "a", "seed": 1, "relapse": True, "cr_day": 8.0, "relapse_day": 20.0, "cr_day28": True,
-             "mrd_day28": 0.04},
+            {"arm": "a", "patient_id": 0, "seed": 0, "relapse": True, "cr_day": 8.0, "relapse_day": 70.0,
+             "cr_day28": True, "mrd_day28": 0.003},
+            {"arm": "a", "patient_id": 1, "seed": 1, "relapse": True, "cr_day": 8.0, "relapse_day": 20.0,
+             "cr_day28": True, "mrd_day28": 0.04},
         )
 
         def __getitem__(self, key):
