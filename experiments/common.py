@@ -270,13 +270,11 @@ def partial_file(out: Path) -> Path:
     return out.parent / f".{out.name}.cart-abm-partial.jsonl"
 
 
-def job_key(job: Job) -> str:
-    """Everything that decides a run's result, as one string (the model's fingerprint included)."""
-    from abm.io import model_fingerprint
-
+def job_key(job: Job, model: str) -> str:
+    """Everything that decides a run's result, as one string (``model``: :func:`abm.io.model_fingerprint`)."""
     return json.dumps({"arm": job.arm, "patient_id": job.patient_id, "seed": job.seed,
                        "overrides": {k: job.overrides[k] for k in sorted(job.overrides)}, "days": job.days,
-                       "backend": job.backend, "series": list(job.series), "model": model_fingerprint()},
+                       "backend": job.backend, "series": list(job.series), "model": model},
                       sort_keys=True, default=str)
 
 
@@ -308,8 +306,11 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True, schedu
     every finished run in :func:`partial_file` and skips the runs already
     there (module docstring, "Resuming").
     """
+    from abm.io import model_fingerprint
+
     jobs = list(jobs)
-    keys = [job_key(job) for job in jobs]
+    model = model_fingerprint()
+    keys = [job_key(job, model) for job in jobs]
     path = None if resume is None else partial_file(resume)
     done = {} if path is None else read_partial(path)
     todo = [i for i, key in enumerate(keys) if key not in done]
