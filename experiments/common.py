@@ -586,8 +586,10 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
         "",
         f"- cart-abm {prov['cart_abm_version']}, commit `{prov['git_commit'] or 'unknown (not a git checkout)'}`",
         f"- command: `{prov['command']}`" + (" (smoke: not a result)" if prov["smoke"] else ""),
-        f"- seeds: {', '.join(str(s) for s in prov['seeds'])} (replicate r uses base seed x 1000 + r; "
-        f"base seed {prov['base_seed']})",
+        f"- seeds: {', '.join(str(s) for s in prov['seeds'])} "
+        + (f"(patient r's own seed, `abm.cohort.patient_seed({prov['base_seed']}, r)`; cohort seed "
+           f"{prov['base_seed']})" if prov.get("design") == "cohort" else
+           f"(replicate r uses base seed x 1000 + r; base seed {prov['base_seed']})"),
         f"- {prov['runs']} runs of {fmt(prov['days'])} days, dt = {', '.join(fmt(x) for x in prov['dt_min'])} min, "
         f"site = {', '.join(fmt(x) for x in prov['site_um'])} um, backend {', '.join(prov['backend'])} with "
         f"{prov['threads_per_run']} thread per run, {prov['workers']} worker process(es)",

@@ -70,13 +70,13 @@ def finding(result: sweep.SweepResult) -> list[str]:
         most = [c for c in defined if result["cr_day28", c].mean > 0.5]
         if most:
             others = ", ".join(sweep.count(result["cr_day28", c]) for c in defined if c not in most)
-            lines.append(f"CR at day 28 was reached in most seeds at {', '.join(c.label for c in most)} "
+            lines.append(f"CR at day 28 was reached in most runs at {', '.join(c.label for c in most)} "
                          f"({', '.join(sweep.count(result['cr_day28', c]) for c in most)}), and in "
-                         f"{others or 'no other'} seeds at the other doses; the lowest dose with CR in most seeds "
+                         f"{others or 'no other'} runs at the other doses; the lowest dose with CR in most runs "
                          f"is {most[0].label}.")
         else:
             counts = ", ".join(f"{c.label} {sweep.count(result['cr_day28', c])}" for c in defined)
-            lines.append(f"No dose reached CR at day 28 in most seeds (CR: {counts}).")
+            lines.append(f"No dose reached CR at day 28 in most runs (CR: {counts}).")
     first, last = conds[0], conds[-1]
     trend = sweep.trend([result["severe_crs", c].mean for c in conds], along="with dose")
     peaks = [result["cart_peak_blood_per_ul", c].mean for c in (first, last)]
