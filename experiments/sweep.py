@@ -238,6 +238,18 @@ class Paired:
     difference: paired.Difference
     mcnemar: paired.McNemar | None = None
 
+    @property
+    def detected(self) -> bool:
+        """Whether the arms differ at the 5 % level.
+
+        Yes/no outcomes: exact McNemar p < 0.05 (the bootstrap interval of a
+        difference of rates is too narrow with few discordant pairs); means:
+        the 95 % interval excludes 0.
+        """
+        if self.mcnemar is not None:
+            return self.difference.pairs > 0 and self.mcnemar.p < 0.05
+        return self.difference.detected
+
 
 @dataclass
 class SweepResult:
@@ -431,7 +443,7 @@ def paired_csv(result: SweepResult) -> str:
             d, m = cmp.difference, cmp.mcnemar
             rows.append({"outcome": o.key, "arm": arm, "reference": result.reference.label, "pairs": d.pairs,
                          "reference_mean": d.reference_mean, "arm_mean": d.other_mean, "difference": d.difference,
-                         "lo": d.low, "hi": d.high, "detected": d.detected,
+                         "lo": d.low, "hi": d.high, "detected": cmp.detected,
                          "reference_only": "" if m is None else m.reference_only,
                          "arm_only": "" if m is None else m.other_only, "mcnemar_p": "" if m is None else m.p})
     return common.csv_text(columns, rows)
@@ -443,7 +455,7 @@ def paired_cell(cmp: Paired, proportion: bool) -> str:
     if d.pairs == 0:
         return "- (0 pairs)"
     text = f"{common.fmt(d.difference)} [{common.fmt(d.low)}, {common.fmt(d.high)}]"
-    if d.detected:
+    if cmp.detected:
         text = f"**{text}**"
     if proportion and m is not None:
         text += f" ({m.reference_only}/{m.other_only}, p {common.fmt(m.p, 2)})"
@@ -461,7 +473,7 @@ def differences_sentences(result: SweepResult) -> list[str]:
     lines = []
     for c in others:
         hits = [(o, result.paired[o.key][c.label].difference) for o in spec.outcomes
-                if result.paired[o.key][c.label].difference.detected]
+                if result.paired[o.key][c.label].detected]
         found += len(hits)
         if hits:
             what = "; ".join(f"`{o.key}` {'+' if d.difference > 0 else ''}{common.fmt(d.difference)} "
@@ -469,9 +481,9 @@ def differences_sentences(result: SweepResult) -> list[str]:
             lines.append(f"**{c.label}** differs from {ref.label} in {what}.")
         else:
             lines.append(f"**{c.label}**: no difference from {ref.label} detected on any outcome.")
-    lines.append(f"{found} of {total} paired intervals exclude 0; with no real difference anywhere about "
-                 f"{common.fmt(total / 20, 2)} would by chance alone (95 % intervals, not corrected for the number "
-                 "of comparisons).")
+    lines.append(f"{found} of {total} paired comparisons differ at the 5 % level; with no real difference anywhere "
+                 f"about {common.fmt(total / 20, 2)} would by chance alone (not corrected for the number of "
+                 "comparisons).")
     return lines
 
 
@@ -672,8 +684,9 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
     others = [c for c in conds if c.label != result.reference.label]
     if others:
         lines += ["", f"## Paired differences against {result.reference.label}", "",
-                  "Arm - reference over the patients defined in both; **bold**: the 95 % interval excludes 0; a "
-                  "yes/no outcome adds (yes only in the reference / yes only in the arm, exact McNemar p).", "",
+                  "Arm - reference over the patients defined in both; a yes/no outcome adds (yes only in the "
+                  "reference / yes only in the arm, exact McNemar p). **Bold**: the arms differ at the 5 % level "
+                  "(a mean: its 95 % interval excludes 0; a yes/no outcome: McNemar p < 0.05).", "",
                   "| outcome | " + " | ".join(c.label for c in others) + " |", "|" + "---|" * (len(others) + 1)]
         for o in spec.outcomes:
             lines.append(f"| `{o.key}` | " + " | ".join(paired_cell(result.paired[o.key][c.label], o.proportion)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from abm import paired  # noqa: E402
 from abm.errors import ParamError  # noqa: E402
 from abm.params import Params  # noqa: E402
 from abm.rows import wilson  # noqa: E402
@@ -406,10 +407,13 @@ def test_paired_estimates_pair_by_patient_and_compare_against_the_reference():
     assert cr.difference.pairs == 20 and cr.difference.difference == pytest.approx(0.3)
     assert (cr.mcnemar.reference_only, cr.mcnemar.other_only) == (0, 6)
     assert cr.mcnemar.p == pytest.approx(2 * 0.5**6)  # exact: both tails of Binomial(6, 1/2) at 0 and 6
-    assert cr.difference.detected
+    assert cr.detected  # McNemar p = 0.031
+    few = sweep.Paired(cr.difference, paired.McNemar(0, 4, 2 * 0.5**4))  # 4/0 discordant: p = 0.125
+    assert few.difference.detected and not few.detected  # a yes/no outcome follows McNemar, not the bootstrap
     peak = est["cart_peak_blood_per_ul"]["b"]
     assert peak.mcnemar is None
     assert (peak.difference.difference, peak.difference.low, peak.difference.high) == (10.0, 10.0, 10.0)
+    assert peak.detected
 
 
 def test_sweep_window_is_the_spec_grid_unless_smoke_or_grid_option():
