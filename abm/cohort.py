@@ -49,8 +49,6 @@ Resumable trials
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -62,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from abm.errors import ParamError
+from abm.io import append_journal, read_journal
 from abm.params import BY_KEY, Params
 from abm.rows import grade_at_least, rate
 
@@ -390,30 +389,13 @@ def run_condition(params_overrides: dict[str, Any], seed: int, days: float, back
 # -- trial folders ---------------------------------------------------------------------------------
 def read_partial(folder: Path) -> dict[int, dict[str, Any]]:
     """Rows of patients already finished in ``folder`` (a torn last line is ignored)."""
-    path = Path(folder) / PARTIAL
-    rows: dict[int, dict[str, Any]] = {}
-    if not path.exists():
-        return rows
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash: that patient runs again
-        rows[int(row["patient"])] = row
-    return rows
+    return {int(row["patient"]): row for row in read_journal(Path(folder) / PARTIAL)}
 
 
 def appender(folder: Path) -> Callable[[dict[str, Any]], None]:
     """A callback that appends one finished patient to the partial file, durably."""
     path = Path(folder) / PARTIAL
-
-    def append(row: dict[str, Any]) -> None:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, allow_nan=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    return append
+    return lambda row: append_journal(path, row)
 
 
 # -- summary statistics ----------------------------------------------------------------------------

@@ -87,6 +87,28 @@ def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text))
 
 
+def append_journal(path: Path, entry: Any, *, allow_nan: bool = False) -> None:
+    """Append ``entry`` to the JSON-lines journal ``path`` as one line, flushed and fsynced (durable at once)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, allow_nan=allow_nan) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_journal(path: Path) -> list[Any]:
+    """The entries of a JSON-lines journal (none when it does not exist); a line torn by a crash is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash: its work runs again
+    return entries
+
+
 def write_gzip_text(path: Path, text: str) -> None:
     """Write ``text`` gzip-compressed to ``path`` atomically; the same text gives the same bytes (no timestamp)."""
     import gzip

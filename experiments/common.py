@@ -111,7 +111,7 @@ import numpy as np
 import abm
 from abm import cohort, folders, signals
 from abm.errors import ParamError
-from abm.io import atomic_write, results_root, write_gzip_text
+from abm.io import append_journal, atomic_write, read_journal, results_root, write_gzip_text
 from abm.rows import Z95, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,14 +281,9 @@ def job_key(job: Job, model: str) -> str:
 def read_partial(path: Path) -> dict[str, dict[str, Any]]:
     """Finished runs in a partial file, by :func:`job_key` (a line torn by a crash is ignored: that run reruns)."""
     done: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
+    for entry in read_journal(path):
+        if isinstance(entry, dict) and "key" in entry and "result" in entry:
             done[entry["key"]] = entry["result"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
     return done
 
 
@@ -314,21 +309,15 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True, schedu
     path = None if resume is None else partial_file(resume)
     done = {} if path is None else read_partial(path)
     todo = [i for i, key in enumerate(keys) if key not in done]
-    if done and todo != list(range(len(jobs))):
+    if len(todo) < len(jobs):
         print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} runs already done ({path})", file=sys.stderr)
-    tasks = [cohort.Task(f"cart-abm-{jobs[i].arm}-{jobs[i].patient_id}-{jobs[i].seed}", cohort.run_condition,
-                         (dict(jobs[i].overrides), jobs[i].seed, jobs[i].days, jobs[i].backend,
-                          tuple(jobs[i].series)),
-                         label=f"run {jobs[i].arm!r} patient {jobs[i].patient_id} (seed {jobs[i].seed})",
-                         cost=jobs[i].cost)
-             for i in todo]
+    tasks = [cohort.Task(f"cart-abm-{job.arm}-{job.patient_id}-{job.seed}", cohort.run_condition,
+                         (dict(job.overrides), job.seed, job.days, job.backend, tuple(job.series)),
+                         label=f"run {job.arm!r} patient {job.patient_id} (seed {job.seed})", cost=job.cost)
+             for job in (jobs[i] for i in todo)]
 
     def keep(k: int, result: dict[str, Any]) -> None:
-        line = json.dumps({"key": keys[todo[k]], "result": result}, allow_nan=True) + "\n"
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_journal(path, {"key": keys[todo[k]], "result": result}, allow_nan=True)
 
     started = time.perf_counter()
     if tasks and scheduler is None and any(job.backend == "cpu" for job in jobs):
@@ -338,8 +327,10 @@ def run_all(jobs: Sequence[Job], workers: int = 1, progress: bool = True, schedu
         warm_up_cold_kernels(Params.default())  # announced, once, before the workers would each compile
     new = cohort.run_tasks(tasks, workers=workers, scheduler=scheduler, progress=progress,
                            on_result=None if path is None else keep)
-    results = {**{i: done[keys[i]] for i in range(len(jobs)) if keys[i] in done}, **dict(zip(todo, new, strict=True))}
-    return ([_label(job, results[i]) for i, job in enumerate(jobs)], time.perf_counter() - started)
+    results = [done.get(key) for key in keys]
+    for i, result in zip(todo, new, strict=True):
+        results[i] = result
+    return [_label(job, result) for job, result in zip(jobs, results, strict=True)], time.perf_counter() - started
 
 
 # -- statistics --------------------------------------------------------------------------------------------

@@ -449,21 +449,21 @@ def paired_csv(result: SweepResult) -> str:
     return common.csv_text(columns, rows)
 
 
-def paired_cell(cmp: Paired, proportion: bool) -> str:
-    """``d [lo, hi]`` (bold when the interval excludes 0); a yes/no outcome adds its discordant pairs and p."""
+def paired_cell(cmp: Paired) -> str:
+    """``d [lo, hi]``, bold when the arms differ (:attr:`Paired.detected`); yes/no outcomes add McNemar's counts."""
     d, m = cmp.difference, cmp.mcnemar
     if d.pairs == 0:
         return "- (0 pairs)"
     text = f"{common.fmt(d.difference)} [{common.fmt(d.low)}, {common.fmt(d.high)}]"
     if cmp.detected:
         text = f"**{text}**"
-    if proportion and m is not None:
+    if m is not None:
         text += f" ({m.reference_only}/{m.other_only}, p {common.fmt(m.p, 2)})"
     return text
 
 
 def differences_sentences(result: SweepResult) -> list[str]:
-    """Which arms differ from the reference, and on what; the count of intervals that exclude 0."""
+    """Which arms differ from the reference, and on what; how many comparisons differ against chance."""
     spec, ref = result.sweep, result.reference
     others = [c for c in result.conditions if c.label != ref.label]
     if not others:
@@ -689,7 +689,7 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
                   "(a mean: its 95 % interval excludes 0; a yes/no outcome: McNemar p < 0.05).", "",
                   "| outcome | " + " | ".join(c.label for c in others) + " |", "|" + "---|" * (len(others) + 1)]
         for o in spec.outcomes:
-            lines.append(f"| `{o.key}` | " + " | ".join(paired_cell(result.paired[o.key][c.label], o.proportion)
+            lines.append(f"| `{o.key}` | " + " | ".join(paired_cell(result.paired[o.key][c.label])
                                                      for c in others) + " |")
         lines += ["", *differences_sentences(result)]
     lines += ["", "## Finding", "", " ".join(spec.finding(result)), ""]
