@@ -75,6 +75,18 @@ PROFILE_KEYS = (
     "serum.il6_production_pg_ml_per_day",
     "cart.max_divisions",
 )
+# what each profile key stands for: a covariate a clinic measures or sets before infusion, or a latent
+# (unobserved) patient or product factor; the calibration report ranks both against toxicity (issue 23)
+FACTOR_KIND = {
+    "patient.weight_kg": "covariate",
+    "patient.marrow_blast_fraction": "covariate",
+    "patient.cd19_median_molecules": "covariate",  # flow cytometry of the blasts
+    "patient.cd19_negative_fraction": "latent",  # mostly below flow MRD before infusion
+    "cart.proliferation_rate_per_day": "latent",  # T-cell fitness
+    "product.dose_per_kg": "covariate",
+    "serum.il6_production_pg_ml_per_day": "latent",  # the host cytokine response
+    "cart.max_divisions": "latent",  # the product's proliferative capacity
+}
 OUTCOME_KEYS = (
     "cr_day28",
     "mrd_day28",

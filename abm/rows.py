@@ -1,4 +1,4 @@
-"""Predicates on patient rows, the shares that pass them, and their Wilson intervals.
+"""Predicates on patient rows, the shares that pass them, their Wilson intervals, and rank correlations.
 
 Rows are ``abm.outcomes.summarize`` dicts or ``patients.csv`` records; trial summaries
 (:mod:`abm.cohort`), the calibration (:mod:`abm.calibration`) and the experiments share these:
@@ -53,3 +53,26 @@ def rate(rows: Iterable[dict[str, Any]], test: RowTest) -> dict[str, Any]:
     successes, n = proportion(rows, test)
     p, low, high = wilson(successes, n)
     return {"rate": p, "ci95": [low, high], "n": n}
+
+
+def spearman(rows: Iterable[dict[str, Any]], x: str, y: str, z: float = Z95) -> dict[str, Any]:
+    """Spearman rank correlation of two row keys with its 95 % interval, over the rows where both are known.
+
+    ``{"rho", "ci95": [low, high], "n"}``; ties get average ranks
+    (``scipy.stats.spearmanr``). The interval is Fisher's z with the
+    Bonett-Wright standard error ``sqrt((1 + rho^2 / 2) / (n - 3))`` (Bonett &
+    Wright 2000 Psychometrika 65:23), good for n >= 10 and |rho| < 0.9;
+    ``rho`` is None when fewer than 4 rows, or either key is constant.
+    """
+    from scipy.stats import spearmanr
+
+    pairs = [(float(r[x]), float(r[y])) for r in rows if r.get(x) is not None and r.get(y) is not None]
+    n = len(pairs)
+    xs, ys = zip(*pairs, strict=True) if pairs else ((), ())
+    if n < 4 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return {"rho": None, "ci95": [None, None], "n": n}
+    rho = float(spearmanr(xs, ys).statistic)
+    if abs(rho) >= 1.0:
+        return {"rho": rho, "ci95": [rho, rho], "n": n}
+    half = z * math.sqrt((1.0 + rho * rho / 2.0) / (n - 3))
+    return {"rho": rho, "ci95": [math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)], "n": n}

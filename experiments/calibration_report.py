@@ -13,13 +13,17 @@ medians), the target band and its source, and whether the interval reaches the
 band.
 
 Outputs in ``--out`` (default ``experiments/results/calibration_report/``):
-``table.csv``, ``patients.csv`` (the main cohort), ``relapse_patients.csv``,
+``table.csv``, ``associations.csv`` (the rank correlation of every patient
+factor, covariate or latent, with the CRS and ICANS grades and the CAR-T
+peak), ``patients.csv`` (the main cohort), ``relapse_patients.csv``,
 ``figure.png``, ``provenance.json`` and a generated ``README.md``. Patients
 already finished in an interrupted run are read back from the folder's partial
-files and not simulated again.
+files and not simulated again; ``--rebuild`` rewrites the report from them
+without simulating.
 
     python -m experiments.calibration_report --workers 2        # 100 x 28 d + 20 x 365 d (~25 min on 2 cores)
     python -m experiments.calibration_report --smoke            # seconds; temporary folder
+    python -m experiments.calibration_report --rebuild          # the files again from the patients there
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ import pandas as pd
 
 import abm
 from abm.calibration import DAY28, TARGETS, Target, responders_within_3mo
-from abm.cohort import appender, read_partial, run_ensemble, sample_cohort
+from abm.cohort import FACTOR_KIND, appender, read_partial, run_ensemble, sample_cohort
 from abm.errors import ParamError
 from abm.io import model_fingerprint
 from abm.params import Params, read_calibrated
-from abm.rows import wilson
+from abm.rows import spearman, wilson
 from experiments.common import RESULTS, cli, git_commit, machine, panel_grid, write_figure, write_text
 
 NAME = "calibration_report"
@@ -87,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", help="address of a Dask scheduler (instead of local workers)")
     p.add_argument("--out", type=Path, help=f"output folder (default experiments/results/{NAME})")
     p.add_argument("--smoke", action="store_true", help="3 + 2 patients, 32^2 window, 1 day; temporary folder")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rewrite the tables, figure and README from the patients already in --out, simulating "
+                        "nothing (the provenance keeps the commit that simulated them)")
     p.add_argument("--force", action="store_true",
                    help="simulate a cohort again when --out holds one of other settings or another model version")
     return p
@@ -150,6 +157,59 @@ def table_csv(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
+ASSOCIATION_OUTCOMES = (("crs_max_grade", "CRS grade"), ("icans_max_grade", "ICANS grade"),
+                        ("cart_peak_blood_per_ul", "CAR-T peak"))
+
+
+def associations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spearman rank correlation (95 % interval) of every patient factor with the CRS and ICANS grades and Cmax.
+
+    The factors are the cohort's profile keys (:data:`abm.cohort.FACTOR_KIND`: covariates a clinic measures
+    or sets, and latent factors it cannot see); a factor constant in the cohort has no correlation (None).
+    """
+    out = []
+    for factor, kind in FACTOR_KIND.items():
+        for outcome, _ in ASSOCIATION_OUTCOMES:
+            c = spearman(rows, factor, outcome)
+            out.append({"factor": factor, "kind": kind, "outcome": outcome, "rho": c["rho"],
+                        "ci95_low": c["ci95"][0], "ci95_high": c["ci95"][1], "n": c["n"]})
+    return out
+
+
+def strongest(assoc: list[dict[str, Any]], outcome: str) -> dict[str, Any] | None:
+    """The factor with the largest absolute rank correlation with ``outcome`` (None if none varies)."""
+    known = [a for a in assoc if a["outcome"] == outcome and a["rho"] is not None]
+    return max(known, key=lambda a: abs(a["rho"])) if known else None
+
+
+def associations_markdown(assoc: list[dict[str, Any]]) -> list[str]:
+    """The README section: the correlation table and, per toxicity grade, its strongest factor."""
+    def cell(a):
+        return "constant" if a["rho"] is None else f"{a['rho']:+.2f} [{a['ci95_low']:+.2f}, {a['ci95_high']:+.2f}]"
+
+    by = {(a["factor"], a["outcome"]): a for a in assoc}
+    lines = ["", "## What drives toxicity in the cohort", "",
+             "Spearman rank correlation [95 % interval, Fisher z] of each patient factor with the highest CRS and "
+             "ICANS grades and the blood CAR-T peak over the main cohort. *Covariates* are what a clinic measures "
+             "or sets before infusion; *latent* factors are patient or product properties it cannot see. Toxicity "
+             "should follow covariates through the mechanisms that make it (issue 23): a latent factor that is the "
+             "strongest determinant is a defect of the model, not a finding.", "",
+             "| factor | kind | " + " | ".join(label for _, label in ASSOCIATION_OUTCOMES) + " |",
+             "|---|---|" + "---|" * len(ASSOCIATION_OUTCOMES)]
+    for factor, kind in FACTOR_KIND.items():
+        lines.append(f"| `{factor}` | {kind} | "
+                     + " | ".join(cell(by[factor, o]) for o, _ in ASSOCIATION_OUTCOMES) + " |")
+    lines.append("")
+    for outcome, label in ASSOCIATION_OUTCOMES[:2]:
+        top = strongest(assoc, outcome)
+        if top is None:
+            continue
+        verdict = ("a latent factor: the model does not yet explain it by what a clinic can see"
+                   if top["kind"] == "latent" else "a covariate")
+        lines.append(f"- {label}: strongest factor `{top['factor']}` (rho {top['rho']:+.2f}), {verdict}.")
+    return lines
+
+
 def _num(x: float | None) -> str:
     return "" if x is None else f"{x:.4g}"
 
@@ -184,7 +244,7 @@ def figure(rows: list[Row]):
     return fig
 
 
-def readme(rows: list[Row], prov: dict[str, Any]) -> str:
+def readme(rows: list[Row], prov: dict[str, Any], assoc: list[dict[str, Any]]) -> str:
     met = [r for r in rows if r.status in ("within band", "interval reaches band")]
     missed = [r for r in rows if r.status == "miss"]
     lines = [
@@ -228,6 +288,7 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
     lines += [
         "",
         "![calibration figure](figure.png)",
+        *associations_markdown(assoc),
         "",
         "## Provenance",
         "",
@@ -239,8 +300,11 @@ def readme(rows: list[Row], prov: dict[str, Any]) -> str:
         f"- machine: {prov['machine']['cpu']}, {prov['machine']['cpu_count']} CPUs; Python "
         f"{prov['machine']['python']}, NumPy {prov['machine']['numpy']}, Numba {prov['machine']['numba']}, "
         f"Mesa {prov['machine']['mesa']}",
-        "",
     ]
+    if prov.get("rebuilt"):
+        lines.append(f"- tables and README rebuilt from these patients at commit `{prov['rebuilt']['git_commit']}` "
+                     f"({prov['rebuilt']['date_utc']}; `--rebuild`, nothing simulated)")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -250,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         args.n, args.days, args.grid, args.relapse_n, args.relapse_days, args.relapse_grid = 3, 1.0, 32, 2, 1.0, 32
         args.out = args.out or Path(tempfile.mkdtemp(prefix="cart-abm-calibration-report-"))
     out = args.out or RESULTS / NAME
+    if args.rebuild:
+        return rebuild(out)
     for name, value, low in (("--n", args.n, 1), ("--relapse-n", args.relapse_n, 0), ("--workers", args.workers, 1)):
         if value < low:
             print(f"error: {name} = {value}: expected at least {low}", file=sys.stderr)
@@ -268,10 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     except ParamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    horizon = f"{args.days:g} d, {base['grid.size']}^2"
-    table = [estimate(t, rows_main, horizon) for t in TARGETS if t.horizon_days <= DAY28]
-    table += [estimate(t, rows_follow, f"{args.relapse_days:g} d, {args.relapse_grid}^2")
-              for t in TARGETS if t.horizon_days > DAY28]
     prov = {
         "experiment": NAME, "cart_abm_version": abm.__version__, "git_commit": git_commit(),
         "command": " ".join(["python -m experiments.calibration_report", *(sys.argv[1:] if argv is None else argv)]),
@@ -281,18 +343,48 @@ def main(argv: list[str] | None = None) -> int:
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "wall_s": time.perf_counter() - t0,
         "simulated": args.simulated,
         "machine": machine(),
-        "cart_peak_blood_per_ul": _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main]),
-        "follow_up": follow_up_summary(rows_follow),
-        "mrd_residue": mrd_residue(rows_main),
     }
+    write_report(out, rows_main, rows_follow, prov)
+    return 0
+
+
+def rebuild(out: Path) -> int:
+    """``--rebuild``: the report's files from the patients and provenance already in ``out``, simulating nothing."""
+    try:
+        prov = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"error: --rebuild needs a finished report in {str(out)!r}: {exc}", file=sys.stderr)
+        return 2
+    cohorts = [read_partial(out / name) if (out / name).is_dir() else {} for name in ("main", "follow_up")]
+    if len(cohorts[0]) != prov["n"] or len(cohorts[1]) != prov["relapse_n"]:
+        print(f"error: {str(out)!r} holds {len(cohorts[0])} + {len(cohorts[1])} patients, its provenance "
+              f"{prov['n']} + {prov['relapse_n']}", file=sys.stderr)
+        return 2
+    rows_main, rows_follow = ([rows[k] for k in sorted(rows)] for rows in cohorts)
+    prov["rebuilt"] = {"git_commit": git_commit(), "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    write_report(out, rows_main, rows_follow, prov)
+    return 0
+
+
+def write_report(out: Path, rows_main: list[dict[str, Any]], rows_follow: list[dict[str, Any]],
+                 prov: dict[str, Any]) -> None:
+    """Score the targets and write every file of the report (``prov`` gains the cohort summaries)."""
+    table = [estimate(t, rows_main, f"{prov['days']:g} d, {prov['grid']}^2") for t in TARGETS
+             if t.horizon_days <= DAY28]
+    table += [estimate(t, rows_follow, f"{prov['relapse_days']:g} d, {prov['relapse_grid']}^2")
+              for t in TARGETS if t.horizon_days > DAY28]
+    prov["cart_peak_blood_per_ul"] = _quartiles([r.get("cart_peak_blood_per_ul") for r in rows_main])
+    prov["follow_up"] = follow_up_summary(rows_follow)
+    prov["mrd_residue"] = mrd_residue(rows_main)
+    assoc = associations(rows_main)
     write_text(out / "table.csv", table_csv(table))
+    write_text(out / "associations.csv", pd.DataFrame(assoc).to_csv(index=False, float_format="%.4g"))
     write_text(out / "patients.csv", _patients_csv(rows_main))
     write_text(out / "relapse_patients.csv", _patients_csv(rows_follow))
     write_figure(out / "figure.png", figure(table))
     write_text(out / "provenance.json", json.dumps(prov, indent=2, allow_nan=False) + "\n")
-    write_text(out / "README.md", readme(table, prov))
+    write_text(out / "README.md", readme(table, prov, assoc))
     print(f"wrote {out}", file=sys.stderr)
-    return 0
 
 
 def follow_up_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -7,10 +7,12 @@ import json
 import sys
 import tomllib
 
+import numpy as np
 import pytest
 
 from abm import calibration as C
 from abm import params as P
+from abm.cohort import FACTOR_KIND, PROFILE_KEYS
 from abm.errors import ParamError
 
 
@@ -243,6 +245,40 @@ def test_calibration_report_smoke(tmp_path, capsys):
     assert (tmp_path / "main" / "patients.partial.jsonl").read_text() == before
     assert calibration_report.main(["--smoke", "--seed", "8", "--force", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "main" / "patients.partial.jsonl").read_text() != before
+    # --rebuild rewrites the same tables from those patients without simulating, and says so
+    table_before = (tmp_path / "table.csv").read_text()
+    (tmp_path / "table.csv").unlink()
+    assert calibration_report.main(["--rebuild", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "table.csv").read_text() == table_before
+    assert "rebuilt from these patients" in (tmp_path / "README.md").read_text()
+    assert "What drives toxicity" in (tmp_path / "README.md").read_text()
+    with open(tmp_path / "associations.csv", newline="") as fh:
+        assoc = list(csv.DictReader(fh))
+    assert {r["factor"] for r in assoc} == set(FACTOR_KIND) and len(assoc) == 3 * len(FACTOR_KIND)
+    assert calibration_report.main(["--rebuild", "--out", str(tmp_path / "none")]) == 2
+
+
+def test_factor_kinds_cover_every_profile_key():
+    assert list(FACTOR_KIND) == list(PROFILE_KEYS)
+    assert set(FACTOR_KIND.values()) == {"covariate", "latent"}
+
+
+def test_associations_rank_factors_and_name_the_strongest():
+    from experiments.calibration_report import associations, strongest
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(60):
+        latent = rng.normal()
+        rows.append({**{k: 1.0 for k in FACTOR_KIND}, "patient.marrow_blast_fraction": rng.random(),
+                     "serum.il6_production_pg_ml_per_day": latent, "crs_max_grade": int(latent > 0) + int(latent > 1),
+                     "icans_max_grade": 0, "cart_peak_blood_per_ul": rng.random()})
+    assoc = associations(rows)
+    top = strongest(assoc, "crs_max_grade")
+    assert top["factor"] == "serum.il6_production_pg_ml_per_day" and top["kind"] == "latent" and top["rho"] > 0.8
+    constant = [a for a in assoc if a["factor"] == "patient.weight_kg"]
+    assert all(a["rho"] is None for a in constant)  # constant in the cohort: no correlation
+    assert strongest(assoc, "icans_max_grade") is None  # a constant outcome correlates with nothing
 
 
 def test_follow_up_summary_counts_relapses_of_responders_and_their_antigen():
