@@ -136,6 +136,40 @@ PRIORS: tuple[Prior, ...] = (
 )
 PRIOR_BY_KEY = {p.key: p for p in PRIORS}
 
+# Issue 23's mechanisms, declared off (0) and tested in isolation (tests/test_mechanisms.py): the issue-23/28
+# recalibration moves these into PRIORS and searches them with the rest (their lower ends exclude "off", since
+# the mechanisms exist), and narrows the latent IL-6 spread they are to replace.
+NEXT_PRIORS: tuple[Prior, ...] = (
+    Prior("body.targets_per_cart", 0.3, 30.0, True,
+          "assumption: the pool stops expanding when it reaches 3x (0.3) to 1/30 (30) of the CD19+ load it meets; "
+          "expansion follows burden more than dose (Mueller 2018 Clin Cancer Res 24:6175; Awasthi 2020 Blood Adv "
+          "4:560; Singh 2021 CPT:PSP 10:362)"),
+    Prior("myeloid.il6_pg_ml_per_day", 1e3, 1e5, True,
+          "a fully activated myeloid compartment holds serum IL-6 at P_M / k_el over baseline: ~100 to ~10,000 "
+          "pg/mL with the 2-h half-life, the span from moderate to the most severe CRS (Teachey 2016 Cancer Discov "
+          "6:664); most CRS IL-6 is myeloid (Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739)"),
+    Prior("myeloid.il1_icans_pg_ml", 1e2, 1e4, True,
+          "assumption: myeloid IL-1 drives neurotoxicity as strongly as serum IL-6 in the hundreds to thousands of "
+          "pg/mL does (Norelli 2018: anakinra prevents it, tocilizumab does not)"),
+    Prior("myeloid.activation_per_day", 0.5, 10.0, True,
+          "assumption: myeloid activation within hours to two days of CAR-T activation (CRS within 2-3 days of "
+          "infusion in mice, Giavridis 2018); Santurio 2025 PLoS Comput Biol doi:10.1371/journal.pcbi.1012908 "
+          "fits the rate (not yet read)"),
+    Prior("myeloid.resolution_per_day", 0.2, 3.0, True,
+          "assumption: activated macrophages return to rest with a half-life of ~6 h to ~3.5 d once the drive "
+          "stops (CRS lasts ~8 days, SCIENCE.md)"),
+    Prior("myeloid.half_drive_cells", 1e8, 1e10, True,
+          "assumption: half-maximal myeloid activation by 1e8-1e10 activated effectors, the pool from its "
+          "first doublings to CRS onset"),
+    Prior("icans.endothelial_sensitivity", 0.25, 2.0, False,
+          "Korell 2022 Front Immunol 13:877477 (odds ratio 1.72 of grade >= 3 CRS or ICANS per doubling of "
+          "pre-lymphodepletion EASIX); exponent: assumption, from a weak to a more than proportional effect of "
+          "the Ang-2:Ang-1 ratio on the endothelial drive"),
+    Prior("serum.il6_production_sd_log10", 0.0, 0.3, False,
+          "the latent residual that the mechanisms leave (issue 23: no latent factor may be the main "
+          "determinant): at most a factor 2 (1 SD)"),
+)
+
 
 def _median(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, int]:
     values = [r[key] for r in rows if r.get(key) is not None and not _isnan(r[key])]

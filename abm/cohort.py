@@ -29,7 +29,20 @@ Virtual patients
                                                  (host cytokine response; calibrated spread)
     ``cart.max_divisions``                      default + ``cart.max_divisions_sd`` x N(0, 1), rounded, in
                                                  [1, 60] (the product's division destiny; calibrated spread)
+    ``patient.monocytes_per_nl``                 log-normal, median 0.4, geometric SD 2, in [0.02, 4]
+                                                 (assumption: monocytopenia is common in a leukemic marrow;
+                                                 no pediatric pre-lymphodepletion distribution found)
+    ``patient.ang2_ang1_ratio``                  log-normal, median 1 (the reference), geometric SD 2, in
+                                                 [0.05, 20] (assumption: Gust 2017 Cancer Discov 7:1404 and
+                                                 Hay 2017 Blood 130:2295 report pre-lymphodepletion endothelial
+                                                 activation in some patients; its spread is not verified)
     ==========================================  ==========================================================
+
+    The last two are the covariates of issue 23's mechanisms (the myeloid
+    compartment, the endothelial susceptibility of ICANS); they are drawn
+    from a stream of their own, so the other draws of a patient are those of
+    cohorts from before them, and they act only once the recalibration turns
+    their mechanisms on (``myeloid.*``, ``icans.endothelial_sensitivity``).
 
 Executors
     ``workers`` local processes (``spawn``; each patient on the ``cpu``
@@ -74,6 +87,8 @@ PROFILE_KEYS = (
     "product.dose_per_kg",
     "serum.il6_production_pg_ml_per_day",
     "cart.max_divisions",
+    "patient.monocytes_per_nl",
+    "patient.ang2_ang1_ratio",
 )
 # what each profile key stands for: a covariate a clinic measures or sets before infusion, or a latent
 # (unobserved) patient or product factor; the calibration report ranks both against toxicity (issue 23)
@@ -86,6 +101,8 @@ FACTOR_KIND = {
     "product.dose_per_kg": "covariate",
     "serum.il6_production_pg_ml_per_day": "latent",  # the host cytokine response
     "cart.max_divisions": "latent",  # the product's proliferative capacity
+    "patient.monocytes_per_nl": "covariate",  # blood count before lymphodepletion
+    "patient.ang2_ang1_ratio": "covariate",  # serum angiopoietins before lymphodepletion
 }
 OUTCOME_KEYS = (
     "cr_day28",
@@ -160,6 +177,9 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     if spread > 0:
         high = BY_KEY["cart.max_divisions"].high
         profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * divisions_z), 1), high))
+    covariates = np.random.default_rng([cohort_seed, index, 0xC0408])  # issue 23's covariates: their own stream
+    profile["patient.monocytes_per_nl"] = round(float(np.clip(0.4 * 2.0 ** covariates.standard_normal(), 0.02, 4.0)), 4)
+    profile["patient.ang2_ang1_ratio"] = round(float(np.clip(2.0 ** covariates.standard_normal(), 0.05, 20.0)), 4)
     return profile
 
 

@@ -39,6 +39,7 @@ TIER_BY_FILE = {
     "test_golden.py": "regression",
     "test_gpu.py": "equivalence",
     "test_lifecycle.py": "unit",
+    "test_mechanisms.py": "unit",
     "test_model.py": "unit",
     "test_outcomes.py": "unit",
     "test_outcomes_clinical.py": "unit",

@@ -105,6 +105,25 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
         assert target.low <= target.high and target.scale > 0 and target.source
 
 
+SWITCHES = {"body.targets_per_cart", "myeloid.il6_pg_ml_per_day", "myeloid.il1_icans_pg_ml",
+            "icans.endothelial_sensitivity"}
+
+
+def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():
+    fitted = {p.key for p in C.PRIORS}
+    for prior in C.NEXT_PRIORS:
+        spec = P.BY_KEY[prior.key]
+        assert spec.low <= prior.low < prior.high <= spec.high, prior.key
+        assert prior.source
+        default = P.Params.default()[prior.key]
+        if prior.key in SWITCHES:  # a new mechanism: off until the recalibration, with its range excluding off
+            assert default == 0.0 and prior.low > 0.0, prior.key
+        elif prior.key not in fitted:  # a rate of a switched-off mechanism: its default inside the range
+            assert prior.low <= default <= prior.high, prior.key
+        else:  # a fitted key whose range the recalibration narrows
+            assert C.PRIOR_BY_KEY[prior.key].low <= prior.low and prior.high <= C.PRIOR_BY_KEY[prior.key].high
+
+
 def test_calibrated_values_are_the_defaults_and_name_their_origin():
     calibrated = P.read_calibrated()
     assert set(calibrated) == {p.key for p in C.PRIORS}  # the committed calibration fits every prior

@@ -16,7 +16,7 @@ from abm.body import (
     crs_surrogates,
     icans_surrogate,
 )
-from abm.body.kinetics import derivative
+from abm.body.kinetics import MY, derivative
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from kernels.rng import TWO32
@@ -542,9 +542,19 @@ def test_state_restore_continues_bit_for_bit():
 def test_restore_rejects_a_state_of_another_shape():
     body = make_body()
     state = body.state()
-    state["y"] = state["y"][:-1]
+    state["y"] = state["y"][:-2]
     with pytest.raises(SimulationError, match="variables"):
         body.restore(state)
+
+
+def test_restore_reads_a_state_from_before_the_myeloid_compartment_at_rest():
+    body = make_body()
+    body.y[MY] = 0.25
+    state = body.state()
+    old = list(state["y"])
+    del old[MY]
+    body.restore({**state, "y": old})
+    assert body.y[MY] == 0.0 and body.y[:MY] == state["y"][:MY] and body.y[MY + 1:] == state["y"][MY + 1:]
 
 
 # -- parameters -------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ lattice step. Each module holds one job and documents its science:
     :meth:`Body.state`/:meth:`Body.restore` checkpoint.
 :mod:`abm.body.kinetics`
     The body ODE: state vector layout, the CAR-T pools (division destiny,
-    memory, blood-tissue traffic), serum IL-6, the right-hand side, the RK4
-    step and its sub-steps, and infusion.
+    memory, blood-tissue traffic, competition for antigen), serum IL-6, the
+    myeloid compartment, the right-hand side, the RK4 step and its
+    sub-steps, and infusion.
 :mod:`abm.body.reservoir`
     Residual disease outside the window: its seeding, the stochastic
     small-number regime, reseeding of the window and
@@ -29,7 +30,7 @@ The consistency check of the body parameters lives with the parameters
 
 from abm.body.compartment import Body, WindowReadout
 from abm.body.interventions import Controls
-from abm.body.kinetics import E0, IL6, MB, MT, NEURO, RN, RP, Rates
+from abm.body.kinetics import E0, IL6, MB, MT, MY, NEURO, RN, RP, Rates
 from abm.body.reservoir import RESERVOIR_STREAM, STOCHASTIC_CELLS, target_negative_share
 from abm.body.toxicity import FEVER_C, ICE_ZERO, astct_crs_grade, crs_surrogates, icans_surrogate
 
@@ -40,6 +41,7 @@ __all__ = [
     "IL6",
     "MB",
     "MT",
+    "MY",
     "NEURO",
     "RESERVOIR_STREAM",
     "RN",

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from abm.body import interventions, kinetics, reservoir, toxicity
 from abm.body.interventions import Controls
-from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, NEURO, RN, RP, UL_PER_ML, Rates
+from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RN, RP, UL_PER_ML, Rates
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
 from kernels import TWO32
@@ -135,6 +135,7 @@ class Body:
         self.target_loss = p.blast.division_rate_per_day * self.loss_per_division
         self.negative_share = reservoir.target_negative_share(p)
         self.k_a = p.body.antigen_half_saturation_cells
+        self.c_t = p.body.targets_per_cart
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
         self.il6_prod = p.serum.il6_production_pg_ml_per_day
@@ -142,6 +143,12 @@ class Body:
         self.gain = p.serum.myeloid_amplification
         self.k_m = p.serum.myeloid_half_il6_pg_ml
         self.r_rec = p.serum.receptor_clearance_fraction
+        m = p.myeloid
+        capacity = p.patient.monocytes_per_nl / m.monocytes_reference_per_nl  # kappa
+        self.my_on, self.my_off, self.my_half = m.activation_per_day, m.resolution_per_day, m.half_drive_cells
+        self.my_il6, self.my_il1 = m.il6_pg_ml_per_day * capacity, m.il1_icans_pg_ml * capacity
+        # endothelial susceptibility epsilon (exactly 1 at sensitivity 0)
+        self.endothelium = (p.patient.ang2_ang1_ratio / p.icans.ang2_ang1_reference) ** p.icans.endothelial_sensitivity
         self.crs_thresholds = (p.crs.fever_il6_pg_ml, p.crs.grade2_il6_pg_ml, p.crs.grade3_il6_pg_ml,
                                p.crs.grade4_il6_pg_ml)
         self.tau = p.icans.delay_days
@@ -161,7 +168,8 @@ class Body:
         self.steroid_cyto = t.steroid_cytokine_factor
         self.steroid_icans = t.steroid_icans_factor
         self.max_substep = kinetics.max_substep(self.k_el, self.k_bt + self.k_tb,
-                                                self.rho * self.boost + self.d_e + self.mu, self.r_m, 1.0 / self.tau)
+                                                self.rho * self.boost + self.d_e + self.mu, self.r_m, 1.0 / self.tau,
+                                                self.my_on + self.my_off)
         # dynamic state
         self.y = [0.0] * self.n_state
         self.y[IL6] = self.il6_0
@@ -250,17 +258,19 @@ class Body:
 
     def _rates(self, t_day: float) -> Rates:
         ctl = self.controls()
-        stim = self.antigen / (self.antigen + self.k_a)
+        competing = self.c_t * (self.effectors_tissue + self.y[MT]) if self.c_t > 0 else 0.0
+        stim = self.antigen / (self.antigen + self.k_a + competing)
         rho = self.rho * ctl.proliferation_factor * (self.boost if t_day < self.boost_days else 1.0)
         act = stim * ctl.activation_factor
         on_steroids = self._steroids_on(t_day)
         cyto = self.steroid_cyto if on_steroids else 1.0
-        neuro = self.steroid_icans if on_steroids else 1.0
+        neuro = (self.steroid_icans if on_steroids else 1.0) * self.endothelium
         k_clear = self.k_el * (1.0 - self.r_rec * self._blockade(t_day))
         return Rates(self.k_bt, self.k_tb, self.d_e, self.mu, self.d_m, rho * stim, self.mu * (1.0 - stim),
                      self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
                      self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
                      self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
+                     act / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto, self.my_il1 * neuro,
                      self.max_divs, self.il6_weights)
 
     def reseeding(self, dt_day: float) -> tuple[int, int]:
@@ -331,7 +341,8 @@ class Body:
         residual disease outside the window),
         ``body_cart_terminal_fraction`` (the share of effectors that have
         made all ``cart.max_divisions`` divisions),
-        ``body_cd19_cells`` (the load A) [cells], ``serum_il6_pg_ml``,
+        ``body_cd19_cells`` (the load A) [cells], ``myeloid_activation`` (the
+        activated fraction of the myeloid compartment) [-], ``serum_il6_pg_ml``,
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
         ``oxygen_support`` (0 none, 1 low-flow, 2 high-flow, 3 positive
@@ -355,6 +366,7 @@ class Body:
             "body_cart_terminal_fraction": terminal / effectors if effectors > 0 else 0.0,
             "body_cd19_cells": self.antigen,
             "serum_il6_pg_ml": y[IL6],
+            "myeloid_activation": y[MY],
             "il6_signal_pg_ml": self.signal,
             "icans_effect_pg_ml": y[NEURO],
             "temperature_c": self.temperature,
@@ -392,6 +404,8 @@ class Body:
 
     def restore(self, state: dict[str, Any]) -> None:
         y = [float(v) for v in state["y"]]
+        if len(y) == self.n_state - 1:  # checkpoints from before the myeloid compartment: it starts at rest
+            y.insert(MY, 0.0)
         if len(y) != self.n_state:
             raise SimulationError(f"body state has {len(y)} variables; this version with cart.max_divisions = "
                                   f"{self.max_divs} has {self.n_state}")

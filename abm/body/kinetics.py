@@ -1,8 +1,8 @@
 """The body's ordinary differential equations: state vector, right-hand side, RK4 step and infusion.
 
-The state vector holds the CAR-T pools, serum IL-6, the ICANS effect
-compartment (:mod:`abm.body.toxicity`) and the residual disease outside the
-window (:mod:`abm.body.reservoir`); :class:`Rates` carries the step's
+The state vector holds the CAR-T pools, serum IL-6, the myeloid compartment,
+the ICANS effect compartment (:mod:`abm.body.toxicity`) and the residual
+disease outside the window (:mod:`abm.body.reservoir`); :class:`Rates` carries the step's
 constant inputs. :class:`abm.body.Body` assembles the rates and decides what
 is infused when.
 
@@ -19,7 +19,11 @@ CAR-T pools [cells]
     is held, i.e. not given, when CRS is at ``schedule.hold_crs_grade`` or above
     on its day) go into blood,
     ``cart.memory_fraction`` of them as memory cells, the rest as ``E^0``.
-    With stimulation ``s = A / (A + K_A)`` (``body.antigen_half_saturation_cells``),
+    With stimulation ``s = A / (A + K_A + c_T (E_t + M_t))``
+    (``body.antigen_half_saturation_cells``; ``c_T = body.targets_per_cart``: the
+    CD19+ cells one tissue CAR-T cell ties up, so that a pool grown large
+    against its antigen competes for it and stops expanding: ratio-dependent
+    stimulation, Sahoo 2020 J R Soc Interface 17:20190734; 0 = none),
     activation ``a = s * f_act`` and division rate ``g = rho s``,
     ``[i < K]`` 1 below the limit and 0 at it::
 
@@ -63,7 +67,7 @@ CAR-T pools [cells]
 Serum IL-6 ``I`` [pg/mL]
     ::
 
-        dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) - k_el (1 - r_R b) I
+        dI/dt = k_el I_0 + c P X (1 + g I / (I + K_M)) + c P_M kappa Y - k_el (1 - r_R b) I
 
     * ``X = a sum_i delta^i E_t^i / 1e9``: antigen-activated effectors
       [1e9 cells], those that have divided ``i`` times weighted by
@@ -71,10 +75,12 @@ Serum IL-6 ``I`` [pg/mL]
       cuts cytokine secretion, so IL-6 rises less steeply than the pool and
       fever comes days before its peak, as in the clinic);
       ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
-    * myeloid amplification: up to ``g = serum.myeloid_amplification`` times
+    * amplification: up to ``g = serum.myeloid_amplification`` times
       more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
       self-reinforcing (IL-6 recruits more IL-6) but capped and still
-      proportional to T-cell activation, so it stops when antigen is gone.
+      proportional to T-cell activation, so it stops when antigen is gone;
+      instantaneous, unlike the myeloid compartment ``Y`` below, which is to
+      take over most of it in the issue-23/28 recalibration.
       Serum IL-6 stands here for the whole myeloid cytokine milieu (IL-1,
       GM-CSF, IL-6), so the loop is *not* cut by tocilizumab: in mice IL-1
       blockade prevents CRS and neurotoxicity while IL-6 receptor blockade
@@ -87,6 +93,23 @@ Serum IL-6 ``I`` [pg/mL]
       while its signal falls;
     * corticosteroids multiply production by ``c = therapy.steroid_cytokine_factor``
       (1 without steroids).
+
+Myeloid compartment ``Y`` [-] (the activated fraction of monocytes and macrophages)
+    Activated CAR-T cells activate monocytes and macrophages (GM-CSF, CD40L,
+    IFN-gamma), which then make most of the IL-6 and IL-1 of CRS (Giavridis
+    2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739)::
+
+        dY/dt = k_on D / (D + 1) (1 - Y) - k_off Y,     D = a sum_i delta^i E_t^i / K_D
+
+    (``myeloid.activation_per_day``, ``myeloid.resolution_per_day``,
+    ``myeloid.half_drive_cells``), saturable and with its own time constants,
+    so it lags T-cell activation and outlasts it by about a day. It adds
+    ``c P_M kappa Y`` to the IL-6 production (``P_M = myeloid.il6_pg_ml_per_day``;
+    ``kappa = patient.monocytes_per_nl / myeloid.monocytes_reference_per_nl``, the
+    patient's myeloid capacity) and ``h epsilon D_1 kappa Y`` to the ICANS drive
+    (``D_1 = myeloid.il1_icans_pg_ml``, its IL-1; :mod:`abm.body.toxicity`).
+    Tocilizumab blocks neither. With ``P_M = D_1 = 0`` it is computed but acts
+    on nothing (the model before issue 23).
 
 Numerics
     Classical fourth-order Runge-Kutta with sub-steps of at most 15 min and
@@ -110,10 +133,11 @@ HOURS_PER_DAY = 24.0
 BILLION = 1e9
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
-# indices of the ODE state vector (RP, RN: reservoir blasts with and without the product's target [cells]);
-# the effector stages follow: E_b^0..E_b^K from E0, then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
-MB, MT, IL6, NEURO, RP, RN = range(6)
-E0 = 6
+# indices of the ODE state vector (RP, RN: reservoir blasts with and without the product's target [cells];
+# MY: the activated fraction of the myeloid compartment [-]); the effector stages follow: E_b^0..E_b^K from E0,
+# then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
+MB, MT, IL6, NEURO, RP, RN, MY = range(7)
+E0 = 7
 
 
 class Rates(NamedTuple):
@@ -140,6 +164,11 @@ class Rates(NamedTuple):
     loss: float  # target loss lambda [1/d]
     kill: float  # reservoir killing per tissue CAR-T, q f_act / 1e9 [1/d per cell]
     reseed: float  # reservoir homing r [1/d]
+    drive: float  # myeloid drive per producing effector, c a / 1e9 / K_D [1 per cell]
+    my_on: float  # myeloid activation k_on [1/d]
+    my_off: float  # myeloid resolution k_off [1/d]
+    my_il6: float  # IL-6 of the fully activated myeloid compartment, c P_M kappa [pg/mL/d]
+    my_il1: float  # endothelial drive of its IL-1, h epsilon D_1 kappa [pg/mL]
     k: int  # division limit K
     il6_weights: tuple[float, ...]  # delta^i, i = 0..K
 
@@ -187,7 +216,7 @@ def derivative(y: list[float], r: Rates) -> list[float]:
     return out.tolist()
 
 
-N_FLOAT_RATES = 21  # Rates up to ``reseed``: the floats; then the division limit k and the IL-6 weights
+N_FLOAT_RATES = 26  # Rates up to ``my_il1``: the floats; then the division limit k and the IL-6 weights
 
 # Compiled (one call per body step instead of ~100 Python-level operations per stage; a 365-day patient makes
 # 263k of them). Sums run left to right in float64 with no reassociation, so every machine gets the same bits.
@@ -198,7 +227,8 @@ def _derivative(y, rv, weights, k, out):
     k_bt, k_tb, d_e, mu, d_m, div, mu_rest, recall = rv[0], rv[1], rv[2], rv[3], rv[4], rv[5], rv[6], rv[7]
     prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau = rv[8], rv[9], rv[10], rv[11], rv[12], rv[13], rv[14], rv[15]
     growth, room, loss, kill, reseed = rv[16], rv[17], rv[18], rv[19], rv[20]
-    mb, mt, il6, c, rp, rn = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN]
+    drive, my_on, my_off, my_il6, my_il1 = rv[21], rv[22], rv[23], rv[24], rv[25]
+    mb, mt, il6, c, rp, rn, my = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY]
     tb = E0 + k + 1  # first tissue stage
     to_memory_b = 0.0
     to_memory_t = 0.0
@@ -223,8 +253,10 @@ def _derivative(y, rv, weights, k, out):
     room_growth = growth * (1.0 - (rp + rn) / room) if room > 0.0 else 0.0  # reservoir blasts, logistic
     out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
     out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
-    out[IL6] = base + prod * producing * (1.0 + gain * il6 / (il6 + k_m)) - k_clear * il6
-    out[NEURO] = (neuro * excess - c) * k_tau
+    d = drive * producing  # activated effectors over the myeloid half-drive
+    out[MY] = my_on * d / (1.0 + d) * (1.0 - my) - my_off * my
+    out[IL6] = base + prod * producing * (1.0 + gain * il6 / (il6 + k_m)) + my_il6 * my - k_clear * il6
+    out[NEURO] = (neuro * excess + my_il1 * my - c) * k_tau
     out[RP] = (room_growth - loss - kill * (effectors_t + mt) - reseed) * rp
     out[RN] = room_growth * rn + loss * rp - reseed * rn
 

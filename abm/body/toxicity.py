@@ -24,15 +24,24 @@ CRS surrogate (ASTCT 2019, Lee 2019 Biol Blood Marrow Transplant 25:625)
     calibrated against ELIANA/real-world grade distributions (issue 4).
 
 ICANS surrogate (ASTCT ICE score)
-    A neurotoxic effect compartment ``C`` [pg/mL] follows the serum IL-6
-    excess with a mean delay ``tau = icans.delay_days``::
+    A neurotoxic effect compartment ``C`` [pg/mL] (endothelial activation and
+    blood-brain-barrier disruption, Gust 2017 Cancer Discov 7:1404, in
+    serum-IL-6-excess equivalents) follows its cytokine drive with a mean
+    delay ``tau = icans.delay_days``::
 
-        dC/dt = (h max(I - I_0, 0) - C) / tau
+        dC/dt = (h epsilon (max(I - I_0, 0) + D_1 kappa Y) - C) / tau
 
-    with ``h = therapy.steroid_icans_factor`` on steroids (else 1). It is
-    driven by serum IL-6, *not* by the blocked signal: tocilizumab does not
-    prevent ICANS (poor CNS penetration) and the serum rise it causes even
-    feeds it. ICE score = ``round(10 / (1 + (C / K_ICE)^n))``
+    with ``h = therapy.steroid_icans_factor`` on steroids (else 1). The drive
+    is serum IL-6, *not* the blocked signal: tocilizumab does not prevent
+    ICANS (poor CNS penetration) and the serum rise it causes even feeds it;
+    and the myeloid compartment's IL-1 (``D_1 kappa Y``, :mod:`abm.body.kinetics`;
+    tocilizumab does not block it, anakinra would: Norelli 2018 Nat Med
+    24:739). ``epsilon = (patient.ang2_ang1_ratio / icans.ang2_ang1_reference)
+    ** icans.endothelial_sensitivity`` is the patient's endothelial
+    susceptibility (pre-existing endothelial activation predisposes to severe
+    neurotoxicity, Gust 2017), so ICANS follows CRS without being its shadow.
+    With ``D_1 = 0`` and sensitivity 0 (the defaults until the issue-23/28
+    recalibration) the drive is the serum IL-6 excess alone. ICE score = ``round(10 / (1 + (C / K_ICE)^n))``
     (``icans.ice_half_il6_pg_ml``, ``n = icans.ice_hill``); grade 0 for ICE 10, 1 for 7-9, 2 for 3-6,
     3 for 0-2, 4 when ``C >= u K_ICE 19^(1/n)`` (unarousable: ``u =
     icans.unarousable_factor`` times the level at which ICE reaches 0, so

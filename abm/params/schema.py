@@ -15,6 +15,8 @@ from abm.params.param import Param
 
 HARRISON = "Harrison 1962 J Clin Pathol 15:254"
 ASSUMPTION = "assumption"
+# a mechanism of issue 23 that is declared, tested and off by default: one recalibration turns them on
+OFF = "off (0) until the issue-23/28 recalibration, which sets it within the range searched (abm/calibration.py)"
 
 DECLARED: tuple[Param, ...] = (
     # grid -----------------------------------------------------------------
@@ -99,6 +101,22 @@ DECLARED: tuple[Param, ...] = (
     Param("patient.marrow_cells_per_kg", float, 1.05e10, "cells/kg", 5e9, 2e10,
           description="Nucleated marrow cells per kg body weight (sets the window-to-body scale).",
           source=HARRISON),
+    Param("patient.ang2_ang1_ratio", float, 1.0, "-", 0.01, 100.0,
+          description="Serum angiopoietin-2 : angiopoietin-1 ratio before lymphodepletion (pre-existing "
+                      "endothelial activation; platelets store most circulating Ang-1, so thrombocytopenia "
+                      "raises it). Sets the endothelial susceptibility to cytokines that drives "
+                      "ICANS: (ratio / icans.ang2_ang1_reference) ** icans.endothelial_sensitivity.",
+          source="Gust 2017 Cancer Discov 7:1404 (endothelial activation before treatment raised the risk of "
+                 "high-grade neurotoxicity); Hay 2017 Blood 130:2295 (Ang-2 raised before lymphodepletion in severe "
+                 "CRS; thrombocytopenia before lymphodepletion predicts CRS); value: the reference patient"),
+    Param("patient.monocytes_per_nl", float, 0.4, "1e9/L", 0.0, 10.0,
+          description="Absolute monocyte count before lymphodepletion: the myeloid cells CAR-T cells activate "
+                      "(their IL-6/IL-1 output scales with it: myeloid capacity = count / "
+                      "myeloid.monocytes_reference_per_nl).",
+          source="Norelli 2018 Nat Med 24:739 (human monocytes were the major source of IL-1 and IL-6 in CRS; "
+                 "depleting them prevented it); that the count predicts CRS in patients is an assumption (no "
+                 "clinical source found; baseline CRP and ferritin did not predict severe CRS, Teachey 2016 Cancer "
+                 "Discov 6:664); value: assumption, a relapsed child's count"),
     # blasts and normal cells ---------------------------------------------
     Param("blast.division_rate_per_day", float, 0.105, "1/d", 0.0, 2.0,
           description="Division hazard of a blast (into a free neighbour, or onto a normal one: see "
@@ -334,6 +352,16 @@ DECLARED: tuple[Param, ...] = (
           description="Hazard that a memory CAR-T cell in tissue turns effector, at saturating antigen "
                       "(times the stimulation A / (A + K_A)).",
           source="assumption: memory T cells re-expand within days of meeting antigen again"),
+    Param("body.targets_per_cart", float, 0.0, "cells per CAR-T", 0.0, 1000.0,
+          description="CD19+ cells one tissue CAR-T cell ties up (engaged, or being searched for), so that CAR-T "
+                      "cells compete for the antigen they meet: stimulation = A / (A + K_A + c (E_t + M_t)). With "
+                      "c > 0 the pool stops expanding when it outgrows its antigen, so the peak follows the "
+                      "tumour burden more than the dose; 0 = no competition.",
+          source="Mueller 2018 Clin Cancer Res 24:6175 (79 ELIANA/ENSIGN patients: responses across the whole "
+                 "label dose range and no dose-safety relationship); Awasthi 2020 Blood Adv 4:560 (no relation of "
+                 "kinetics to dose; the dose-CRS association vanishes after adjusting for tumour burden); Singh "
+                 "2021 CPT Pharmacometrics Syst Pharmacol 10:362 (burden moves exposure more than dose); form: "
+                 "ratio-dependent (effector:target) functional response, an assumption; " + OFF),
     # -- residual disease outside the window (abm/body) --
     Param("relapse.reservoir_fraction", float, 0.01, "-", 0.0, 0.5,
           description="Leukemia the window does not sample (CNS, testes, extramedullary sites, marrow spaces CAR-T "
@@ -387,6 +415,36 @@ DECLARED: tuple[Param, ...] = (
           description="Fraction of IL-6 clearance mediated by the IL-6 receptor (blocked by tocilizumab, so "
                       "serum IL-6 rises while its signal falls).",
           source="Nishimoto 2008 Blood 112:3959 (serum IL-6 rises after tocilizumab); fraction: assumption"),
+    Param("myeloid.il6_pg_ml_per_day", float, 0.0, "pg/mL/d", 0.0, 1e6,
+          description="Serum IL-6 production of the fully activated myeloid compartment (monocytes, macrophages) "
+                      "at the reference monocyte count; it adds to the T-cell-driven production (0: no myeloid "
+                      "compartment).",
+          source="Giavridis 2018 Nat Med 24:731 (CRS severity is mediated by IL-6, IL-1 and NO from recipient "
+                 "macrophages, not by CAR-T-derived cytokines); Norelli 2018 Nat Med 24:739; Santurio 2025 PLoS "
+                 "Comput Biol doi:10.1371/journal.pcbi.1012908 (macrophage-mediated CRS fitted to 25 patients); "
+                 + OFF),
+    Param("myeloid.il1_icans_pg_ml", float, 0.0, "pg/mL", 0.0, 1e6,
+          description="Endothelial (ICANS) drive of the fully activated myeloid compartment's IL-1 at the "
+                      "reference monocyte count, in serum-IL-6-excess equivalents (tocilizumab does not block it).",
+          source="Norelli 2018 Nat Med 24:739 (anakinra abolished CRS and neurotoxicity; tocilizumab failed to "
+                 "protect from delayed lethal neurotoxicity); Giavridis 2018 Nat Med 24:731; " + OFF),
+    Param("myeloid.activation_per_day", float, 2.0, "1/d", 0.0, 100.0,
+          description="Rate at which myeloid cells are activated by activated CAR-T cells (GM-CSF, CD40L, IFN-g) "
+                      "at saturating drive.",
+          source="Sterner 2019 Blood 133:697 (CAR-T GM-CSF activates myeloid cells; its blockade prevents CRS); "
+                 "Santurio 2025 (CD40-CD40L contact the main route); rate: assumption (CRS within 2-3 days of "
+                 "infusion in mice, Giavridis 2018), to be replaced by Santurio 2025's fitted rate"),
+    Param("myeloid.resolution_per_day", float, 0.7, "1/d", 0.0, 100.0,
+          description="Rate at which activated myeloid cells return to rest (about a day's half-life: ln 2 / rate).",
+          source="assumption: macrophage activation resolves within days once the stimulus stops"),
+    Param("myeloid.half_drive_cells", float, 1e9, "cells", 1e5, 1e13,
+          description="Antigen-activated effector CAR-T cells (division-weighted, as for IL-6) that activate the "
+                      "myeloid compartment half-maximally.",
+          source="assumption: of the order of the activated pool at CRS onset (~1e9 cells by day ~3)"),
+    Param("myeloid.monocytes_reference_per_nl", float, 0.4, "1e9/L", 0.01, 10.0,
+          description="Monocyte count at which the myeloid compartment has its declared output "
+                      "(myeloid.il6_pg_ml_per_day, myeloid.il1_icans_pg_ml).",
+          source="the default patient.monocytes_per_nl"),
     Param("crs.fever_il6_pg_ml", float, 30.0, "pg/mL", 1.0, 1e5,
           description="IL-6 signal (serum excess over baseline, after receptor blockade) at which the "
                       "temperature surrogate reaches 38.0 C (ASTCT CRS grade 1).",
@@ -425,6 +483,16 @@ DECLARED: tuple[Param, ...] = (
           source="assumption: unarousable patients are those beyond ICE 0 (Lee 2019 Biol Blood Marrow "
                  "Transplant 25:625); replaces a fixed 6,000 pg/mL level that made grade 3 unreachable for "
                  "calibrated K and n"),
+    Param("icans.endothelial_sensitivity", float, 0.0, "-", 0.0, 3.0,
+          description="Exponent of the endothelial susceptibility (patient.ang2_ang1_ratio / "
+                      "icans.ang2_ang1_reference) ** s that multiplies the drive of the ICANS effect compartment "
+                      "(0: every patient alike).",
+          source="Gust 2017 Cancer Discov 7:1404 (pre-existing endothelial activation predisposes); Korell 2022 "
+                 "Front Immunol 13:877477 (pre-lymphodepletion EASIX, an endothelial score: odds ratio 1.72 "
+                 "[1.26-2.46] of grade >= 3 CRS or ICANS per doubling); " + OFF),
+    Param("icans.ang2_ang1_reference", float, 1.0, "-", 0.01, 100.0,
+          description="Ang-2:Ang-1 ratio of the reference patient (susceptibility 1).",
+          source="the default patient.ang2_ang1_ratio"),
     Param("therapy.tocilizumab_grade", int, 3, "CRS grade", 0, 4,
           description="CRS grade at which tocilizumab is given (0: never). The default follows the "
                       "tisagenlecleucel label and trials; 2 is the CARTOX practice (Neelapu 2018 Nat Rev Clin "
