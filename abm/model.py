@@ -24,6 +24,7 @@ counts the cells carrying the product's target.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -38,6 +39,7 @@ from abm.marrow import build_window
 from abm.params import Params
 from abm.rates import (
     MINUTES_PER_DAY,
+    antigen_response,
     build_tables,
     cd19_levels,
     cd22_levels,
@@ -119,6 +121,7 @@ class MarrowModel(mesa.Model):
         self.steps_per_observation = max(1, int(round(params.time.observe_every_h * 60.0 / self.dt_min)))
         self.tables = build_tables(params, self.seed)
         self.target_mode = target_mode(params)
+        self.response = antigen_response(params)  # the CAR's response to each antigen level (the body's signal)
         self.cd22_tracked = cd22_tracked(params)
         restoring = state is not None
         if state is None:
@@ -197,12 +200,13 @@ class MarrowModel(mesa.Model):
         """What the body learns from the window (see :class:`abm.body.WindowReadout`)."""
         s = self.state
         counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
-        carries_target = target_levels(s.traits[..., L.ANTIGEN], self.target_mode) > 0
-        positive = carries_target & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
+        levels = target_levels(s.traits[..., L.ANTIGEN], self.target_mode)
+        positive = (levels > 0) & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
         cart = s.cell == L.CART
         ev = s.events
         return WindowReadout(
             cd19_cells=int(np.count_nonzero(positive)),
+            target_signal=math.fsum(np.bincount(levels[positive], minlength=L.N_LEVELS) * self.response),
             blasts=int(counts[L.BLAST]),
             nucleated=int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL]),
             cart=int(counts[L.CART]),

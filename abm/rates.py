@@ -114,8 +114,8 @@ def affinity_factor(params: Params) -> float:
     return 1.0 + params.product.affinity_kd_nM / params.cart.kd_ref_nM
 
 
-def antigen_response(params: Params) -> np.ndarray:
-    """Fraction of the maximal attach/kill hazard at each antigen level (Hill function).
+def response_at(params: Params, molecules: np.ndarray) -> np.ndarray:
+    """Fraction of the maximal CAR response to a target cell carrying ``molecules`` antigen (Hill function).
 
     ``f(A) = A^h / (A^h + A50^h)`` with
     ``A50 = threshold * (1 + K_D / kd_ref) * (costim.cd28_threshold_factor if CD28)``:
@@ -126,9 +126,39 @@ def antigen_response(params: Params) -> np.ndarray:
     a50 = c.antigen_threshold_molecules * affinity_factor(params)
     if is_cd28(params):
         a50 *= params.costim.cd28_threshold_factor
-    a = level_to_molecules(np.arange(L.N_LEVELS))
+    a = np.asarray(molecules, dtype=np.float64)
     h = c.antigen_hill
     return a**h / (a**h + a50**h)
+
+
+def antigen_response(params: Params) -> np.ndarray:
+    """:func:`response_at` of each antigen level (0..255): the attach/kill hazard fraction the kernels use."""
+    return response_at(params, level_to_molecules(np.arange(L.N_LEVELS)))
+
+
+def mean_response(params: Params, points: int = 64) -> float:
+    """Mean :func:`response_at` over the patient's target-positive blasts (their log-normal density).
+
+    Midpoint quadrature over ``points`` normal quantiles of each antigen's
+    log10 density (``patient.cd19_*``, ``patient.cd22_*``); a dual CAR responds
+    to the denser antigen of each cell, the two drawn independently (as the
+    window draws them). The response the body gives the residual disease
+    outside the window, whose cells it does not see one by one.
+    """
+    z = np.array([NormalDist().inv_cdf((k + 0.5) / points) for k in range(points)])
+    pat = params.patient
+
+    def responses(median: float, sd: float) -> np.ndarray:
+        return response_at(params, 10.0 ** (math.log10(median) + sd * z))
+
+    mode = target_mode(params)
+    if mode == L.TARGET_CD19:
+        return float(responses(pat.cd19_median_molecules, pat.cd19_sd_log10).mean())
+    if mode == L.TARGET_CD22:
+        return float(responses(pat.cd22_median_molecules, pat.cd22_sd_log10).mean())
+    cd19 = responses(pat.cd19_median_molecules, pat.cd19_sd_log10)
+    cd22 = responses(pat.cd22_median_molecules, pat.cd22_sd_log10)
+    return float(np.maximum(cd19[:, None], cd22[None, :]).mean())
 
 
 def field_rates(params: Params, dt_min: float) -> tuple[np.ndarray, list[int]]:

@@ -12,6 +12,7 @@ import math
 import pytest
 
 from abm.body import Body, WindowReadout
+from abm.errors import SimulationError
 from abm.params import Params
 
 CAPACITY = 65_536
@@ -127,3 +128,60 @@ def test_competition_makes_the_peak_follow_the_antigen_load_more_than_the_dose()
     assert dose[0] == pytest.approx(10.0, rel=1e-6) and load[0] < 1.2
     assert dose[0] > dose[1] > dose[2] and dose[2] < 3.0
     assert load[0] < load[1] < load[2] and load[2] > 5.0
+
+
+# -- dilution ------------------------------------------------------------------------------------------
+def test_diluted_il6_of_the_same_cells_falls_with_weight():
+    """Same activated cells (the dose per patient fixed), twice the weight: half the T-cell IL-6 production."""
+    cells = {"serum.myeloid_amplification": 0.0, "serum.diluted_by_weight": True}
+    light = run(make_body(**cells, **{"patient.weight_kg": 30.0, "product.dose_per_kg": 3e6}), ELIANA_CD19, 3.0)
+    heavy = run(make_body(**cells, **{"patient.weight_kg": 60.0, "product.dose_per_kg": 1.5e6}), ELIANA_CD19, 3.0)
+    assert excess(heavy)[-1] / excess(light)[-1] == pytest.approx(0.5, rel=1e-3)
+    undiluted = run(make_body(**{**cells, "serum.diluted_by_weight": False, "patient.weight_kg": 60.0,
+                                 "product.dose_per_kg": 1.5e6}), ELIANA_CD19, 3.0)
+    assert excess(undiluted)[-1] == pytest.approx(excess(light)[-1], rel=1e-3)
+
+
+# -- the antigen the CAR responds to ---------------------------------------------------------------------
+def test_mean_response_follows_density_affinity_and_costimulation():
+    from abm.rates import mean_response, response_at
+
+    point = Params({"patient.cd19_sd_log10": 0.0, "patient.cd19_median_molecules": 3000.0})
+    assert mean_response(point) == pytest.approx(float(response_at(point, 3000.0)), rel=1e-12)
+    dim, bright = (mean_response(Params({"patient.cd19_median_molecules": m})) for m in (1500.0, 20000.0))
+    tight, loose = (mean_response(Params({"patient.cd19_median_molecules": 3000.0, "product.affinity_kd_nM": kd}))
+                    for kd in (0.33, 14.3))
+    cd28 = mean_response(Params({"patient.cd19_median_molecules": 3000.0, "product.costimulation": "CD28"}))
+    assert dim < bright < 1.0 and loose < tight < cd28
+
+
+def test_signal_weighted_load_stimulates_less_when_the_car_responds_less():
+    def final(signal_share: float, mode: str) -> dict:
+        body = make_body(**{"body.antigen_signal": mode})
+        cells = int(round(ELIANA_CD19 * body.window_share))
+        r = WindowReadout(cells, 0, 0, 0, 0, 0.0, 0, target_signal=signal_share * cells)
+        for i in range(5 * 24):
+            body.advance(i * HOUR, HOUR, r)
+        return body.observe()
+
+    full, dim = final(1.0, "response"), final(0.02, "response")
+    assert final(0.02, "count") == final(1.0, "count")  # 'count' ignores the signal
+    assert full == pytest.approx(final(1.0, "count"), rel=1e-12)  # a full response is the count
+    assert dim["body_cart_cells"] < full["body_cart_cells"] and dim["serum_il6_pg_ml"] < full["serum_il6_pg_ml"]
+    with pytest.raises(SimulationError, match="target_signal"):
+        make_body(**{"body.antigen_signal": "response"}).advance(0.0, HOUR, WindowReadout(1, 0, 0, 0, 0, 0.0, 0))
+
+
+def test_window_target_signal_is_the_response_weighted_count_of_its_target_cells():
+    from abm.model import MarrowModel
+    from abm.rates import antigen_response, target_levels
+    from kernels import layout as L
+
+    model = MarrowModel(Params({"grid.size": 32, "time.days": 0.1}), seed=3, backend="python")
+    r = model.read_window()
+    s = model.state
+    levels = target_levels(s.traits[..., L.ANTIGEN], model.target_mode)
+    positive = (levels > 0) & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
+    assert r.cd19_cells == int(positive.sum()) > 0
+    assert r.target_signal == pytest.approx(float(antigen_response(model.params)[levels[positive]].sum()), rel=1e-12)
+    assert 0.0 < r.target_signal < r.cd19_cells

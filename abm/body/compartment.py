@@ -28,9 +28,13 @@ Determinism and noise
 Coupling with the window (per step of ``dt`` days)
     * in: :class:`WindowReadout`, refreshed by the model about hourly and
       piecewise constant in between. Only ``cd19_cells`` enters the
-      equations: the body CD19+ load is ``A = cd19_cells / window_share``
+      equations: the body CD19+ load is ``A = cd19_cells / window_share + R_+``
       [cells], with ``window_share = window_capacity / (marrow_cells_per_kg *
-      weight)``. CD19+ cells outside the marrow (lymph-node and splenic B
+      weight)``; with ``body.antigen_signal = "response"`` the window's
+      ``target_signal`` (its target cells weighted by the CAR's response to
+      their antigen density) stands for ``cd19_cells`` and ``R_+`` is weighted
+      by the mean response over the patient's density distribution
+      (:func:`abm.rates.mean_response`). CD19+ cells outside the marrow (lymph-node and splenic B
       cells, extramedullary disease) are not counted (simplification).
       "CD19+" reads "carrying the product's target" throughout: for a CD22
       or a dual CD19/CD22 CAR ``cd19_cells`` counts the cells the CAR
@@ -63,6 +67,7 @@ from abm.body.interventions import Controls
 from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RN, RP, UL_PER_ML, Rates
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
+from abm.rates import mean_response
 from kernels import TWO32
 
 if TYPE_CHECKING:
@@ -80,6 +85,11 @@ class WindowReadout:
     cart_active: int  # activated CAR-T cells in the window
     il6_mean_pg_ml: float  # mean IL-6 of the window's marrow field
     kills: int  # cumulative CAR-T kills in the window
+    # those cells weighted by the CAR's response to their antigen density (abm.rates.antigen_response); None: not read
+    target_signal: float | None = None
+
+
+IL6_REFERENCE_WEIGHT_KG = 30.0  # serum.il6_production_pg_ml_per_day is that of a patient of this weight
 
 
 class Body:
@@ -136,9 +146,13 @@ class Body:
         self.negative_share = reservoir.target_negative_share(p)
         self.k_a = p.body.antigen_half_saturation_cells
         self.c_t = p.body.targets_per_cart
+        self.signal_weighted = p.body.antigen_signal == "response"
+        self.reservoir_response = mean_response(p) if self.signal_weighted else 1.0
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
         self.il6_prod = p.serum.il6_production_pg_ml_per_day
+        if p.serum.diluted_by_weight:
+            self.il6_prod *= IL6_REFERENCE_WEIGHT_KG / weight
         self.il6_weights = tuple(p.serum.il6_division_decay ** i for i in range(self.max_divs + 1))
         self.gain = p.serum.myeloid_amplification
         self.k_m = p.serum.myeloid_half_il6_pg_ml
@@ -204,7 +218,12 @@ class Body:
             self.y[RP], self.y[RN] = reservoir.initial(self.reservoir_fraction, readout.blasts, self.window_share,
                                                        self.negative_share)
             self.reservoir_seeded = True
-        self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
+        if self.signal_weighted:
+            if readout.target_signal is None:
+                raise SimulationError("body.antigen_signal = 'response' needs the window's target_signal readout")
+            self.antigen = readout.target_signal / self.window_share + self.reservoir_response * self.y[RP]
+        else:
+            self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day
         rates = self._rates(t_day)
         # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too

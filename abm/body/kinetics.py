@@ -74,7 +74,9 @@ Serum IL-6 ``I`` [pg/mL]
       ``delta^i`` (``delta = serum.il6_division_decay``: repeated stimulation
       cuts cytokine secretion, so IL-6 rises less steeply than the pool and
       fever comes days before its peak, as in the clinic);
-      ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells];
+      ``P = serum.il6_production_pg_ml_per_day`` [pg/mL/d per 1e9 cells], times
+      ``30 kg / weight`` with ``serum.diluted_by_weight`` (the same cells in a
+      larger distribution volume);
     * amplification: up to ``g = serum.myeloid_amplification`` times
       more, half maximal at ``K_M = serum.myeloid_half_il6_pg_ml``. It is
       self-reinforcing (IL-6 recruits more IL-6) but capped and still

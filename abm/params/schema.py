@@ -352,6 +352,17 @@ DECLARED: tuple[Param, ...] = (
           description="Hazard that a memory CAR-T cell in tissue turns effector, at saturating antigen "
                       "(times the stimulation A / (A + K_A)).",
           source="assumption: memory T cells re-expand within days of meeting antigen again"),
+    Param("body.antigen_signal", str, "count", "-", choices=("count", "response"),
+          description="How the body's CAR-T stimulation reads its CD19+ load A: 'count' (every target cell "
+                      "alike) or 'response' (each cell weighted by the CAR's response to its antigen density, the "
+                      "Hill function of cart.antigen_threshold_molecules, product.affinity_kd_nM and "
+                      "product.costimulation that the window's attach and kill hazards use; the residual disease "
+                      "outside the window by the mean response over the patient's density distribution), so that "
+                      "a patient with dim blasts, or a looser binder, stimulates expansion, cytokines and memory "
+                      "recall less.",
+          source="Majzner 2020 Cancer Discov 10:702 (below ~2,000 CD19 molecules per cell CAR-T cytokine "
+                 "output and killing collapse; CD28 more sensitive than 4-1BB); 'count' until the issue-23/28 "
+                 "recalibration"),
     Param("body.targets_per_cart", float, 0.0, "cells per CAR-T", 0.0, 1000.0,
           description="CD19+ cells one tissue CAR-T cell ties up (engaged, or being searched for), so that CAR-T "
                       "cells compete for the antigen they meet: stimulation = A / (A + K_A + c (E_t + M_t)). With "
@@ -390,6 +401,15 @@ DECLARED: tuple[Param, ...] = (
                       "amplification.",
           source="assumption: ~1e9 stimulated effectors (day ~3 of a typical expansion) give fever (~30 pg/mL "
                  "excess) with the default amplification; calibrate (issue 4)"),
+    Param("serum.diluted_by_weight", bool, False, "-",
+          description="Whether the CAR-T-driven IL-6 production (serum.il6_production_pg_ml_per_day, the value "
+                      "for a 30 kg patient) is diluted in a distribution volume proportional to body weight, so "
+                      "that the same activated cells raise a small child's serum IL-6 more than an adult's; false: "
+                      "every patient as a 30 kg one.",
+          source="physics: a concentration is an amount over its volume, and plasma and extracellular volumes "
+                 "scale with weight; the calibrated model before issue 23 had no dilution, which made serum IL-6 "
+                 "grow with weight at a fixed dose per kg (rank correlation +0.33 of weight with the CRS grade in "
+                 "experiments/results/calibration_report); off until the issue-23/28 recalibration"),
     Param("serum.il6_production_sd_log10", float, 0.0, "log10", 0.0, 1.5,
           description="Patient-to-patient spread of serum.il6_production_pg_ml_per_day in virtual cohorts "
                       "(abm.cohort.sample_patient: log-normal around it); a single run does not use it.",
