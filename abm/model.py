@@ -218,8 +218,9 @@ class MarrowModel(mesa.Model):
     def apply_controls(self) -> None:
         """Rebuild the rate tables if steroids or the lymphodepletion boost changed the CAR-T factors."""
         controls = self.body.controls()
-        ld = self.params.lymphodepletion
-        boost = ld.proliferation_boost if ld.enabled and self.day < ld.boost_days else 1.0
+        boost = self.body.homeostatic_boost(self.day)
+        if self.body.consumed:  # a fading surge on a grid of 1/128: the tables are rebuilt at most ~60 times
+            boost = round(boost * 128.0) / 128.0
         factors = (controls.proliferation_factor * boost, controls.activation_factor)
         if factors != self.factors:
             self.factors = factors

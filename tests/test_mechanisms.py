@@ -185,3 +185,47 @@ def test_window_target_signal_is_the_response_weighted_count_of_its_target_cells
     assert r.cd19_cells == int(positive.sum()) > 0
     assert r.target_signal == pytest.approx(float(antigen_response(model.params)[levels[positive]].sum()), rel=1e-12)
     assert 0.0 < r.target_signal < r.cd19_cells
+
+
+# -- homeostatic cytokines after lymphodepletion --------------------------------------------------------
+def test_surge_without_car_t_fades_with_its_half_life():
+    body = make_body(**{"lymphodepletion.boost_shape": "consumed", "lymphodepletion.cytokine_half_life_days": 4.0,
+                        "lymphodepletion.consumption_per_day": 0.0, "lymphodepletion.proliferation_boost": 3.0})
+    rows = run(body, 0.0, 8.0)
+    assert rows[round(4.0 / HOUR) - 1]["homeostatic_boost"] == pytest.approx(1.0 + 2.0 * 0.5, rel=1e-9)
+    assert rows[-1]["homeostatic_boost"] == pytest.approx(1.0 + 2.0 * 0.25, rel=1e-9)
+
+
+def test_a_larger_dose_uses_the_surge_up_sooner_so_expansion_grows_less_than_the_dose():
+    consumed = {"lymphodepletion.boost_shape": "consumed", "lymphodepletion.consumption_per_day": 1.0,
+                "lymphodepletion.proliferation_boost": 2.0}
+
+    def day7(dose: float, **extra) -> dict:
+        return run(make_body(**{"product.dose_per_kg": dose, **extra}), ELIANA_CD19, 7.0)[-1]
+
+    low, high = day7(3e5, **consumed), day7(3e6, **consumed)
+    assert high["homeostatic_boost"] < low["homeostatic_boost"] < 2.0
+    assert 1.0 < high["body_cart_cells"] / low["body_cart_cells"] < 9.0
+    step_ratio = day7(3e6)["body_cart_cells"] / day7(3e5)["body_cart_cells"]
+    assert step_ratio == pytest.approx(10.0, rel=1e-6)  # the fixed boost: proportional
+
+
+def test_surge_survives_a_checkpoint():
+    on = {"lymphodepletion.boost_shape": "consumed"}
+    body = make_body(**on)
+    run(body, ELIANA_CD19, 3.0)
+    copy = make_body(**on)
+    copy.restore(body.state())
+    assert run(copy, ELIANA_CD19, 2.0, t0=3.0) == run(body, ELIANA_CD19, 2.0, t0=3.0)
+
+
+def test_window_proliferation_follows_the_fading_surge_on_its_grid():
+    from abm.model import MarrowModel
+
+    model = MarrowModel(Params({"grid.size": 32, "time.days": 2.0, "lymphodepletion.boost_shape": "consumed",
+                                "lymphodepletion.cytokine_half_life_days": 1.0}), seed=3, backend="python")
+    model.run()
+    boost = model.body.homeostatic_boost(model.day)
+    assert 1.0 < boost < 1.5 * 0.3 + 1.0  # about a quarter of the surge is left after two half-lives
+    factor = model.factors[0]  # set at the last coupling, on the 1/128 grid
+    assert factor * 128.0 == round(factor * 128.0) and abs(factor - boost) < 1.0 / 64.0

@@ -127,8 +127,12 @@ class Body:
         f_b = p.body.blood_fraction
         self.k_tb = self.k_bt * f_b / (1.0 - f_b)
         self.rho = p.cart.proliferation_rate_per_day * (p.costim.cd28_proliferation_factor if cd28 else 1.0)
-        self.boost = p.lymphodepletion.proliferation_boost if p.lymphodepletion.enabled else 1.0
-        self.boost_days = p.lymphodepletion.boost_days
+        ld = p.lymphodepletion
+        self.boost = ld.proliferation_boost if ld.enabled else 1.0
+        self.boost_days = ld.boost_days
+        self.consumed = ld.boost_shape == "consumed"
+        self.k_surge = math.log(2.0) / ld.cytokine_half_life_days
+        self.surge_uptake = ld.consumption_per_day / BILLION
         self.d_e = p.cart.death_rate_per_day
         self.d_m = p.cart.memory_death_rate_per_day
         self.mu = p.cart.memory_conversion_per_day * (p.costim.cd28_memory_factor if cd28 else 1.0)
@@ -192,6 +196,7 @@ class Body:
         self.given = 0
         self.held = 0  # fractions withheld for CRS (schedule.hold_crs_grade)
         self.antigen = 0.0
+        self.surge = 1.0 if ld.enabled else 0.0  # the homeostatic cytokine surge H ('consumed' shape)
         self.reservoir_seeded = False
         self.rng = reservoir.generator(seed)
         self.toci_doses = 0
@@ -230,6 +235,9 @@ class Body:
         kill_now = self.reservoir_kill * (self.effectors_tissue + self.y[MT])
         n, h = kinetics.substeps(dt_day, self.max_substep, kill_now)
         before = (self.y[RP], self.y[RN])
+        if self.consumed:  # exact over the step for the pool at its start
+            pool = self.effectors_blood + self.effectors_tissue + self.y[MB] + self.y[MT]
+            self.surge *= math.exp(-(self.k_surge + self.surge_uptake * pool) * dt_day)
         self.y = kinetics.integrate(self.y, n, h, rates)
         if min(before) < STOCHASTIC_CELLS:
             self._small_reservoir(before, n, h, kill_now * self.controls().activation_factor)
@@ -279,7 +287,7 @@ class Body:
         ctl = self.controls()
         competing = self.c_t * (self.effectors_tissue + self.y[MT]) if self.c_t > 0 else 0.0
         stim = self.antigen / (self.antigen + self.k_a + competing)
-        rho = self.rho * ctl.proliferation_factor * (self.boost if t_day < self.boost_days else 1.0)
+        rho = self.rho * ctl.proliferation_factor * self.homeostatic_boost(t_day)
         act = stim * ctl.activation_factor
         on_steroids = self._steroids_on(t_day)
         cyto = self.steroid_cyto if on_steroids else 1.0
@@ -291,6 +299,12 @@ class Body:
                      self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
                      act / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto, self.my_il1 * neuro,
                      self.max_divs, self.il6_weights)
+
+    def homeostatic_boost(self, t_day: float) -> float:
+        """Multiplier of CAR-T proliferation from lymphodepletion now (``lymphodepletion.boost_shape``)."""
+        if self.consumed:
+            return 1.0 + (self.boost - 1.0) * self.surge
+        return self.boost if t_day < self.boost_days else 1.0
 
     def reseeding(self, dt_day: float) -> tuple[int, int]:
         """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
@@ -360,7 +374,8 @@ class Body:
         residual disease outside the window),
         ``body_cart_terminal_fraction`` (the share of effectors that have
         made all ``cart.max_divisions`` divisions),
-        ``body_cd19_cells`` (the load A) [cells], ``myeloid_activation`` (the
+        ``body_cd19_cells`` (the load A) [cells], ``homeostatic_boost`` (the
+        lymphodepletion multiplier of CAR-T proliferation now) [-], ``myeloid_activation`` (the
         activated fraction of the myeloid compartment) [-], ``serum_il6_pg_ml``,
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
@@ -384,6 +399,7 @@ class Body:
             "reservoir_target_neg_cells": y[RN],
             "body_cart_terminal_fraction": terminal / effectors if effectors > 0 else 0.0,
             "body_cd19_cells": self.antigen,
+            "homeostatic_boost": self.homeostatic_boost(self.t_day),
             "serum_il6_pg_ml": y[IL6],
             "myeloid_activation": y[MY],
             "il6_signal_pg_ml": self.signal,
@@ -411,6 +427,7 @@ class Body:
             "given": self.given,
             "held": self.held,
             "antigen": self.antigen,
+            "surge": self.surge,
             "reservoir_seeded": self.reservoir_seeded,
             "rng": self.rng.bit_generator.state,
             "toci_doses": self.toci_doses,
@@ -434,6 +451,7 @@ class Body:
         self.given = int(state["given"])
         self.held = int(state.get("held", 0))  # checkpoints from before schedule.hold_crs_grade have none
         self.antigen = float(state["antigen"])
+        self.surge = float(state.get("surge", self.surge))  # checkpoints from before the surge: 'step' shape only
         self.reservoir_seeded = bool(state["reservoir_seeded"])
         if "rng" in state:  # checkpoints from before the small-number reservoir have no generator state
             self.rng.bit_generator.state = state["rng"]

@@ -48,7 +48,9 @@ CAR-T pools [cells]
       ``costim.cd28_proliferation_factor`` for CD28 products, times
       ``Controls.proliferation_factor`` (steroids), times
       ``lymphodepletion.proliferation_boost`` while ``t < lymphodepletion.boost_days``
-      (if ``lymphodepletion.enabled``). Expansion happens in tissue only,
+      (if ``lymphodepletion.enabled``; with ``lymphodepletion.boost_shape =
+      "consumed"`` a boost ``1 + (b - 1) H`` that fades with the IL-7/IL-15
+      surge ``H`` the CAR-T cells use up: :meth:`abm.body.Body.homeostatic_boost`). Expansion happens in tissue only,
       where antigen is met;
     * ``d_E = cart.death_rate_per_day``, ``d_M = cart.memory_death_rate_per_day``
       [1/d]; ``mu = cart.memory_conversion_per_day`` [1/d] (times

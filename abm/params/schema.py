@@ -297,6 +297,23 @@ DECLARED: tuple[Param, ...] = (
     Param("lymphodepletion.boost_days", float, 14.0, "d", 0.0, 60.0,
           description="How long the homeostatic proliferation boost lasts after infusion.",
           source="assumption: cytokine surge resolves within ~2 weeks"),
+    Param("lymphodepletion.boost_shape", str, "step", "-", choices=("step", "consumed"),
+          description="How the homeostatic boost of CAR-T proliferation evolves: 'step' (the full boost for "
+                      "lymphodepletion.boost_days, then none) or 'consumed' (boost 1 + (b - 1) H: the surge H of "
+                      "IL-7/IL-15, 1 at infusion, fades as lymphocytes recover and as the CAR-T cells themselves "
+                      "take it up, dH/dt = -(ln 2 / half-life + q (E + M) / 1e9) H; a larger dose or expansion "
+                      "uses it up sooner, so expansion grows less than in proportion to the dose).",
+          source="Kochenderfer 2017 J Clin Oncol 35:1803 (Flu/Cy raises serum IL-15; high IL-15 goes with high "
+                 "CAR-T peaks and remission); Hirayama 2019 Blood 133:1876 (IL-7 rises after lymphodepletion); "
+                 "'step' until the issue-23/28 recalibration"),
+    Param("lymphodepletion.cytokine_half_life_days", float, 5.0, "d", 0.5, 30.0,
+          description="Half-life of the homeostatic cytokine surge without CAR-T uptake ('consumed' shape).",
+          source="assumption: IL-15 returns towards baseline within about two weeks of lymphodepletion "
+                 "(Kochenderfer 2017 reports the rise; its time course is not verified here)"),
+    Param("lymphodepletion.consumption_per_day", float, 0.1, "1/d per 1e9 CAR-T", 0.0, 100.0,
+          description="Rate at which 1e9 CAR-T cells (effector and memory) take up the surge ('consumed' shape).",
+          source="assumption: IL-15 is consumed by the lymphocytes that bear its receptor (IL-2/15R beta, common "
+                 "gamma chain), so a pool of ~1e10 cells at the peak uses the surge up within a day"),
     Param("cart.marrow_exit_rate_per_day", float, 1.0, "1/d", 0.0, 100.0,
           description="Hazard that a free CAR-T cell next to a sinusoid re-enters the blood.",
           source="assumption: lymphocyte marrow transit of about a day"),
