@@ -136,6 +136,12 @@ PRIORS: tuple[Prior, ...] = (
 )
 PRIOR_BY_KEY = {p.key: p for p in PRIORS}
 
+# Choices the issue-23/28 recalibration switches on with NEXT_PRIORS (each tested in tests/test_mechanisms.py).
+NEXT_CHOICES: dict[str, Any] = {
+    "body.antigen_signal": "response",
+    "lymphodepletion.boost_shape": "consumed",
+    "serum.diluted_by_weight": True,
+}
 # Issue 23's mechanisms, declared off (0) and tested in isolation (tests/test_mechanisms.py): the issue-23/28
 # recalibration moves these into PRIORS and searches them with the rest (their lower ends exclude "off", since
 # the mechanisms exist), and narrows the latent IL-6 spread they are to replace.
@@ -165,6 +171,15 @@ NEXT_PRIORS: tuple[Prior, ...] = (
           "Korell 2022 Front Immunol 13:877477 (odds ratio 1.72 of grade >= 3 CRS or ICANS per doubling of "
           "pre-lymphodepletion EASIX); exponent: assumption, from a weak to a more than proportional effect of "
           "the Ang-2:Ang-1 ratio on the endothelial drive"),
+    Prior("cart.proofreading_steps", 1.0, 4.0, False,
+          "Pettmann 2021 eLife (2.67 kinetic-proofreading steps for the TCR); Tischer & Weiner 2019 eLife (CAR "
+          "signalling gated by binding half-life); range: assumption around the TCR value"),
+    Prior("cart.proofreading_rate_per_s", 0.005, 0.5, True,
+          "Pettmann 2021 (TCR ~0.36 /s); Harris 2018 J Immunol 200:1088 (CARs signal less efficiently than "
+          "TCRs): down to ~70-fold slower"),
+    Prior("cart.detach_per_unbinding", 0.01, 1.0, True,
+          "assumption: a synapse of many bonds outlives one bond (1/k_off) by 1-100-fold; Ghorashian 2019 Nat Med "
+          "25:1408 (the fast-off CAT binder keeps killing)"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.3, False,
           "the latent residual that the mechanisms leave (issue 23: no latent factor may be the main "
           "determinant): at most a factor 2 (1 SD)"),

@@ -114,6 +114,31 @@ def affinity_factor(params: Params) -> float:
     return 1.0 + params.product.affinity_kd_nM / params.cart.kd_ref_nM
 
 
+def off_rate_per_s(params: Params) -> float:
+    """The binder's off-rate ``k_off = K_D k_on`` [1/s] (``product.affinity_kd_nM``, ``product.kon_per_M_s``)."""
+    return params.product.affinity_kd_nM * 1e-9 * params.product.kon_per_M_s
+
+
+def signalling_fraction(params: Params) -> float:
+    """Kinetic proofreading: the probability ``phi = (k_p / (k_p + k_off))^N`` that a CAR bond signals.
+
+    Exactly 1 with ``cart.proofreading_steps = 0`` (McKeithan 1995 PNAS 92:5042).
+    """
+    n = params.cart.proofreading_steps
+    if n == 0:
+        return 1.0
+    k_p = params.cart.proofreading_rate_per_s
+    return (k_p / (k_p + off_rate_per_s(params))) ** n
+
+
+def detach_rate_per_h(params: Params) -> float:
+    """Conjugate release hazard [1/h]: ``cart.detach_rate_per_h + cart.detach_per_unbinding * k_off``."""
+    c = params.cart
+    if c.detach_per_unbinding == 0:
+        return c.detach_rate_per_h
+    return c.detach_rate_per_h + c.detach_per_unbinding * off_rate_per_s(params) * 3600.0
+
+
 def response_at(params: Params, molecules: np.ndarray) -> np.ndarray:
     """Fraction of the maximal CAR response to a target cell carrying ``molecules`` antigen (Hill function).
 
@@ -210,6 +235,9 @@ def exhaustion_engagements(params: Params) -> int:
     value = params.cart.exhaustion_engagements * affinity_factor(params)
     if is_cd28(params):
         value *= params.costim.cd28_exhaustion_factor
+    phi = signalling_fraction(params)
+    if phi != 1.0:  # a weaker signal per engagement exhausts later (kinetic proofreading)
+        value /= max(phi, 1e-9)
     return int(min(max(1, round(value)), L.TRAIT_MAX))
 
 
@@ -249,10 +277,11 @@ def build_tables(
 
     response = antigen_response(params) * activation_factor
     shelter = 1.0 - params.niche.kill_protection
+    kill_rate = params.cart.kill_rate_per_h * signalling_fraction(params)  # a bond that does not signal does not kill
     antigen_rates = np.zeros((L.N_ANTIGEN_RATES, L.N_LEVELS), dtype=np.int64)
     for level in range(L.N_LEVELS):
         attach = params.cart.attach_rate_per_h * response[level]
-        kill = params.cart.kill_rate_per_h * response[level]
+        kill = kill_rate * response[level]
         antigen_rates[L.AR_ATTACH, level] = thr_hour(attach)
         antigen_rates[L.AR_KILL, level] = thr_hour(kill)
         antigen_rates[L.AR_ATTACH_NICHE, level] = thr_hour(attach * shelter)
@@ -279,7 +308,7 @@ def build_tables(
     rates[L.R_MOVE] = threshold(move_p)
     rates[L.R_SWAP] = threshold(c.swap_probability)
     rates[L.R_CHEMO] = threshold(c.chemotaxis_bias)
-    rates[L.R_DETACH] = thr_hour(c.detach_rate_per_h)
+    rates[L.R_DETACH] = thr_hour(detach_rate_per_h(params))
     prolif = c.proliferation_rate_per_day * proliferation_factor
     memory = c.memory_conversion_per_day
     if is_cd28(params):

@@ -106,7 +106,7 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
 
 
 SWITCHES = {"body.targets_per_cart", "myeloid.il6_pg_ml_per_day", "myeloid.il1_icans_pg_ml",
-            "icans.endothelial_sensitivity"}
+            "icans.endothelial_sensitivity", "cart.proofreading_steps", "cart.detach_per_unbinding"}
 
 
 def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():
@@ -122,6 +122,8 @@ def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():
             assert prior.low <= default <= prior.high, prior.key
         else:  # a fitted key whose range the recalibration narrows
             assert C.PRIOR_BY_KEY[prior.key].low <= prior.low and prior.high <= C.PRIOR_BY_KEY[prior.key].high
+    for key, on in C.NEXT_CHOICES.items():  # the switched mechanisms are off now, and "on" is allowed
+        assert P.Params.default()[key] != on and P.BY_KEY[key].check(on) == on
 
 
 def test_calibrated_values_are_the_defaults_and_name_their_origin():

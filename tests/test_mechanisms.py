@@ -229,3 +229,51 @@ def test_window_proliferation_follows_the_fading_surge_on_its_grid():
     assert 1.0 < boost < 1.5 * 0.3 + 1.0  # about a quarter of the surge is left after two half-lives
     factor = model.factors[0]  # set at the last coupling, on the 1/128 grid
     assert factor * 128.0 == round(factor * 128.0) and abs(factor - boost) < 1.0 / 64.0
+
+
+# -- binding kinetics --------------------------------------------------------------------------------------
+FMC63, CAT = 0.33, 14.3  # K_D [nM] (Ghorashian 2019)
+
+
+def test_off_rate_is_kd_times_kon_and_proofreading_is_off_by_default():
+    from abm.rates import off_rate_per_s, signalling_fraction
+
+    p = Params({"product.affinity_kd_nM": CAT, "product.kon_per_M_s": 2e5})
+    assert off_rate_per_s(p) == pytest.approx(14.3e-9 * 2e5, rel=1e-12)
+    assert signalling_fraction(p) == 1.0
+
+
+def test_proofreading_penalises_fast_off_rates_only():
+    from abm.rates import signalling_fraction
+
+    on = {"cart.proofreading_steps": 2.67, "cart.proofreading_rate_per_s": 0.01}
+    tight, loose = (signalling_fraction(Params({**on, "product.affinity_kd_nM": kd})) for kd in (FMC63, CAT))
+    k_off = CAT * 1e-9 * 2e5
+    assert loose == pytest.approx((0.01 / (0.01 + k_off)) ** 2.67, rel=1e-12)
+    assert loose < tight < 1.0 and tight > 0.98  # FMC63's bonds outlast every step; CAT's often do not
+
+
+def test_a_faster_off_rate_shortens_the_dwell_and_weaker_signalling_kills_less_and_exhausts_later():
+    from abm.rates import build_tables, detach_rate_per_h, exhaustion_engagements
+    from kernels import layout as L
+
+    dwell = {"cart.detach_per_unbinding": 0.1}
+    fast, slow = (Params({**dwell, "product.affinity_kd_nM": kd}) for kd in (CAT, FMC63))
+    assert detach_rate_per_h(fast) > detach_rate_per_h(slow) > Params.default()["cart.detach_rate_per_h"]
+    assert 1.0 / detach_rate_per_h(fast) < 1.0 / detach_rate_per_h(slow)  # mean dwell without a kill
+    assert build_tables(fast, 1).rates[L.R_DETACH] > build_tables(slow, 1).rates[L.R_DETACH]
+    assert detach_rate_per_h(Params({"product.affinity_kd_nM": CAT})) == Params.default()["cart.detach_rate_per_h"]
+    proof = {"cart.proofreading_steps": 2.67, "cart.proofreading_rate_per_s": 0.01, "product.affinity_kd_nM": CAT}
+    weak, full = Params(proof), Params({"product.affinity_kd_nM": CAT})
+    assert (build_tables(weak, 1).antigen_rates[L.AR_KILL] <= build_tables(full, 1).antigen_rates[L.AR_KILL]).all()
+    assert build_tables(weak, 1).antigen_rates[L.AR_KILL, 200] < build_tables(full, 1).antigen_rates[L.AR_KILL, 200]
+    assert (build_tables(weak, 1).antigen_rates[L.AR_ATTACH] == build_tables(full, 1).antigen_rates[L.AR_ATTACH]).all()
+    assert exhaustion_engagements(weak) > exhaustion_engagements(full)
+
+
+def test_weaker_signalling_releases_less_il6_per_activated_cell():
+    proof = {"cart.proofreading_steps": 2.67, "cart.proofreading_rate_per_s": 0.01, "product.affinity_kd_nM": CAT}
+    weak = run(make_body(**proof), ELIANA_CD19, 3.0)
+    full = run(make_body(**{"product.affinity_kd_nM": CAT}), ELIANA_CD19, 3.0)
+    assert [r["body_cart_cells"] for r in weak] == [r["body_cart_cells"] for r in full]  # expansion alike
+    assert 0.0 < excess(weak)[-1] < excess(full)[-1]

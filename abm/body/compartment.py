@@ -67,7 +67,7 @@ from abm.body.interventions import Controls
 from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RN, RP, UL_PER_ML, Rates
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
-from abm.rates import mean_response
+from abm.rates import mean_response, signalling_fraction
 from kernels import TWO32
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ class Body:
         self.reservoir_response = mean_response(p) if self.signal_weighted else 1.0
         self.il6_0 = p.serum.il6_baseline_pg_ml
         self.k_el = math.log(2.0) / (p.serum.il6_half_life_h / HOURS_PER_DAY)
-        self.il6_prod = p.serum.il6_production_pg_ml_per_day
+        self.signalling = signalling_fraction(p)  # kinetic proofreading: cytokine output per activated cell
+        self.il6_prod = p.serum.il6_production_pg_ml_per_day * self.signalling
         if p.serum.diluted_by_weight:
             self.il6_prod *= IL6_REFERENCE_WEIGHT_KG / weight
         self.il6_weights = tuple(p.serum.il6_division_decay ** i for i in range(self.max_divs + 1))
@@ -297,8 +298,8 @@ class Body:
                      self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
                      self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
                      self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
-                     act / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto, self.my_il1 * neuro,
-                     self.max_divs, self.il6_weights)
+                     act * self.signalling / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto,
+                     self.my_il1 * neuro, self.max_divs, self.il6_weights)
 
     def homeostatic_boost(self, t_day: float) -> float:
         """Multiplier of CAR-T proliferation from lymphodepletion now (``lymphodepletion.boost_shape``)."""

@@ -168,6 +168,14 @@ DECLARED: tuple[Param, ...] = (
     Param("product.affinity_kd_nM", float, 0.33, "nM", 0.01, 1000.0,
           description="CAR binder dissociation constant; lower is tighter.",
           source="Ghorashian 2019 Nat Med 25:1408 (FMC63 0.33 nM, CAT 14.3 nM)"),
+    Param("product.kon_per_M_s", float, 2e5, "1/(M s)", 1e3, 1e8,
+          description="CAR binder association rate k_on; with product.affinity_kd_nM it gives the off-rate "
+                      "k_off = K_D k_on, which sets kinetic proofreading (cart.proofreading_steps) and how soon a "
+                      "conjugate lets go (cart.detach_per_unbinding).",
+          source="assumption: a typical scFv association rate (1e5-1e6 /M/s); with it FMC63 (0.33 nM) "
+                 "dissociates at ~7e-5 /s and CAT (14.3 nM) at ~3e-3 /s, as Ghorashian 2019 Nat Med 25:1408 "
+                 "reports CAT's 40-fold lower affinity to be 'largely owing to a much faster rate of antigen "
+                 "dissociation'"),
     Param("product.costimulation", str, "4-1BB", "-", choices=("4-1BB", "CD28"),
           description="Costimulatory domain (its effects on expansion and persistence come with the biology issue).",
           source="SCIENCE.md"),
@@ -219,6 +227,26 @@ DECLARED: tuple[Param, ...] = (
     Param("cart.kd_ref_nM", float, 10.0, "nM", 0.01, 1000.0,
           description="Binder K_D at which the antigen threshold doubles: threshold * (1 + K_D / kd_ref).",
           source="assumption: low-affinity binders need more antigen (Ghorashian 2019)"),
+    Param("cart.proofreading_steps", float, 0.0, "steps", 0.0, 6.0,
+          description="Kinetic-proofreading steps N between CAR binding and signalling: a bond signals with "
+                      "probability phi = (k_p / (k_p + k_off))^N (k_p = cart.proofreading_rate_per_s, k_off from "
+                      "product.*). phi multiplies the kill hazard and the body's cytokine output per activated "
+                      "cell, and divides the engagements before exhaustion (a weaker signal exhausts later); "
+                      "0 = every bond signals (phi = 1).",
+          source="McKeithan 1995 PNAS 92:5042 (kinetic proofreading); Tischer & Weiner 2019 eLife (CAR signalling "
+                 "is strongly gated by ligand binding half-life); Pettmann 2021 eLife (2.67 steps for the TCR); "
+                 + OFF),
+    Param("cart.proofreading_rate_per_s", float, 0.36, "1/s", 1e-3, 10.0,
+          description="Rate k_p of each kinetic-proofreading step (see cart.proofreading_steps).",
+          source="Pettmann 2021 eLife (TCR proofreading delay ~2.8 s, i.e. ~0.36 /s); Harris 2018 J Immunol "
+                 "200:1088 (CARs are 10-100-fold less sensitive than TCRs with the same binder: less efficient "
+                 "signalling kinetics, so k_p may be slower)"),
+    Param("cart.detach_per_unbinding", float, 0.0, "-", 0.0, 10.0,
+          description="Conjugate release added per unit CAR-antigen off-rate: the detach hazard is "
+                      "cart.detach_rate_per_h + c k_off [1/h], so a faster-dissociating binder lets go of its "
+                      "target sooner (shorter dwell) and engages the next; 0 = dwell independent of the binder.",
+          source="Ghorashian 2019 Nat Med 25:1408 (the fast-off-rate CAT binder: more expansion, no severe CRS, "
+                 "killing kept); the size is an assumption; " + OFF),
     Param("cart.activation_h", float, 12.0, "h", 0.1, 240.0,
           description="How long a stimulated CAR-T cell stays activated (secreting, able to divide).",
           source="assumption: activation lasts about a cell cycle"),
