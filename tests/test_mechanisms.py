@@ -277,3 +277,26 @@ def test_weaker_signalling_releases_less_il6_per_activated_cell():
     full = run(make_body(**{"product.affinity_kd_nM": CAT}), ELIANA_CD19, 3.0)
     assert [r["body_cart_cells"] for r in weak] == [r["body_cart_cells"] for r in full]  # expansion alike
     assert 0.0 < excess(weak)[-1] < excess(full)[-1]
+
+
+# -- CRP: the marker of IL-6 signalling -----------------------------------------------------------------------
+def test_crp_rises_with_il6_signalling_and_falls_under_tocilizumab_at_its_half_life():
+    untreated = run(make_body(**MYELOID), ELIANA_CD19, 8.0)
+    treated = run(make_body(**MYELOID, **{"therapy.tocilizumab_grade": 1, "therapy.tocilizumab_blockade": 1.0}),
+                  ELIANA_CD19, 8.0)
+    assert run(make_body(), 0.0, 2.0)[-1]["crp_mg_l"] == pytest.approx(1.0, rel=1e-9)  # no signal: baseline
+    assert untreated[-1]["crp_mg_l"] > 50.0
+    first = next(i for i, r in enumerate(treated) if r["tocilizumab_doses"] > 0)
+    assert treated[-1]["serum_il6_pg_ml"] > untreated[-1]["serum_il6_pg_ml"]  # IL-6 rises, its signal stops...
+    day = round(1.0 / HOUR)  # ... and CRP decays to baseline with its 19-h half-life
+    above = [treated[first + k * day]["crp_mg_l"] - 1.0 for k in (1, 2)]
+    assert above[1] / above[0] == pytest.approx(0.5 ** (24.0 / 19.0), rel=1e-6)
+    assert treated[-1]["crp_mg_l"] < untreated[-1]["crp_mg_l"]
+
+
+def test_crp_survives_a_checkpoint():
+    body = make_body(**MYELOID)
+    run(body, ELIANA_CD19, 3.0)
+    copy = make_body(**MYELOID)
+    copy.restore(body.state())
+    assert copy.crp == body.crp > 1.0

@@ -168,6 +168,9 @@ class Body:
         self.my_il6, self.my_il1 = m.il6_pg_ml_per_day * capacity, m.il1_icans_pg_ml * capacity
         # endothelial susceptibility epsilon (exactly 1 at sensitivity 0)
         self.endothelium = (p.patient.ang2_ang1_ratio / p.icans.ang2_ang1_reference) ** p.icans.endothelial_sensitivity
+        self.crp_0, self.crp_max, self.crp_half = p.serum.crp_baseline_mg_l, p.serum.crp_max_mg_l, \
+            p.serum.crp_half_il6_pg_ml
+        self.k_crp = math.log(2.0) / (p.serum.crp_half_life_h / HOURS_PER_DAY)
         self.crs_thresholds = (p.crs.fever_il6_pg_ml, p.crs.grade2_il6_pg_ml, p.crs.grade3_il6_pg_ml,
                                p.crs.grade4_il6_pg_ml)
         self.tau = p.icans.delay_days
@@ -200,6 +203,7 @@ class Body:
         self.surge = 1.0 if ld.enabled else 0.0  # the homeostatic cytokine surge H ('consumed' shape)
         self.reservoir_seeded = False
         self.rng = reservoir.generator(seed)
+        self.crp = self.crp_0  # serum CRP [mg/L], a marker of IL-6 signalling (it grades nothing)
         self.toci_doses = 0
         self.toci_last: float | None = None
         self.steroids_until: float | None = None
@@ -240,6 +244,7 @@ class Body:
             pool = self.effectors_blood + self.effectors_tissue + self.y[MB] + self.y[MT]
             self.surge *= math.exp(-(self.k_surge + self.surge_uptake * pool) * dt_day)
         self.y = kinetics.integrate(self.y, n, h, rates)
+        self._crp(dt_day)
         if min(before) < STOCHASTIC_CELLS:
             self._small_reservoir(before, n, h, kill_now * self.controls().activation_factor)
         self.t_day = t_day + dt_day
@@ -300,6 +305,15 @@ class Body:
                      self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
                      act * self.signalling / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto,
                      self.my_il1 * neuro, self.max_divs, self.il6_weights)
+
+    def _crp(self, dt_day: float) -> None:
+        """CRP over the step, exactly, with the IL-6 signal ``S`` of its start held.
+
+        It relaxes at its half-life towards ``crp_0 + crp_max S / (S + K)``
+        (hepatic synthesis follows IL-6 receptor signalling).
+        """
+        target = self.crp_0 + self.crp_max * self.signal / (self.signal + self.crp_half)
+        self.crp = target + (self.crp - target) * math.exp(-self.k_crp * dt_day)
 
     def homeostatic_boost(self, t_day: float) -> float:
         """Multiplier of CAR-T proliferation from lymphodepletion now (``lymphodepletion.boost_shape``)."""
@@ -379,6 +393,7 @@ class Body:
         lymphodepletion multiplier of CAR-T proliferation now) [-], ``myeloid_activation`` (the
         activated fraction of the myeloid compartment) [-], ``serum_il6_pg_ml``,
         ``il6_signal_pg_ml`` (after blockade), ``icans_effect_pg_ml`` [pg/mL],
+        ``crp_mg_l`` (serum CRP, a marker of IL-6 signalling) [mg/L],
         ``temperature_c`` [C], ``vasopressors`` (0 none, 1 one, 2 several),
         ``oxygen_support`` (0 none, 1 low-flow, 2 high-flow, 3 positive
         pressure), ``crs_grade``, ``icans_grade`` (ASTCT 0-4), ``crs_grade_max``,
@@ -404,6 +419,7 @@ class Body:
             "serum_il6_pg_ml": y[IL6],
             "myeloid_activation": y[MY],
             "il6_signal_pg_ml": self.signal,
+            "crp_mg_l": self.crp,
             "icans_effect_pg_ml": y[NEURO],
             "temperature_c": self.temperature,
             "vasopressors": max(self.severity - 1, 0),
@@ -429,6 +445,7 @@ class Body:
             "held": self.held,
             "antigen": self.antigen,
             "surge": self.surge,
+            "crp": self.crp,
             "reservoir_seeded": self.reservoir_seeded,
             "rng": self.rng.bit_generator.state,
             "toci_doses": self.toci_doses,
@@ -452,6 +469,7 @@ class Body:
         self.given = int(state["given"])
         self.held = int(state.get("held", 0))  # checkpoints from before schedule.hold_crs_grade have none
         self.antigen = float(state["antigen"])
+        self.crp = float(state.get("crp", self.crp_0))  # checkpoints from before CRP: it starts at baseline
         self.surge = float(state.get("surge", self.surge))  # checkpoints from before the surge: 'step' shape only
         self.reservoir_seeded = bool(state["reservoir_seeded"])
         if "rng" in state:  # checkpoints from before the small-number reservoir have no generator state

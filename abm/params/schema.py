@@ -510,6 +510,21 @@ DECLARED: tuple[Param, ...] = (
           description="Monocyte count at which the myeloid compartment has its declared output "
                       "(myeloid.il6_pg_ml_per_day, myeloid.il1_icans_pg_ml).",
           source="the default patient.monocytes_per_nl"),
+    Param("serum.crp_baseline_mg_l", float, 1.0, "mg/L", 0.0, 500.0,
+          description="Serum C-reactive protein without IL-6 signalling (a marker: it grades nothing).",
+          source="assumption: healthy CRP is below ~3 mg/L"),
+    Param("serum.crp_max_mg_l", float, 300.0, "mg/L", 1.0, 1000.0,
+          description="CRP over baseline at saturating IL-6 signal: hepatocytes make CRP in response to IL-6 "
+                      "receptor signalling, so tocilizumab stops it and CRP falls with its half-life while serum "
+                      "IL-6 rises.",
+          source="assumption: CRP in the hundreds of mg/L in CRS (Teachey 2016 Cancer Discov 6:664: CRP is "
+                 "associated with CRS but does not predict severe CRS)"),
+    Param("serum.crp_half_il6_pg_ml", float, 100.0, "pg/mL", 1.0, 1e5,
+          description="IL-6 signal (after blockade) at which CRP synthesis is half maximal.",
+          source="assumption: CRP rises with IL-6 at the levels of grade 1-2 CRS"),
+    Param("serum.crp_half_life_h", float, 19.0, "h", 4.0, 96.0,
+          description="Plasma half-life of CRP.",
+          source="Vigushin 1993 J Clin Invest 91:1351 (radiolabelled CRP: ~19 h in health and disease)"),
     Param("crs.fever_il6_pg_ml", float, 30.0, "pg/mL", 1.0, 1e5,
           description="IL-6 signal (serum excess over baseline, after receptor blockade) at which the "
                       "temperature surrogate reaches 38.0 C (ASTCT CRS grade 1).",
