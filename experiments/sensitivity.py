@@ -4,17 +4,23 @@
 (SALib, ``--n`` = r, ``--levels`` grid levels) over the parameters of
 :data:`BOUNDS` (each narrowed to a plausible band around its default inside
 its sourced range in :data:`abm.params.SCHEMA`; log-uniform where the band
-spans a factor of 4 or more), runs the default patient at every point
-(``(k + 1) * r`` runs) and reports, per outcome, Morris' ``mu*`` (mean
+spans a factor of 4 or more), runs a virtual cohort at every point
+(``--patients`` P, default 8: ``(k + 1) * r * P`` runs) and reports, per
+outcome (its cohort mean: a rate for a yes/no outcome), Morris' ``mu*`` (mean
 absolute elementary effect: overall influence), ``mu`` and ``sigma``
 (non-linearity or interactions), with SALib's bootstrap 95 % interval of
 ``mu*``. Elementary effects are per unit of the normalised range (the whole
 band = 1; log10 space for log-uniform parameters), so ``mu*`` of different
 parameters is comparable within an outcome.
 
-Every run uses the *same* seed (``--seed`` x 1000): common random numbers, so
-an elementary effect is the change of the parameter and not a change of the
-stochastic realisation. The default window is ``grid.size = 200`` (the
+The cohort is the same at every point (patient ``i`` is
+``abm.cohort.sample_patient(--seed, i)`` with its own seed, the point's
+parameter values overriding the patient's where both set a key): common
+random numbers, so an elementary effect is the change of the parameter over
+the same patients and not a change of patients or of the stochastic
+realisation. ``--patients 1`` is the earlier one-patient design: the default
+patient at every point, all runs with seed ``--seed`` x 1000 (it measures one
+patient's lattice, not a cohort). The default window is ``grid.size = 200`` (the
 converged window is 400; 200 is about 4x cheaper and adequate for ranking
 parameters), for 28 days. Requires SALib (``pip install SALib``).
 """
@@ -156,6 +162,9 @@ def build_parser():
         if action.dest == "seed":
             action.help = "base seed: every run uses seed*1000, and the trajectory sampler uses it too (default 0)"
     parser.add_argument("--levels", type=int, default=4, help="Morris grid levels (default 4)")
+    parser.add_argument("--patients", type=int, default=None,
+                        help="virtual patients at every design point (default 8, smoke 2; 1: the default patient "
+                             "alone, the one-patient design)")
     parser.add_argument("--grid-size", type=int, default=None,
                         help=f"window side grid.size (default {DEFAULT_GRID}, smoke {SMOKE_GRID})")
     parser.add_argument("--params", default=None,
@@ -187,15 +196,36 @@ def design(bounds: Sequence[Bound], r: int, levels: int, seed: int) -> np.ndarra
     return morris_sample.sample(problem(bounds), N=r, num_levels=levels, seed=seed)
 
 
-def jobs_for(bounds: Sequence[Bound], X: np.ndarray, seed: int, days: float, grid: int) -> list[common.Job]:
+def jobs_for(bounds: Sequence[Bound], X: np.ndarray, seed: int, days: float, grid: int,
+             patients: int = 1, cohort_seed: int = 0) -> list[common.Job]:
+    """``patients`` runs per design point (arm ``t<trajectory>p<point>``), point by point.
+
+    One patient: the default patient with ``seed``. More: patient ``i`` of cohort ``cohort_seed`` (its profile and
+    seed, the same at every point); the point's values override the profile's.
+    """
+    from abm.cohort import patient_seed, sample_patient
+    from abm.params import Params
+
+    base = Params.default()
+    cohort = [(sample_patient(cohort_seed, i, base), patient_seed(cohort_seed, i)) for i in range(patients)]
     k = len(bounds)
     jobs = []
-    for i, x in enumerate(X):
-        overrides: dict[str, Any] = {"grid.size": grid}
-        overrides.update({b.key: b.value(float(v)) for b, v in zip(bounds, x, strict=True)})
-        t, p = divmod(i, k + 1)
-        jobs.append(common.Job(f"t{t}p{p}", overrides, t, seed, days))
+    for n, x in enumerate(X):
+        point = {b.key: b.value(float(v)) for b, v in zip(bounds, x, strict=True)}
+        t, p = divmod(n, k + 1)
+        if patients == 1:
+            jobs.append(common.Job(f"t{t}p{p}", {"grid.size": grid, **point}, t, seed, days))
+            continue
+        for i, (profile, patient) in enumerate(cohort):
+            jobs.append(common.Job(f"t{t}p{p}", {**profile, "grid.size": grid, **point}, i, patient, days))
     return jobs
+
+
+def point_means(o: Outcome, results: Sequence[Mapping[str, Any]], points: int) -> np.ndarray:
+    """The outcome's mean over each design point's runs (the rows come point by point, as :func:`jobs_for`)."""
+    per = len(results) // points
+    values = np.array([outcome_value(o, r) for r in results], dtype=float).reshape(points, per)
+    return values.mean(axis=1)
 
 
 def analyse(bounds: Sequence[Bound], X: np.ndarray, results: Sequence[Mapping[str, Any]], outs: Sequence[Outcome],
@@ -205,9 +235,9 @@ def analyse(bounds: Sequence[Bound], X: np.ndarray, results: Sequence[Mapping[st
 
     out: dict[str, dict[str, Any]] = {}
     for o in outs:
-        Y = np.array([outcome_value(o, r) for r in results], dtype=float)
+        Y = point_means(o, results, len(X))
         if not np.all(np.isfinite(Y)):
-            out[o.key] = {"skipped": f"{int((~np.isfinite(Y)).sum())} runs without a value"}
+            out[o.key] = {"skipped": f"{int((~np.isfinite(Y)).sum())} design points with a run without a value"}
             continue
         res = morris_analyze.analyze(problem(bounds), X, Y, num_levels=levels, conf_level=0.95,
                                      print_to_console=False, seed=seed)
@@ -310,13 +340,20 @@ def readme_text(args, bounds, outs, an, results, ranking, prov) -> str:
         "variance shares.)", "",
         "## Setup", "",
         f"Morris design (SALib): k = {k} parameters, r = {r} trajectories, {args.levels} levels, so "
-        f"(k + 1) x r = {len(results)} runs of the default patient and product, {f(args.days)} days each, "
-        f"`grid.size = {args.grid_size}`" + (
+        f"(k + 1) x r = {(k + 1) * r} design points" + (
+            f", each run on the default patient and product ({len(results)} runs)" if args.patients == 1 else
+            f", each run on the same {args.patients} virtual patients ({len(results)} runs; an outcome at a point is "
+            "its mean over them, a rate for a yes/no outcome)") +
+        f", {f(args.days)} days each, `grid.size = {args.grid_size}`" + (
             " (the converged window is 400; 200 is about 4x cheaper and adequate for ranking parameters, not for "
-            "absolute outcome levels)" if args.grid_size == DEFAULT_GRID else "") + ". "
-        f"Every run uses the same seed ({common.seed_for(args.seed, 0)}): common random numbers, so an "
-        f"elementary effect reflects the parameter step rather than a different stochastic realisation; the "
-        f"trajectory sampler is seeded with {args.seed}.", "",
+            "absolute outcome levels)" if args.grid_size == DEFAULT_GRID else "") + ". " + (
+            f"Every run uses the same seed ({common.seed_for(args.seed, 0)}): common random numbers over one "
+            "patient's lattice, so the ranking holds for the default patient only"
+            if args.patients == 1 else
+            f"Patient i is `abm.cohort.sample_patient({args.seed}, i)` with its own seed at every point (the point's "
+            "values override its profile): common random numbers, so an elementary effect is the parameter step "
+            "over the same patients") +
+        f"; the trajectory sampler is seeded with {args.seed}.", "",
         "Bands: each parameter is sampled within its sourced range in `abm/params/schema.py` (SCHEMA), narrowed to a "
         "plausible band around the default; log-uniform (sampled uniformly in log10) where marked. "
         "`cart.exhaustion_engagements` is an integer: sampled values are rounded (the analysis uses the unrounded "
@@ -371,8 +408,8 @@ def readme_text(args, bounds, outs, an, results, ranking, prov) -> str:
         "Per outcome, parameters ranked by mu* (bars, with the bootstrap 95 % interval) and sigma (red diamonds); "
         "sigma comparable to mu* means a non-linear or interacting effect.", "",
         "## Files", "",
-        "- `results.csv`: one row per run (condition `t<trajectory>p<point>`, replicate = trajectory, seed, the "
-        "sampled parameter values as run, and every scalar outcome);",
+        "- `results.csv`: one row per run (arm `t<trajectory>p<point>`, patient_id, seed, the parameter values as "
+        "run, and every scalar outcome);",
         "- `morris.csv`: the tables above in long form (outcome, parameter, rank, mu_star, mu_star_conf, mu, sigma);",
         "- `timeseries.csv.gz`, `provenance.json`, `figure.png`.", "",
         common.provenance_markdown(prov),
@@ -394,10 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         import SALib  # noqa: F401
     except ImportError as exc:
         raise ParamError("SALib is not installed: pip install SALib (or the project's test extra)") from exc
+    if args.patients is None:
+        args.patients = 2 if args.smoke else 8
+    if args.patients < 1:
+        raise ParamError(f"--patients = {args.patients}: expected at least 1")
     X = design(bounds, args.n, args.levels, args.seed)
     seed = common.seed_for(args.seed, 0)
-    jobs = jobs_for(bounds, X, seed, args.days, args.grid_size)
-    print(f"{NAME}: {len(jobs)} runs (k = {len(bounds)}, r = {args.n}, grid {args.grid_size}, {args.days:g} days) "
+    jobs = jobs_for(bounds, X, seed, args.days, args.grid_size, args.patients, args.seed)
+    print(f"{NAME}: {len(jobs)} runs (k = {len(bounds)}, r = {args.n}, {args.patients} patient(s) a point, grid "
+          f"{args.grid_size}, {args.days:g} days) "
           f"on {args.workers} worker(s) -> {args.out}", file=sys.stderr)
     results, wall = common.run_all(jobs, args.workers, progress=not args.quiet, scheduler=args.scheduler)
     outs = outcomes_for(args.days)
@@ -405,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ranking = overall_ranking(bounds, an)
     prov = common.provenance(args, results, wall, argv)
     prov["design"] = {"method": "morris", "trajectories": args.n, "levels": args.levels, "grid_size": args.grid_size,
-                      "same_seed_all_runs": seed, "sampler_seed": args.seed,
+                      "patients_per_point": args.patients, "cohort_seed": args.seed if args.patients > 1 else None,
+                      "same_seed_all_runs": seed if args.patients == 1 else None, "sampler_seed": args.seed,
                       "bounds": [{"key": b.key, "low": b.low, "high": b.high, "log": b.log} for b in bounds]}
     readme = readme_text(args, bounds, outs, an, results, ranking, prov)
     common.write_results(args.out, results, figure=make_figure(bounds, outs, an, args), readme=readme,

@@ -43,16 +43,19 @@ def test_smoke_writes_every_output(smoke):
         assert (smoke / name).stat().st_size > 0, name
 
 
-def test_smoke_rows_are_k_plus_one_times_r(smoke):
-    k, r = len(sensitivity.SMOKE_PARAMS), 2
+def test_smoke_rows_are_k_plus_one_times_r_times_the_patients(smoke):
+    k, r, patients = len(sensitivity.SMOKE_PARAMS), 2, 2
     rows = read_csv(smoke / "results.csv")
-    assert len(rows) == (k + 1) * r
+    assert len(rows) == (k + 1) * r * patients
     for key in sensitivity.SMOKE_PARAMS:
         assert key in rows[0]
     assert {row["grid_size"] for row in rows} == {str(sensitivity.SMOKE_GRID)}
-    assert len({row["seed"] for row in rows}) == 1  # the same seed for every run (common random numbers)
+    by_point: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        by_point.setdefault(row["arm"], []).append((row["patient_id"], row["seed"]))
+    assert len(by_point) == (k + 1) * r and len({tuple(v) for v in by_point.values()}) == 1  # the same patients
     prov = json.loads((smoke / "provenance.json").read_text(encoding="utf-8"))
-    assert prov["runs"] == (k + 1) * r and prov["design"]["trajectories"] == r
+    assert prov["runs"] == (k + 1) * r * patients and prov["design"]["patients_per_point"] == patients
 
 
 def test_smoke_morris_table_has_mu_star_per_outcome(smoke):
@@ -98,6 +101,29 @@ def test_design_values_in_bounds_and_jobs_share_seed():
             v = job.overrides[b.key]
             assert b.low <= v <= b.high
             assert isinstance(v, int) == b.integer
+
+
+def test_cohort_jobs_put_the_same_patients_at_every_point_and_the_point_wins():
+    bounds = tuple(b for b in sensitivity.BOUNDS if b.key in ("patient.marrow_blast_fraction", "cart.kill_rate_per_h"))
+    X = sensitivity.design(bounds, 2, 4, 0)
+    jobs = sensitivity.jobs_for(bounds, X, 99, 28.0, 200, patients=3, cohort_seed=5)
+    assert len(jobs) == len(X) * 3
+    for n, x in enumerate(X):
+        point = jobs[3 * n: 3 * n + 3]
+        assert [j.patient_id for j in point] == [0, 1, 2] and len({j.arm for j in point}) == 1
+        assert [j.seed for j in point] == [j.seed for j in jobs[:3]] and 99 not in {j.seed for j in point}
+        for j in point:
+            for b, v in zip(bounds, x, strict=True):
+                assert j.overrides[b.key] == b.value(float(v))
+            assert j.overrides["patient.weight_kg"] == jobs[j.patient_id].overrides["patient.weight_kg"]
+    one = sensitivity.jobs_for(bounds, X, 99, 28.0, 200)
+    assert len(one) == len(X) and {j.seed for j in one} == {99}  # the one-patient design
+
+
+def test_point_means_average_each_points_patients():
+    o = next(o for o in sensitivity.outcomes_for(28.0) if o.key == "crs_max_grade")
+    rows = [{"crs_max_grade": g} for g in (0, 2, 4, 4, 1, 3)]
+    assert sensitivity.point_means(o, rows, 3).tolist() == [1.0, 4.0, 2.0]
 
 
 def test_bad_params_option_is_refused():
