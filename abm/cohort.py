@@ -78,6 +78,8 @@ from abm.params import BY_KEY, Params
 from abm.rows import grade_at_least, rate
 
 PARTIAL = "patients.partial.jsonl"
+# the values of summary.json's relapse_route (abm.outcomes.relapse_route)
+RELAPSE_ROUTES = ("antigen-positive", "preexisting", "mutation", "lineage", "unknown")
 PROFILE_KEYS = (
     "patient.weight_kg",
     "patient.marrow_blast_fraction",
@@ -119,6 +121,7 @@ OUTCOME_KEYS = (
     "relapse",
     "relapse_day",
     "relapse_antigen_negative",
+    "relapse_route",
     "cr_within_3mo",
     "mrd_negative_within_3mo",
     "tocilizumab_doses",
@@ -444,4 +447,7 @@ def trial_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "icans_grade3plus_rate": rate(rows, grade_at_least("icans_max_grade", 3)),
         "relapse_rate": rate(rows, lambda r: r.get("relapse")),  # None (never in CR) is left out
         "antigen_negative_relapse_fraction": rate(relapses, lambda r: r.get("relapse_antigen_negative")),
+        # relapses by escape route (issue 28), each with its share of the relapses and its Wilson interval
+        "relapse_routes": {route: rate(relapses, lambda r, route=route: r.get("relapse_route") == route)
+                           for route in RELAPSE_ROUTES},
     }

@@ -55,7 +55,7 @@ import numpy as np
 from scipy import ndimage
 
 from abm.params import Params
-from abm.rates import cd22_tracked, molecules_to_level, pack_levels
+from abm.rates import cd22_tracked, molecules_to_level, pack_levels, target_levels, target_mode
 from kernels import LatticeState
 from kernels import layout as L
 
@@ -190,6 +190,9 @@ def build_window(
         cd22 = np.where(blast, blast_level, 0)
         cd22[bcell] = int(molecules_to_level(params.bcell.cd22_molecules))
     traits[..., L.ANTIGEN] = pack_levels(cd19, cd22)
+    # blasts without the product's target before infusion: the pre-existing escape route (issue 28)
+    negative = blast & (target_levels(traits[..., L.ANTIGEN], target_mode(params)) == 0)
+    traits[negative, L.ROUTE] = L.ROUTE_PREEXISTING
     m = -(-n // params.grid.coarsen)
     return LatticeState(
         cell=cell,

@@ -18,8 +18,9 @@ Antigens: the lattice's ``ANTIGEN`` trait holds a CD19 and a CD22 level
 (``blasts_cd19neg``), for the product's target (``blasts_target_neg``: no
 CD19 for a CD19 CAR, no CD22 for a CD22 CAR, neither for a dual CAR) and,
 when CD22 is tracked (:func:`abm.rates.cd22_tracked`), for CD22
-(``blasts_cd22neg``). The body's antigen load (``WindowReadout.cd19_cells``)
-counts the cells carrying the product's target.
+(``blasts_cd22neg``), and blasts by escape route (``blasts_route_preexisting``,
+``blasts_route_mutation``, ``blasts_route_lineage``: a blast's ``ROUTE``, issue 28). The body's antigen load
+(``WindowReadout.cd19_cells``) counts the cells carrying the product's target.
 """
 
 from __future__ import annotations
@@ -186,9 +187,10 @@ class MarrowModel(mesa.Model):
         if coupling:
             self.apply_controls()
         memory = threshold(min(max(self.body.blood_memory_fraction(), 0.0), 1.0))
-        seeds, negative = self.body.reseeding(dt_day)
+        seeds, negative, preexisting, mutation = self.body.reseeding(dt_day)
         traffic = Traffic(enter_quota=quota, exit_threshold=self.exit_threshold, memory_threshold=memory,
-                          seed_quota=seeds, negative_threshold=negative)
+                          seed_quota=seeds, negative_threshold=negative, preexisting_threshold=preexisting,
+                          mutation_threshold=mutation)
         self.lattice.step(self.lattice_step, traffic)
         self.lattice_step += 1
         if self.check_invariants_each_step:
@@ -246,6 +248,11 @@ class MarrowModel(mesa.Model):
         """Cells of each kind in the window (int64[N_KINDS])."""
         return np.bincount(self.state.cell.ravel(), minlength=L.N_KINDS).astype(np.int64)
 
+    def _route_counts(self, blasts: np.ndarray) -> dict[str, int]:
+        """Blasts by escape route (``blasts_route_<name>``; the route of a blast is its ``STATE`` slot)."""
+        routes = np.bincount(self.state.traits[..., L.ROUTE][blasts], minlength=L.N_ROUTES)
+        return {column: int(routes[r]) for r, column in enumerate(ROUTE_COLUMNS, start=1)}
+
     def _observe(self) -> None:
         s = self.state
         counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
@@ -265,6 +272,7 @@ class MarrowModel(mesa.Model):
             "blasts": int(counts[L.BLAST]),
             "blasts_cd19neg": int(np.count_nonzero(blasts & (cd19_levels(antigen) == 0))),
             "blasts_target_neg": int(np.count_nonzero(blasts & (target_levels(antigen, self.target_mode) == 0))),
+            **self._route_counts(blasts),
             "bcells": int(counts[L.BCELL]),
             "normal": int(counts[L.NORMAL]),
             "cart": int(counts[L.CART]),
@@ -436,11 +444,14 @@ class MarrowModel(mesa.Model):
             raise SimulationError(f"negative field value {where}")
 
 
+ROUTE_COLUMNS = tuple(f"blasts_route_{name}" for name in L.ROUTE_NAMES[1:])
+
 OBSERVABLES = (
     "day",
     "blasts",
     "blasts_cd19neg",
     "blasts_target_neg",
+    *ROUTE_COLUMNS,
     "bcells",
     "normal",
     "cart",

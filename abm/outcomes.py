@@ -57,6 +57,14 @@ Clinical outcomes over the whole run (:func:`clinical_outcomes`)
       ``relapse_cd19_negative`` and ``relapse_cd22_negative``, the same
       majority rule per antigen (``null`` without a relapse). Runs without
       CD22 keep exactly the summary keys they had before CD22 existed.
+    * ``crp_peak_mg_l``: the highest serum CRP observed (a marker of IL-6
+      signalling; it falls under tocilizumab while serum IL-6 rises).
+    * ``relapse_route`` (issue 28): ``"antigen-positive"`` when the blasts at
+      relapse mostly carry the product's target, else the escape route most
+      of the target-negative ones took (``"preexisting"``: negative before
+      infusion; ``"mutation"``: lost in a division; ``"lineage"``: switched to
+      the myeloid lineage; ``"unknown"``), ``null`` without a relapse
+      (:func:`relapse_route`).
 
 An outcome whose columns the time series lacks is ``null`` and listed in
 ``not_modelled``: never a made-up value. Day-28 keys are ``null`` for runs
@@ -72,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 import abm
-from abm.model import MarrowModel
+from abm.model import ROUTE_COLUMNS, MarrowModel
 
 #: Complete remission threshold on the marrow blast fraction (5 %).
 CR_THRESHOLD = 0.05
@@ -116,6 +124,8 @@ CLINICAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "mrd_negative_within_3mo": ("day", "blast_fraction"),
     "tocilizumab_doses": ("day", "tocilizumab_doses"),
     "steroids_given": ("day", "steroids_on"),
+    "crp_peak_mg_l": ("day", "crp_mg_l"),
+    "relapse_route": ("day", "blast_fraction", "blasts", "blasts_target_neg", *ROUTE_COLUMNS),
 }
 
 
@@ -164,6 +174,10 @@ def clinical_outcomes(df: pd.DataFrame) -> dict[str, Any]:
         out["tocilizumab_doses"] = int(df["tocilizumab_doses"].max())
     if "steroids_given" not in missing:
         out["steroids_given"] = bool((df["steroids_on"] > 0).any())
+    if "crp_peak_mg_l" not in missing:
+        out["crp_peak_mg_l"] = float(df["crp_mg_l"].max())
+    if "relapse_route" not in missing:
+        out["relapse_route"] = relapse_route(df)
     return out
 
 
@@ -255,6 +269,26 @@ def _negative_majority(df: pd.DataFrame, at: int, column: str) -> bool:
     blasts = float(df["blasts"].iloc[at])
     negative = float(df[column].iloc[at])
     return bool(blasts > 0 and negative / blasts > ANTIGEN_NEGATIVE_MAJORITY)
+
+
+def relapse_route(df: pd.DataFrame) -> str | None:
+    """How the leukemia escaped at relapse: ``"antigen-positive"``, or the commonest escape route of its blasts.
+
+    ``None`` without a relapse. At the relapse observation, a relapse whose blasts mostly carry the product's
+    target is ``"antigen-positive"``; otherwise it is named by the route most of its target-negative blasts
+    took (``"preexisting"``, ``"mutation"``, ``"lineage"``: ``kernels.layout.ROUTE_NAMES``; ties go to the
+    earlier route), or ``"unknown"`` when none of them carries a route (a blast that lost the target by a
+    change the model does not label, e.g. CD22 loss under a CD19 CAR is not a target loss).
+    """
+    _, at = _remission_and_relapse(df)
+    if at is None:
+        return None
+    if not _negative_majority(df, at, "blasts_target_neg"):
+        return "antigen-positive"
+    counts = [int(df[column].iloc[at]) for column in ROUTE_COLUMNS]
+    if max(counts) == 0:
+        return "unknown"
+    return ROUTE_COLUMNS[counts.index(max(counts))].removeprefix("blasts_route_")
 
 
 def antigen_relapse(df: pd.DataFrame) -> dict[str, bool | None]:

@@ -325,6 +325,8 @@ def build_tables(
     rates[L.R_MEMORY_DIE] = thr_day(c.memory_death_rate_per_day)
     rates[L.R_LOSS] = threshold(params.blast.cd19_loss_per_division)
     rates[L.R_DISPLACE] = threshold(params.blast.displacement_probability)
+    rates[L.R_SWITCH] = threshold(params.blast.lineage_switch_per_division if params.patient.kmt2a_rearranged
+                                  else 0.0)
     rates[L.R_BCELL_LEVEL] = int(molecules_to_level(params.bcell.cd19_molecules))
     rates[L.R_TARGET_MODE] = target_mode(params)
     rates[L.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)

@@ -126,6 +126,10 @@ class Traffic:
         Expected number of reservoir blasts entering this step times ``2**32``; in ``[0, 2**63)``.
     negative_threshold : int
         Probability (times ``2**32``) that an entering blast lacks the product's target; in ``[0, 2**32]``.
+    preexisting_threshold, mutation_threshold : int
+        Cumulative probabilities (times ``2**32``) that a target-negative entering blast escaped by the
+        pre-existing route, or by it or the mutation route (the rest switched lineage); in ``[0, 2**32]``.
+        The default (``2**32``, 0 unset) makes every negative blast pre-existing.
     """
 
     enter_quota: int = 0
@@ -133,6 +137,8 @@ class Traffic:
     memory_threshold: int = 0
     seed_quota: int = 0
     negative_threshold: int = 0
+    preexisting_threshold: int = TWO32
+    mutation_threshold: int = TWO32
 
     def __post_init__(self) -> None:
         for name in layout.TRAFFIC_NAMES:

@@ -97,7 +97,9 @@ from kernels.layout import (
     TR_ENTER_QUOTA,
     TR_EXIT_THRESHOLD,
     TR_MEMORY_THRESHOLD,
+    TR_MUTATION_THRESHOLD,
     TR_NEGATIVE_THRESHOLD,
+    TR_PREEXISTING_THRESHOLD,
     TR_SEED_QUOTA,
     TV_BOUND,
     TV_GROUP,
@@ -227,6 +229,8 @@ def step(
     exit_threshold = traffic[TR_EXIT_THRESHOLD]
     memory_threshold = traffic[TR_MEMORY_THRESHOLD]
     negative_threshold = traffic[TR_NEGATIVE_THRESHOLD]
+    preexisting_threshold = traffic[TR_PREEXISTING_THRESHOLD]
+    mutation_threshold = traffic[TR_MUTATION_THRESHOLD]
     for b in prange(slabs):
         i = b * n // slabs
         for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
@@ -246,7 +250,8 @@ def step(
             else:
                 continue
             e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
-                             negative_threshold, entry_levels, mode, key, step_index)
+                             negative_threshold, preexisting_threshold, mutation_threshold, entry_levels, mode, key,
+                             step_index)
             if e:
                 events[i, e] += 1
     sublattice_order(key, step_index, order[:9])

@@ -26,7 +26,9 @@ from kernels.layout import (
     TR_ENTER_QUOTA,
     TR_EXIT_THRESHOLD,
     TR_MEMORY_THRESHOLD,
+    TR_MUTATION_THRESHOLD,
     TR_NEGATIVE_THRESHOLD,
+    TR_PREEXISTING_THRESHOLD,
     TR_SEED_QUOTA,
 )
 from kernels.rules import act_site, enter_threshold, needs_visit, sublattice_order, traffic_site
@@ -78,7 +80,8 @@ def _traffic_kernel(cell, tissue, traits, portals, count, traffic, entry_levels,
         seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], count[0])
         e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold,
                          traffic[TR_MEMORY_THRESHOLD], traffic[TR_EXIT_THRESHOLD], seed_threshold,
-                         traffic[TR_NEGATIVE_THRESHOLD], entry_levels, mode, key, step_index)
+                         traffic[TR_NEGATIVE_THRESHOLD], traffic[TR_PREEXISTING_THRESHOLD],
+                         traffic[TR_MUTATION_THRESHOLD], entry_levels, mode, key, step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 

@@ -14,7 +14,8 @@ Arrays
     cell) hold cells; ``BONE`` and ``SINUSOID`` never do.
 ``traits[i, j, :]`` (uint16)
     Per-cell attributes stored at the cell's site, moved and copied with it:
-    ``ANTIGEN`` (CD19 and CD22 levels, packed, see below), ``STATE`` (CAR-T state), ``TARGET``
+    ``ANTIGEN`` (CD19 and CD22 levels, packed, see below), ``STATE`` (CAR-T state; for a
+    blast its escape route ``ROUTE``, issue 28), ``TARGET``
     (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
     engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
     (steps of activation left), ``ACTED`` (:func:`kernels.rules.stamp` of the
@@ -101,6 +102,15 @@ EXHAUSTED = 2
 EFFECTOR = 0
 MEMORY = 1
 
+# Routes of escape from the product's target (the STATE trait of a blast, inherited at division; issue 28).
+ROUTE = STATE  # a blast's STATE slot holds its route (CAR-T cells use it for their state)
+ROUTE_NONE = 0  # carries the target, or lost it by no modelled route
+ROUTE_PREEXISTING = 1  # target-negative before infusion (a CD19-negative or exon-2-skipped subclone)
+ROUTE_MUTATION = 2  # lost the target in a division (inactivating mutation; Orlando 2018)
+ROUTE_LINEAGE = 3  # switched to the myeloid lineage in a division: neither CD19 nor CD22 (Gardner 2016)
+N_ROUTES = 4
+ROUTE_NAMES = ("none", "preexisting", "mutation", "lineage")
+
 # Antigen levels (one byte per antigen in the ANTIGEN slot).
 N_LEVELS = 256
 LEVEL_MASK = 0xFF
@@ -154,6 +164,8 @@ P_SEED_NEG = 26  # whether it lacks the product's target
 P_DISPLACE = 27  # whether a blast without a free neighbour displaces a normal hematopoietic neighbour
 P_GROUP = 28  # how many sites of a turnover group are candidates this step (kernels.turnover)
 P_SLOT = 29  # P_SLOT + r, r < MAX_CANDIDATES: the r-th draw choosing which sites they are
+P_SWITCH = 38  # whether a blast daughter switches lineage (after the P_SLOT range)
+P_SEED_ROUTE = 39  # the escape route of a target-negative reservoir blast entering the window
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -188,7 +200,8 @@ R_TARGET_MODE = 15  # integer: TARGET_CD19, TARGET_CD22 or TARGET_BOTH
 R_LOSS_CD22 = 16  # CD22 loss per CD22+ blast division
 R_BCELL_CD22_LEVEL = 17  # integer: CD22 level of a new B cell
 R_DISPLACE = 18  # probability a dividing blast without a free neighbour displaces a NORMAL or BCELL neighbour
-N_RATES = 19
+R_SWITCH = 19  # lineage switch per blast division (the daughter loses CD19 and CD22)
+N_RATES = 20
 
 # Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
 F_IL6 = 0
@@ -210,7 +223,9 @@ TR_EXIT_THRESHOLD = 1  # per-step exit of a free CAR-T cell on a perivascular si
 TR_MEMORY_THRESHOLD = 2  # an entering CAR-T cell is a memory cell
 TR_SEED_QUOTA = 3  # reservoir blasts entering the window, spread like the CAR-T quota
 TR_NEGATIVE_THRESHOLD = 4  # an entering reservoir blast lacks the product's target
-N_TRAFFIC = 5
+TR_PREEXISTING_THRESHOLD = 5  # a target-negative entering blast is of the pre-existing route...
+TR_MUTATION_THRESHOLD = 6  # ... or (cumulative) of the mutation route; the rest switched lineage
+N_TRAFFIC = 7
 
 # Slots of the turnover vector ``turnover[N_TURNOVER]`` (int64), which kernels.turnover.table derives from the
 # kind rates: the candidate probability of a tissue site per step (times 2**32), the group size, and the
@@ -220,4 +235,5 @@ TV_BOUND = 0
 TV_GROUP = 1
 TV_CDF = 2
 N_TURNOVER = TV_CDF + MAX_CANDIDATES + 1
-TRAFFIC_NAMES = ("enter_quota", "exit_threshold", "memory_threshold", "seed_quota", "negative_threshold")
+TRAFFIC_NAMES = ("enter_quota", "exit_threshold", "memory_threshold", "seed_quota", "negative_threshold",
+                 "preexisting_threshold", "mutation_threshold")

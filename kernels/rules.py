@@ -103,8 +103,10 @@ from kernels.layout import (
     P_SEED,
     P_SEED_LEVEL,
     P_SEED_NEG,
+    P_SEED_ROUTE,
     P_SLOT,
     P_SWAP,
+    P_SWITCH,
     P_TARGET,
     PHENO,
     R_ACTIVE_STEPS,
@@ -124,8 +126,14 @@ from kernels.layout import (
     R_MOVE,
     R_PROLIF,
     R_SWAP,
+    R_SWITCH,
     R_TARGET_MODE,
     RESTING,
+    ROUTE,
+    ROUTE_LINEAGE,
+    ROUTE_MUTATION,
+    ROUTE_NONE,
+    ROUTE_PREEXISTING,
     STATE,
     STIM,
     STROMA,
@@ -138,7 +146,7 @@ from kernels.layout import (
     TV_CDF,
     TV_GROUP,
 )
-from kernels.rng import below, draw, pick
+from kernels.rng import TWO32, below, draw, pick
 
 
 @jit
@@ -341,7 +349,12 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
     the same way and independently: its own draws (``P_LOSS_CD22``,
     ``P_NOISE_CD22``), made only for a CD22+ parent, the same noise table, and
     loss ``rates[R_LOSS_CD22]``; so a blast without CD22 draws and decides
-    exactly what it did before CD22 existed.
+    exactly what it did before CD22 existed. With probability
+    ``rates[R_SWITCH]`` (drawn only when it is not 0) the daughter switches
+    to the myeloid lineage: it loses CD19 and CD22 and its route
+    (``traits[ROUTE]``, the blast's ``STATE`` slot) becomes
+    ``ROUTE_LINEAGE``; a daughter that lost the product's target otherwise
+    gets ``ROUTE_MUTATION``; every other daughter keeps its mother's route.
     """
     n = cell.shape[0]
     site = i * n + j
@@ -383,7 +396,15 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
                 l22 = 0
             else:
                 l22 = inherit_level(l22, cd19_noise, draw(key, step, site, P_NOISE_CD22))
-        traits[di, dj, ANTIGEN] = pack(l19, l22)
+        if rates[R_SWITCH] > 0 and below(key, step, site, P_SWITCH, rates[R_SWITCH]):
+            l19 = 0
+            l22 = 0
+            traits[di, dj, ROUTE] = ROUTE_LINEAGE
+        daughter = pack(l19, l22)
+        mode = rates[R_TARGET_MODE]
+        if traits[di, dj, ROUTE] == ROUTE_NONE and target_level(v, mode) > 0 and target_level(daughter, mode) == 0:
+            traits[di, dj, ROUTE] = ROUTE_MUTATION
+        traits[di, dj, ANTIGEN] = daughter
     return event
 
 
@@ -648,7 +669,7 @@ def enter_threshold(quota, empty_portals):
 
 @jit
 def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_threshold, seed_thr, negative_thr,
-                 entry_levels, mode, key, step):
+                 preexisting_thr, mutation_thr, entry_levels, mode, key, step):
     """Blood traffic at a perivascular site: a CAR-T cell or a blast enters an empty one, a free CAR-T cell leaves.
 
     Drivers visit only the perivascular sites (``portals``). Before the visits
@@ -661,8 +682,12 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_thresho
     and CD22 levels from the quantile tables ``entry_levels[0]`` and
     ``entry_levels[1]`` (one random byte each); with probability
     ``negative_thr / 2**32`` it lacks the product's target (``mode``: the
-    target levels are 0). CAR-T entry is decided first. A cell engaged with a
-    target does not leave.
+    target levels are 0) and then carries an escape route (``ROUTE``): the
+    pre-existing one with probability ``preexisting_thr / 2**32``, else the
+    mutation route below ``mutation_thr / 2**32`` (cumulative), else the
+    lineage switch, which also takes both antigens away (one more draw,
+    ``P_SEED_ROUTE``, made only for a negative blast). CAR-T entry is decided
+    first. A cell engaged with a target does not leave.
     """
     n = cell.shape[0]
     site = i * n + j
@@ -679,13 +704,23 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_thresho
             u = draw(key, step, site, P_SEED_LEVEL)
             l19 = entry_levels[0, u & LEVEL_MASK]
             l22 = entry_levels[1, (u >> CD22_SHIFT) & LEVEL_MASK]
+            route = ROUTE_NONE
             if below(key, step, site, P_SEED_NEG, negative_thr):
                 if mode != TARGET_CD22:
                     l19 = 0
                 if mode != TARGET_CD19:
                     l22 = 0
+                route = ROUTE_PREEXISTING
+                if preexisting_thr < TWO32:
+                    u = draw(key, step, site, P_SEED_ROUTE)
+                    if u >= preexisting_thr:
+                        route = ROUTE_MUTATION if u < mutation_thr else ROUTE_LINEAGE
+                if route == ROUTE_LINEAGE:
+                    l19 = 0
+                    l22 = 0
             clear(cell, traits, i, j)
             cell[i, j] = BLAST
+            traits[i, j, ROUTE] = route
             traits[i, j, ANTIGEN] = pack(l19, l22)
             traits[i, j, ACTED] = stamp(step)
             return EV_SEEDED

@@ -49,6 +49,7 @@ TIER_BY_FILE = {
     "test_reference.py": "equivalence",
     "test_resources.py": "unit",
     "test_rng.py": "unit",
+    "test_routes.py": "unit",
     "test_rules.py": "unit",
     "test_sensitivity.py": "e2e",
     "test_signals.py": "e2e",

@@ -8,11 +8,17 @@ import json
 
 from golden_run import GOLDEN, run
 
+# summary keys added since the record was written (issue 23's CRP marker, issue 28's relapse route): they
+# join the record at its next deliberate regeneration, the one of the issue-23/28 recalibration; every value
+# the record holds must still match exactly
+ADDED_SINCE_RECORD = {"crp_peak_mg_l", "relapse_route"}
+
 
 def test_small_run_matches_golden_record():
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
     got = json.loads(json.dumps(run()))  # same float formatting as the file
     assert got["counts"] == expected["counts"]
     assert got["events"] == expected["events"]
-    assert got["summary"] == expected["summary"]
+    assert {k: got["summary"].get(k) for k in expected["summary"]} == expected["summary"]
+    assert set(got["summary"]) - set(expected["summary"]) <= ADDED_SINCE_RECORD
     assert got["state_sha256"] == expected["state_sha256"]

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from abm.body import interventions, kinetics, reservoir, toxicity
 from abm.body.interventions import Controls
-from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RN, RP, UL_PER_ML, Rates
+from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RL, RM, RN, RP, UL_PER_ML, Rates
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
 from abm.rates import mean_response, signalling_fraction
@@ -147,6 +147,7 @@ class Body:
         self.blast_growth = p.blast.division_rate_per_day - p.blast.death_rate_per_day
         self.loss_per_division = reservoir.target_loss_per_division(p)
         self.target_loss = p.blast.division_rate_per_day * self.loss_per_division
+        self.switch_per_division = p.blast.lineage_switch_per_division if p.patient.kmt2a_rearranged else 0.0
         self.negative_share = reservoir.target_negative_share(p)
         self.k_a = p.body.antigen_half_saturation_cells
         self.c_t = p.body.targets_per_cart
@@ -239,7 +240,7 @@ class Body:
         # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too
         kill_now = self.reservoir_kill * (self.effectors_tissue + self.y[MT])
         n, h = kinetics.substeps(dt_day, self.max_substep, kill_now)
-        before = (self.y[RP], self.y[RN])
+        before = (self.y[RP], self.y[RM], self.y[RN], self.y[RL])
         if self.consumed:  # exact over the step for the pool at its start
             pool = self.effectors_blood + self.effectors_tissue + self.y[MB] + self.y[MT]
             self.surge *= math.exp(-(self.k_surge + self.surge_uptake * pool) * dt_day)
@@ -273,21 +274,21 @@ class Body:
             self.infused += dose
             self.given += 1
 
-    def _small_reservoir(self, before: tuple[float, float], n: int, h: float, kill: float) -> None:
+    def _small_reservoir(self, before: tuple[float, float, float, float], n: int, h: float, kill: float) -> None:
         """Replace the equations' result for reservoir compartments below ``STOCHASTIC_CELLS`` cells.
 
-        ``before`` is (``R_+``, ``R_-``) at the start of the step, ``n`` sub-steps of ``h`` days, ``kill``
-        the killing hazard of ``R_+`` cells [1/d] (see :func:`abm.body.reservoir.small_numbers`).
+        ``before`` is (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``) at the start of the step, ``n`` sub-steps of
+        ``h`` days, ``kill`` the killing hazard of ``R_+`` cells [1/d] (see
+        :func:`abm.body.reservoir.small_numbers`).
         """
-        pos, neg = reservoir.small_numbers(
+        cells = reservoir.small_numbers(
             self.rng, before, n, h, kill, division=self.blast_division, growth=self.blast_growth,
             room=self.reservoir_room, reseed=self.reseed, target_loss=self.target_loss,
-            loss_per_division=self.loss_per_division,
+            loss_per_division=self.loss_per_division, switch_per_division=self.switch_per_division,
         )
-        if pos is not None:
-            self.y[RP] = float(pos)
-        if neg is not None:
-            self.y[RN] = float(neg)
+        for index, value in zip((RP, RM, RN, RL), cells, strict=True):
+            if value is not None:
+                self.y[index] = float(value)
 
     def _rates(self, t_day: float) -> Rates:
         ctl = self.controls()
@@ -304,7 +305,8 @@ class Body:
                      self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
                      self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
                      act * self.signalling / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto,
-                     self.my_il1 * neuro, self.max_divs, self.il6_weights)
+                     self.my_il1 * neuro, self.blast_division * self.switch_per_division, self.max_divs,
+                     self.il6_weights)
 
     def _crp(self, dt_day: float) -> None:
         """CRP over the step, exactly, with the IL-6 signal ``S`` of its start held.
@@ -321,14 +323,15 @@ class Body:
             return 1.0 + (self.boost - 1.0) * self.surge
         return self.boost if t_day < self.boost_days else 1.0
 
-    def reseeding(self, dt_day: float) -> tuple[int, int]:
+    def reseeding(self, dt_day: float) -> tuple[int, int, int, int]:
         """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
 
         The quota is the expected number of entries times ``2**32``; the
         threshold the probability (times ``2**32``) that an entering blast
         lacks the product's target.
         """
-        return reservoir.reseeding(self.y[RP], self.y[RN], self.reseed, self.window_share, self.n_portals, dt_day)
+        y = self.y
+        return reservoir.reseeding(y[RP], y[RM], y[RN], y[RL], self.reseed, self.window_share, self.n_portals, dt_day)
 
     # -- clinical state ------------------------------------------------------------
     def _blockade(self, t_day: float) -> float:
@@ -412,7 +415,10 @@ class Body:
             "body_cart_memory_cells": y[MB] + y[MT],
             "cart_infused_cells": self.infused,
             "reservoir_target_pos_cells": y[RP],
-            "reservoir_target_neg_cells": y[RN],
+            "reservoir_target_neg_cells": y[RM] + y[RN] + y[RL],
+            "reservoir_route_preexisting_cells": y[RN],
+            "reservoir_route_mutation_cells": y[RM],
+            "reservoir_route_lineage_cells": y[RL],
             "body_cart_terminal_fraction": terminal / effectors if effectors > 0 else 0.0,
             "body_cd19_cells": self.antigen,
             "homeostatic_boost": self.homeostatic_boost(self.t_day),
@@ -458,8 +464,12 @@ class Body:
 
     def restore(self, state: dict[str, Any]) -> None:
         y = [float(v) for v in state["y"]]
-        if len(y) == self.n_state - 1:  # checkpoints from before the myeloid compartment: it starts at rest
+        # checkpoints from before the myeloid compartment (it starts at rest) and the escape routes (their one
+        # negative compartment is read as pre-existing)
+        if len(y) == self.n_state - 3:
             y.insert(MY, 0.0)
+        if len(y) == self.n_state - 2:
+            y[RM:RM] = [0.0, 0.0]
         if len(y) != self.n_state:
             raise SimulationError(f"body state has {len(y)} variables; this version with cart.max_divisions = "
                                   f"{self.max_divs} has {self.n_state}")

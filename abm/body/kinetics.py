@@ -137,11 +137,12 @@ HOURS_PER_DAY = 24.0
 BILLION = 1e9
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
-# indices of the ODE state vector (RP, RN: reservoir blasts with and without the product's target [cells];
-# MY: the activated fraction of the myeloid compartment [-]); the effector stages follow: E_b^0..E_b^K from E0,
+# indices of the ODE state vector (RP: reservoir blasts with the product's target, RN, RM, RL: without it, by
+# escape route: pre-existing, mutation, lineage switch [cells]; MY: the activated fraction of the myeloid
+# compartment [-]); the effector stages follow: E_b^0..E_b^K from E0,
 # then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
-MB, MT, IL6, NEURO, RP, RN, MY = range(7)
-E0 = 7
+MB, MT, IL6, NEURO, RP, RN, MY, RM, RL = range(9)
+E0 = 9
 
 
 class Rates(NamedTuple):
@@ -173,6 +174,7 @@ class Rates(NamedTuple):
     my_off: float  # myeloid resolution k_off [1/d]
     my_il6: float  # IL-6 of the fully activated myeloid compartment, c P_M kappa [pg/mL/d]
     my_il1: float  # endothelial drive of its IL-1, h epsilon D_1 kappa [pg/mL]
+    switch: float  # reservoir lineage switch, division rate x per-division probability [1/d]
     k: int  # division limit K
     il6_weights: tuple[float, ...]  # delta^i, i = 0..K
 
@@ -220,7 +222,7 @@ def derivative(y: list[float], r: Rates) -> list[float]:
     return out.tolist()
 
 
-N_FLOAT_RATES = 26  # Rates up to ``my_il1``: the floats; then the division limit k and the IL-6 weights
+N_FLOAT_RATES = 27  # Rates up to ``switch``: the floats; then the division limit k and the IL-6 weights
 
 # Compiled (one call per body step instead of ~100 Python-level operations per stage; a 365-day patient makes
 # 263k of them). Sums run left to right in float64 with no reassociation, so every machine gets the same bits.
@@ -231,8 +233,8 @@ def _derivative(y, rv, weights, k, out):
     k_bt, k_tb, d_e, mu, d_m, div, mu_rest, recall = rv[0], rv[1], rv[2], rv[3], rv[4], rv[5], rv[6], rv[7]
     prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau = rv[8], rv[9], rv[10], rv[11], rv[12], rv[13], rv[14], rv[15]
     growth, room, loss, kill, reseed = rv[16], rv[17], rv[18], rv[19], rv[20]
-    drive, my_on, my_off, my_il6, my_il1 = rv[21], rv[22], rv[23], rv[24], rv[25]
-    mb, mt, il6, c, rp, rn, my = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY]
+    drive, my_on, my_off, my_il6, my_il1, switch = rv[21], rv[22], rv[23], rv[24], rv[25], rv[26]
+    mb, mt, il6, c, rp, rn, my, rm, rl = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY], y[RM], y[RL]
     tb = E0 + k + 1  # first tissue stage
     to_memory_b = 0.0
     to_memory_t = 0.0
@@ -254,15 +256,19 @@ def _derivative(y, rv, weights, k, out):
         effectors_t += et
         producing += weights[i] * et
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
-    room_growth = growth * (1.0 - (rp + rn) / room) if room > 0.0 else 0.0  # reservoir blasts, logistic
+    room_growth = growth * (1.0 - (rp + rm + rn + rl) / room) if room > 0.0 else 0.0  # reservoir, logistic
     out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
     out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
     d = drive * producing  # activated effectors over the myeloid half-drive
     out[MY] = my_on * d / (1.0 + d) * (1.0 - my) - my_off * my
     out[IL6] = base + prod * producing * (1.0 + gain * il6 / (il6 + k_m)) + my_il6 * my - k_clear * il6
     out[NEURO] = (neuro * excess + my_il1 * my - c) * k_tau
-    out[RP] = (room_growth - loss - kill * (effectors_t + mt) - reseed) * rp
-    out[RN] = room_growth * rn + loss * rp - reseed * rn
+    # the acquired-loss compartment RM keeps the expression of the single negative one it split from, so a
+    # patient without pre-existing negatives or lineage switch gives the same bits as before the routes
+    out[RP] = (room_growth - loss - kill * (effectors_t + mt) - reseed - switch) * rp
+    out[RM] = room_growth * rm + loss * rp - reseed * rm - switch * rm
+    out[RN] = room_growth * rn - reseed * rn - switch * rn
+    out[RL] = room_growth * rl - reseed * rl + switch * (rp + rm + rn)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -17,8 +17,17 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
     subclones of 1e-6 to 1e-4 of blasts (:mod:`abm.cohort`). Below
     :data:`STOCHASTIC_CELLS` the first step rounds it to whole founders. With ``C = E_t + M_t`` (tissue CAR-T)::
 
-        dR_+/dt = gamma R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+
-        dR_-/dt = gamma R_- (1 - R / K_R) + lambda R_+ - r R_-
+        dR_+/dt = gamma R_+ (1 - R / K_R) - lambda R_+ - q f_act C / 1e9 R_+ - r R_+ - sigma R_+
+        dR_-/dt = gamma R_- (1 - R / K_R) + lambda R_+ - r R_-                   (per route, below)
+
+    ``R_-`` is held by escape route (issue 28): ``R_pre`` (target-negative at
+    infusion; index ``RN``), ``R_mut`` (lost the target in a division, fed by
+    ``lambda R_+``; ``RM``) and ``R_lin`` (switched to the myeloid lineage, fed
+    by ``sigma`` from every B-lineage compartment; ``RL``), each growing in the
+    shared room and homing like the rest; ``sigma`` = division rate x
+    ``blast.lineage_switch_per_division`` for a KMT2A-rearranged leukemia
+    (``patient.kmt2a_rearranged``), else 0. A negative blast homing to the
+    window carries its compartment's route (``kernels.rules.traffic_site``).
 
     * ``gamma = blast.division_rate_per_day - blast.death_rate_per_day`` [1/d],
       logistic in ``R = R_+ + R_-`` up to ``K_R = f`` times the body's marrow
@@ -112,7 +121,7 @@ def whole(rng: np.random.Generator, cells: float) -> int:
 
 def small_numbers(
     rng: np.random.Generator,
-    before: tuple[float, float],
+    before: tuple[float, float, float, float],
     n: int,
     h: float,
     kill: float,
@@ -123,44 +132,87 @@ def small_numbers(
     reseed: float,
     target_loss: float,
     loss_per_division: float,
-) -> tuple[int | None, int | None]:
-    """Whole-cell (``R_+``, ``R_-``) after a step, for the compartments below :data:`STOCHASTIC_CELLS` cells.
+    switch_per_division: float = 0.0,
+) -> tuple[int | None, int | None, int | None, int | None]:
+    """Whole-cell (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``) after a step, for the small compartments.
 
-    ``before`` is (``R_+``, ``R_-``) at the start of the step, ``n`` sub-steps of ``h`` days, ``kill``
-    the killing hazard of ``R_+`` cells [1/d]; hazards are those of the step's start (see the module
-    docstring, "Small numbers"). ``division``, ``growth`` are the blasts' division and net growth
-    rates [1/d], ``room`` the reservoir's room [cells], ``reseed`` its homing rate [1/d],
-    ``target_loss`` the rate of target loss [1/d] and ``loss_per_division`` its probability per
-    division. A compartment at or above the threshold is None (the equations' result stands).
+    Small: below :data:`STOCHASTIC_CELLS` cells. ``before`` is (``R_+``,
+    ``R_mut``, ``R_pre``, ``R_lin``) at the start of the step, ``n`` sub-steps
+    of ``h`` days, ``kill`` the killing hazard of ``R_+`` cells [1/d]; hazards
+    are those of the step's start (see the module docstring, "Small
+    numbers"). ``division``, ``growth`` are the blasts' division and net
+    growth rates [1/d], ``room`` the reservoir's room [cells], ``reseed`` its
+    homing rate [1/d], ``target_loss`` the rate of target loss [1/d] and
+    ``loss_per_division`` its probability per division,
+    ``switch_per_division`` the probability that a daughter switches lineage.
+    A compartment at or above the threshold is None (the equations' result
+    stands). The draws come in the order of the model before the routes
+    (``R_+``, then the acquired-loss compartment), then those of the others,
+    which make none while they are empty: a patient without pre-existing
+    negatives or lineage switch draws what it did.
     """
     room_growth = growth * (1.0 - sum(before) / room) if room > 0.0 else 0.0
     leave = max(division - room_growth, 0.0) + reseed  # natural exits and homing [1/d]
-    pos, neg = (whole(rng, v) if v < STOCHASTIC_CELLS else None for v in before)
+    pos, mut, pre, lin = (whole(rng, v) if v < STOCHASTIC_CELLS else None for v in before)
     birth = division * h
     for _ in range(n):
         lost = 0
-        if pos is None:  # a large R+ feeds a small R-
+        switched = 0
+        if pos is None:  # a large R+ feeds the small compartments
             lost = int(rng.poisson(target_loss * before[0] * h)) if target_loss > 0.0 else 0
         elif pos > 0:
             born = int(rng.poisson(birth * pos))
             lost = int(rng.binomial(born, loss_per_division)) if born and loss_per_division else 0
-            pos = int(rng.binomial(pos, math.exp(-(leave + kill) * h))) + born - lost
-        if neg is not None and (neg > 0 or lost > 0):
-            survivors = int(rng.binomial(neg, math.exp(-leave * h))) if neg else 0
-            neg = survivors + (int(rng.poisson(birth * neg)) if neg else 0) + lost
-    return pos, neg
+            moved = _switched(rng, born - lost, switch_per_division)
+            pos = int(rng.binomial(pos, math.exp(-(leave + kill) * h))) + born - lost - moved
+            switched += moved
+        if mut is not None and (mut > 0 or lost > 0):
+            mut, moved = _negative(rng, mut, leave * h, birth, switch_per_division)
+            mut += lost
+            switched += moved
+        if pre is not None and pre > 0:
+            pre, moved = _negative(rng, pre, leave * h, birth, switch_per_division)
+            switched += moved
+        if lin is not None:
+            if switch_per_division > 0.0:  # large compartments feed a small switched one
+                large = sum(v for v, w in zip(before[:3], (pos, mut, pre), strict=True) if w is None)
+                switched += int(rng.poisson(division * switch_per_division * large * h)) if large else 0
+            if lin > 0 or switched > 0:
+                lin, _ = _negative(rng, lin, leave * h, birth, 0.0)
+                lin += switched
+    return pos, mut, pre, lin
 
 
-def reseeding(rp: float, rn: float, reseed: float, window_share: float, n_portals: int,
-              dt_day: float) -> tuple[int, int]:
-    """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
+def _negative(rng: np.random.Generator, cells: int, leave: float, birth: float, switch: float) -> tuple[int, int]:
+    """A small target-negative compartment over one sub-step: (cells after, daughters that switched lineage)."""
+    survivors = int(rng.binomial(cells, math.exp(-leave))) if cells else 0
+    born = int(rng.poisson(birth * cells)) if cells else 0
+    moved = _switched(rng, born, switch)
+    return survivors + born - moved, moved
+
+
+def _switched(rng: np.random.Generator, born: int, switch: float) -> int:
+    """How many of ``born`` daughters switch lineage (no draw without a switch probability)."""
+    return int(rng.binomial(born, switch)) if born and switch > 0.0 else 0
+
+
+def reseeding(rp: float, rm: float, rn: float, rl: float, reseed: float, window_share: float, n_portals: int,
+              dt_day: float) -> tuple[int, int, int, int]:
+    """Reservoir blasts homing to the window this step: (entry quota, negative, pre-existing, mutation thresholds).
 
     The quota is the expected number of entries times ``2**32``; the
-    threshold the probability (times ``2**32``) that an entering blast
-    lacks the product's target.
+    negative threshold the probability (times ``2**32``) that an entering
+    blast lacks the product's target (from ``rm`` acquired-loss, ``rn``
+    pre-existing and ``rl`` lineage-switched cells); the last two the
+    cumulative probabilities that a negative one is pre-existing, or
+    pre-existing or mutated (the rest switched lineage).
     """
-    total = rp + rn
+    total = rp + rm + rn + rl
     if total <= 0.0 or n_portals == 0:
-        return 0, 0
+        return 0, 0, TWO32, TWO32
     expected = reseed * total * window_share * dt_day
-    return int(round(expected * TWO32)), int(round(rn / total * TWO32))
+    negative = rm + rn + rl
+    if negative <= 0.0:
+        return int(round(expected * TWO32)), 0, TWO32, TWO32
+    return (int(round(expected * TWO32)), int(round(negative / total * TWO32)), int(round(rn / negative * TWO32)),
+            int(round((rn + rm) / negative * TWO32)))

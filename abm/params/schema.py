@@ -101,6 +101,10 @@ DECLARED: tuple[Param, ...] = (
     Param("patient.marrow_cells_per_kg", float, 1.05e10, "cells/kg", 5e9, 2e10,
           description="Nucleated marrow cells per kg body weight (sets the window-to-body scale).",
           source=HARRISON),
+    Param("patient.kmt2a_rearranged", bool, False, "-",
+          description="Whether the leukemia carries a KMT2A (MLL) rearrangement, the setting of lineage switch "
+                      "(blast.lineage_switch_per_division).",
+          source="Gardner 2016 Blood 127:2406; Jacoby 2016 Nat Commun 7:12320"),
     Param("patient.ang2_ang1_ratio", float, 1.0, "-", 0.01, 100.0,
           description="Serum angiopoietin-2 : angiopoietin-1 ratio before lymphodepletion (pre-existing "
                       "endothelial activation; platelets store most circulating Ang-1, so thrombocytopenia "
@@ -303,6 +307,13 @@ DECLARED: tuple[Param, ...] = (
     Param("blast.cd19_loss_per_division", float, 0.001, "1/division", 0.0, 0.1,
           description="Probability that a CD19+ blast daughter loses CD19 (splicing, mutation: antigen escape).",
           source="assumption: CD19-negative relapse in ~1/3 of relapses (Orlando 2018 Nat Med 24:1504)"),
+    Param("blast.lineage_switch_per_division", float, 0.0, "1/division", 0.0, 0.01,
+          description="Probability that a daughter of a KMT2A-rearranged blast switches to the myeloid lineage "
+                      "(losing CD19 and CD22: escape from CD19, CD22 and dual CARs alike); blasts of other patients "
+                      "do not switch (patient.kmt2a_rearranged).",
+          source="Gardner 2016 Blood 127:2406 (myeloid lineage switch after CD19 CAR-T in KMT2A-rearranged "
+                 "B-ALL); Jacoby 2016 Nat Commun 7:12320 (lineage switch of MLL-AF9 B-ALL under CD19 CAR-T "
+                 "pressure in mice); the per-division rate is unknown: " + OFF),
     Param("blast.cd22_loss_per_division", float, 0.0005, "1/division", 0.0, 0.1,
           description="Probability that a CD22+ blast daughter loses CD22 (independently of CD19).",
           source="assumption: half the CD19 rate; relapse after CD22 CAR is mostly CD22-dim rather than CD22-"
