@@ -88,7 +88,13 @@ def write_text(path: Path, text: str) -> None:
 
 
 def append_journal(path: Path, entry: Any, *, allow_nan: bool = False) -> None:
-    """Append ``entry`` to the JSON-lines journal ``path`` as one line, flushed and fsynced (durable at once)."""
+    """Append ``entry`` to the JSON-lines journal ``path`` as one line, flushed and fsynced (durable at once).
+
+    The journal's folder is made if it does not exist yet (a study's journal lies beside its ``--out``,
+    whose parent, e.g. the default smoke folder on a fresh machine, may not exist before the first run ends).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, allow_nan=allow_nan) + "\n")
         fh.flush()

@@ -10,8 +10,11 @@ CD19-negative blasts already present at infusion (``patient.cd19_negative_fracti
 CD22 CAR and a dual CD19/CD22 (OR-gate) CAR (``product.target``) as the
 counter-measure, each arm against the CD19 CAR without CD19-negative blasts
 patient by patient, for ``--days`` (default 90, so that relapses can show), and reports CR and MRD
-at day 28, relapse after CR and its day, and whether relapses are negative for
-the product's target; the time course is the window's target-negative blasts.
+at day 28, relapse after CR and its day, whether relapses are negative for
+the product's target, and relapse by escape route (``relapse_route``: target-
+positive, pre-existing negative clone, target lost in a division, lineage
+switch; each a yes/no per responder, so the arms pair); the time course is the
+window's target-negative blasts.
 
 Run ``python -m experiments.antigen_escape`` (full study; see ``--help``), or
 ``--smoke`` for a seconds-long check of the machinery.
@@ -37,8 +40,20 @@ RELAPSE_DAY = sweep.Outcome("relapse_day", "day of relapse (among relapses)", sw
 TARGET_NEGATIVE_RELAPSE = sweep.Outcome(
     "relapse_antigen_negative", "relapse negative for the CAR's target (among relapses)",
     sweep.summary_key("relapse_antigen_negative"), proportion=True)
+
+
+def relapse_by(route: str) -> sweep.Getter:
+    """Whether a responder relapsed by ``route`` (``summary.json``'s ``relapse_route``); None without remission."""
+    return lambda r: None if r.get("relapse") is None else bool(r.get("relapse") and r.get("relapse_route") == route)
+
+
+ROUTE_RELAPSES = tuple(
+    sweep.Outcome(f"relapse_{route.replace('-', '_')}", f"relapse, {label} (among responders)", relapse_by(route),
+                  proportion=True)
+    for route, label in (("antigen-positive", "target-positive"), ("preexisting", "pre-existing negative clone"),
+                         ("mutation", "target lost in a division"), ("lineage", "lineage switch")))
 OUTCOMES = (sweep.CR, sweep.MRD_NEGATIVE, sweep.MRD, sweep.RELAPSE, RELAPSE_DAY, TARGET_NEGATIVE_RELAPSE,
-            sweep.SEVERE_CRS, sweep.BLOOD_PEAK)
+            *ROUTE_RELAPSES, sweep.SEVERE_CRS, sweep.BLOOD_PEAK)
 
 
 def conditions(args) -> list[sweep.Condition]:

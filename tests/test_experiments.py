@@ -196,6 +196,14 @@ def test_run_all_resumes_from_the_runs_kept_beside_out_and_never_reuses_a_change
     assert [r["patient_id"] for r in resumed] == [0, 1, 2]
 
 
+def test_a_study_whose_out_has_no_parent_yet_keeps_its_runs(tmp_path):
+    """The default smoke folder's parent does not exist on a fresh machine: the journal beside --out makes it."""
+    out = tmp_path / "not" / "yet" / "study"
+    jobs = [common.Job("a", {"grid.size": 12}, 0, common.seed_for(4, 0), 0.05, series=("cart",))]
+    common.run_all(jobs, progress=False, resume=out)
+    assert len(common.partial_file(out).read_text().splitlines()) == 1
+
+
 def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path):
     def boom(fh):
         fh.write("partial")
