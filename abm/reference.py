@@ -379,7 +379,9 @@ class ReferenceModel(mesa.Model):
         Initial lattice to convert into agents (not modified). Default:
         :func:`abm.marrow.build_window` with ``np.random.default_rng(seed)``.
         Traits other than ANTIGEN and the CAR-T ones (``STATE``, ``TARGET``,
-        ``STIM``, ``KILLS``, ``DIVS``, ``TIMER``) are ignored.
+        ``STIM``, ``KILLS``, ``DIVS``, ``TIMER``) are ignored, a blast's escape
+        route (its ``STATE``) too: the reference has no antigen loss, lineage
+        switch or reseeding, so its blasts never take a route.
     tables : RuleTables, optional
         Rule tables whose thresholds give the probabilities. Default:
         :func:`core_tables` of ``params`` and ``seed``. Field tables are
