@@ -180,6 +180,10 @@ NEXT_PRIORS: tuple[Prior, ...] = (
     Prior("cart.detach_per_unbinding", 0.01, 1.0, True,
           "assumption: a synapse of many bonds outlives one bond (1/k_off) by 1-100-fold; Ghorashian 2019 Nat Med "
           "25:1408 (the fast-off CAT binder keeps killing)"),
+    Prior("blast.lineage_switch_per_division", 1e-7, 1e-3, True,
+          "Lamble 2023 Blood Adv 7:575 (420 CAR-treated children and young adults: 12 lineage switches, 7.2 % of "
+          "the 166 relapses, KMT2A rearrangement the only pre-infusion risk factor); Gardner 2016 Blood 127:2406 "
+          "(2 of 7 KMT2A-rearranged patients switched within a month); per-division range: assumption"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.3, False,
           "the latent residual that the mechanisms leave (issue 23: no latent factor may be the main "
           "determinant): at most a factor 2 (1 SD)"),

@@ -38,11 +38,16 @@ Virtual patients
                                                  activation in some patients; its spread is not verified)
     ==========================================  ==========================================================
 
-    The last two are the covariates of issue 23's mechanisms (the myeloid
-    compartment, the endothelial susceptibility of ICANS); they are drawn
-    from a stream of their own, so the other draws of a patient are those of
-    cohorts from before them, and they act only once the recalibration turns
-    their mechanisms on (``myeloid.*``, ``icans.endothelial_sensitivity``).
+    ``patient.kmt2a_rearranged``                 true with probability 13/231 (Leahy 2022 Blood 139:2173:
+                                                 KMT2A-rearranged infant ALL among 231 CAR-T-treated children
+                                                 and young adults; a lower bound)
+
+    The last three are the covariates of issue 23's and 28's mechanisms (the
+    myeloid compartment, the endothelial susceptibility of ICANS, lineage
+    switch); they are drawn from a stream of their own, so the other draws of
+    a patient are those of cohorts from before them, and they act only once
+    the recalibration turns their mechanisms on (``myeloid.*``,
+    ``icans.endothelial_sensitivity``, ``blast.lineage_switch_per_division``).
 
 Executors
     ``workers`` local processes (``spawn``; each patient on the ``cpu``
@@ -78,6 +83,9 @@ from abm.params import BY_KEY, Params
 from abm.rows import grade_at_least, rate
 
 PARTIAL = "patients.partial.jsonl"
+# KMT2A-rearranged leukemia among CAR-T-treated children and young adults: 13 KMT2A-rearranged infant ALL of 231
+# patients (Leahy 2022 Blood 139:2173; non-infant KMT2A-r are not counted there, so a lower bound)
+KMT2A_PREVALENCE = 13 / 231
 # the values of summary.json's relapse_route (abm.outcomes.relapse_route)
 RELAPSE_ROUTES = ("antigen-positive", "preexisting", "mutation", "lineage", "unknown")
 PROFILE_KEYS = (
@@ -91,6 +99,7 @@ PROFILE_KEYS = (
     "cart.max_divisions",
     "patient.monocytes_per_nl",
     "patient.ang2_ang1_ratio",
+    "patient.kmt2a_rearranged",
 )
 # what each profile key stands for: a covariate a clinic measures or sets before infusion, or a latent
 # (unobserved) patient or product factor; the calibration report ranks both against toxicity (issue 23)
@@ -105,6 +114,7 @@ FACTOR_KIND = {
     "cart.max_divisions": "latent",  # the product's proliferative capacity
     "patient.monocytes_per_nl": "covariate",  # blood count before lymphodepletion
     "patient.ang2_ang1_ratio": "covariate",  # serum angiopoietins before lymphodepletion
+    "patient.kmt2a_rearranged": "covariate",  # leukemia cytogenetics
 }
 OUTCOME_KEYS = (
     "cr_day28",
@@ -183,6 +193,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     covariates = np.random.default_rng([cohort_seed, index, 0xC0408])  # issue 23's covariates: their own stream
     profile["patient.monocytes_per_nl"] = round(float(np.clip(0.4 * 2.0 ** covariates.standard_normal(), 0.02, 4.0)), 4)
     profile["patient.ang2_ang1_ratio"] = round(float(np.clip(2.0 ** covariates.standard_normal(), 0.05, 20.0)), 4)
+    profile["patient.kmt2a_rearranged"] = bool(covariates.random() < KMT2A_PREVALENCE)
     return profile
 
 

@@ -106,7 +106,8 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
 
 
 SWITCHES = {"body.targets_per_cart", "myeloid.il6_pg_ml_per_day", "myeloid.il1_icans_pg_ml",
-            "icans.endothelial_sensitivity", "cart.proofreading_steps", "cart.detach_per_unbinding"}
+            "icans.endothelial_sensitivity", "cart.proofreading_steps", "cart.detach_per_unbinding",
+            "blast.lineage_switch_per_division"}
 
 
 def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():

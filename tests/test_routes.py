@@ -179,3 +179,15 @@ def test_trial_summary_counts_relapses_by_route():
     assert set(routes) == set(RELAPSE_ROUTES)
     assert routes["mutation"]["rate"] == pytest.approx(2 / 3) and routes["mutation"]["n"] == 3
     assert routes["lineage"]["rate"] == 0.0
+
+
+def test_the_cohort_draws_kmt2a_rearrangements_at_their_prevalence_from_their_own_stream():
+    """2,000 patients: the KMT2A share within a binomial 99.9 % band of 13/231; the other draws are unchanged."""
+    from abm.cohort import KMT2A_PREVALENCE, sample_patient
+
+    base = Params.default()
+    profiles = [sample_patient(9, i, base) for i in range(2000)]
+    share = np.mean([p["patient.kmt2a_rearranged"] for p in profiles])
+    sd = np.sqrt(KMT2A_PREVALENCE * (1 - KMT2A_PREVALENCE) / 2000)
+    assert abs(share - KMT2A_PREVALENCE) < 3.3 * sd
+    assert all(isinstance(p["patient.kmt2a_rearranged"], bool) for p in profiles[:10])

@@ -104,7 +104,8 @@ DECLARED: tuple[Param, ...] = (
     Param("patient.kmt2a_rearranged", bool, False, "-",
           description="Whether the leukemia carries a KMT2A (MLL) rearrangement, the setting of lineage switch "
                       "(blast.lineage_switch_per_division).",
-          source="Gardner 2016 Blood 127:2406; Jacoby 2016 Nat Commun 7:12320"),
+          source="Gardner 2016 Blood 127:2406; Jacoby 2016 Nat Commun 7:12320; Lamble 2023 Blood Adv 7:575 (KMT2A "
+                 "rearrangement the only pre-infusion risk factor of lineage switch in 420 patients)"),
     Param("patient.ang2_ang1_ratio", float, 1.0, "-", 0.01, 100.0,
           description="Serum angiopoietin-2 : angiopoietin-1 ratio before lymphodepletion (pre-existing "
                       "endothelial activation; platelets store most circulating Ang-1, so thrombocytopenia "
