@@ -190,7 +190,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     if spread > 0:
         high = BY_KEY["cart.max_divisions"].high
         profile["cart.max_divisions"] = int(min(max(round(base["cart.max_divisions"] + spread * divisions_z), 1), high))
-    covariates = np.random.default_rng([cohort_seed, index, 0xC0408])  # issue 23's covariates: their own stream
+    covariates = np.random.default_rng([cohort_seed, index, 0xC0408])  # issue 23/28 covariates: own stream
     profile["patient.monocytes_per_nl"] = round(float(np.clip(0.4 * 2.0 ** covariates.standard_normal(), 0.02, 4.0)), 4)
     profile["patient.ang2_ang1_ratio"] = round(float(np.clip(2.0 ** covariates.standard_normal(), 0.05, 20.0)), 4)
     profile["patient.kmt2a_rearranged"] = bool(covariates.random() < KMT2A_PREVALENCE)

@@ -124,19 +124,14 @@ def signalling_fraction(params: Params) -> float:
 
     Exactly 1 with ``cart.proofreading_steps = 0`` (McKeithan 1995 PNAS 92:5042).
     """
-    n = params.cart.proofreading_steps
-    if n == 0:
-        return 1.0
     k_p = params.cart.proofreading_rate_per_s
-    return (k_p / (k_p + off_rate_per_s(params))) ** n
+    return (k_p / (k_p + off_rate_per_s(params))) ** params.cart.proofreading_steps
 
 
 def detach_rate_per_h(params: Params) -> float:
     """Conjugate release hazard [1/h]: ``cart.detach_rate_per_h + cart.detach_per_unbinding * k_off``."""
     c = params.cart
-    if c.detach_per_unbinding == 0:
-        return c.detach_rate_per_h
-    return c.detach_rate_per_h + c.detach_per_unbinding * off_rate_per_s(params) * 3600.0
+    return c.detach_rate_per_h + c.detach_per_unbinding * off_rate_per_s(params) * 3600.0  # exact with factor 0
 
 
 def response_at(params: Params, molecules: np.ndarray) -> np.ndarray:
@@ -235,9 +230,7 @@ def exhaustion_engagements(params: Params) -> int:
     value = params.cart.exhaustion_engagements * affinity_factor(params)
     if is_cd28(params):
         value *= params.costim.cd28_exhaustion_factor
-    phi = signalling_fraction(params)
-    if phi != 1.0:  # a weaker signal per engagement exhausts later (kinetic proofreading)
-        value /= max(phi, 1e-9)
+    value /= max(signalling_fraction(params), 1e-9)  # a weaker signal per engagement exhausts later
     return int(min(max(1, round(value)), L.TRAIT_MAX))
 
 

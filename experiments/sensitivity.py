@@ -207,7 +207,8 @@ def jobs_for(bounds: Sequence[Bound], X: np.ndarray, seed: int, days: float, gri
     from abm.params import Params
 
     base = Params.default()
-    cohort = [(sample_patient(cohort_seed, i, base), patient_seed(cohort_seed, i)) for i in range(patients)]
+    cohort = [(sample_patient(cohort_seed, i, base), patient_seed(cohort_seed, i))
+              for i in range(patients if patients > 1 else 0)]  # one patient: the default patient, no profile
     k = len(bounds)
     jobs = []
     for n, x in enumerate(X):

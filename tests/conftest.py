@@ -123,3 +123,15 @@ def quiet_tables(seed: int = 1, **rates: int) -> RuleTables:
     for name, value in rates.items():
         t.rates[getattr(R, name)] = value
     return t
+
+
+def dividing_blast(l19: int, l22: int, route: int = L.ROUTE_NONE, **rates: int) -> tuple[LatticeState, RuleTables]:
+    """A lone blast (CD19 and CD22 levels ``l19``, ``l22``, escape route ``route``) that divides at its next
+    visit without level noise, in :func:`quiet_tables` with ``rates`` switched on."""
+    s = empty_state(9)
+    place(s, 4, 4, L.BLAST, cd19=l19, cd22=l22)
+    s.traits[4, 4, L.ROUTE] = route
+    t = quiet_tables(**rates)
+    t.kind_rates[L.KR_DIVIDE, L.BLAST] = 1 << 32
+    t.cd19_noise[:] = 0
+    return s, t

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL, empty_state, place, quiet_tables
+from conftest import SMALL, dividing_blast, empty_state, place, quiet_tables
 
 import kernels
 from abm import rates
@@ -141,15 +141,6 @@ def test_cd22_car_kills_cd22_positive_b_cells():
 
 
 # -- inheritance, loss and B lymphopoiesis -----------------------------------------------------------------------
-def dividing_blast(l19: int, l22: int, **rates_: int):
-    s = empty_state(9)
-    place(s, 4, 4, L.BLAST, cd19=l19, cd22=l22)
-    t = quiet_tables(**rates_)
-    t.kind_rates[L.KR_DIVIDE, L.BLAST] = ALWAYS
-    t.cd19_noise[:] = 0
-    return s, t
-
-
 def daughters(out):
     return sorted(int(v) for v in out.traits[out.cell == L.BLAST, L.ANTIGEN])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import empty_state, place, quiet_tables
+from conftest import dividing_blast, empty_state, quiet_tables
 
 import kernels
 from abm.body import Body, WindowReadout
@@ -30,16 +30,6 @@ def run(state, tables, steps, traffic=None):
     for s in range(steps):
         lat.step(s, traffic or Traffic())
     return lat.pull()
-
-
-def dividing_blast(l19: int, l22: int, route: int = L.ROUTE_NONE, **rates_: int):
-    s = empty_state(9)
-    place(s, 4, 4, L.BLAST, cd19=l19, cd22=l22)
-    s.traits[4, 4, L.ROUTE] = route
-    t = quiet_tables(**rates_)
-    t.kind_rates[L.KR_DIVIDE, L.BLAST] = ALWAYS
-    t.cd19_noise[:] = 0
-    return s, t
 
 
 def blasts(out) -> list[tuple[int, int]]:
