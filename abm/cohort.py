@@ -41,13 +41,18 @@ Virtual patients
     ``patient.kmt2a_rearranged``                 true with probability 13/231 (Leahy 2022 Blood 139:2173:
                                                  KMT2A-rearranged infant ALL among 231 CAR-T-treated children
                                                  and young adults; a lower bound)
+    ``product.transduced_blasts``                1 with probability 1/369, else 0 (a leukemic blast
+                                                 transduced in manufacturing: Ruella 2018 Nat Med 24:1499;
+                                                 ``MASKING_PREVALENCE``)
 
-    The last three are the covariates of issue 23's and 28's mechanisms (the
+    The last four are the covariates of issue 23's and 28's mechanisms (the
     myeloid compartment, the endothelial susceptibility of ICANS, lineage
-    switch); they are drawn from a stream of their own, so the other draws of
-    a patient are those of cohorts from before them, and they act only once
-    the recalibration turns their mechanisms on (``myeloid.*``,
-    ``icans.endothelial_sensitivity``, ``blast.lineage_switch_per_division``).
+    switch, epitope masking); they are drawn from a stream of their own, so
+    the other draws of a patient are those of cohorts from before them, and
+    the first three act only once the recalibration turns their mechanisms on
+    (``myeloid.*``, ``icans.endothelial_sensitivity``,
+    ``blast.lineage_switch_per_division``); a masked blast acts in any patient
+    who draws one.
 
 Executors
     ``workers`` local processes (``spawn``; each patient on the ``cpu``
@@ -86,8 +91,12 @@ PARTIAL = "patients.partial.jsonl"
 # KMT2A-rearranged leukemia among CAR-T-treated children and young adults: 13 KMT2A-rearranged infant ALL of 231
 # patients (Leahy 2022 Blood 139:2173; non-infant KMT2A-r are not counted there, so a lower bound)
 KMT2A_PREVALENCE = 13 / 231
+# a product carrying one CAR-transduced leukemic blast (epitope masking): the single case of Ruella 2018 Nat Med
+# 24:1499 among the CTL019-treated patients of its centres, put there at 1 of 369 (assumption: that denominator,
+# quoted from the paper's discussion, was not verified here; the rate is rare, not zero)
+MASKING_PREVALENCE = 1 / 369
 # the values of summary.json's relapse_route (abm.outcomes.relapse_route)
-RELAPSE_ROUTES = ("antigen-positive", "preexisting", "mutation", "lineage", "unknown")
+RELAPSE_ROUTES = ("antigen-positive", "preexisting", "mutation", "lineage", "downregulation", "masking", "unknown")
 PROFILE_KEYS = (
     "patient.weight_kg",
     "patient.marrow_blast_fraction",
@@ -100,6 +109,7 @@ PROFILE_KEYS = (
     "patient.monocytes_per_nl",
     "patient.ang2_ang1_ratio",
     "patient.kmt2a_rearranged",
+    "product.transduced_blasts",
 )
 # what each profile key stands for: a covariate a clinic measures or sets before infusion, or a latent
 # (unobserved) patient or product factor; the calibration report ranks both against toxicity (issue 23)
@@ -115,6 +125,7 @@ FACTOR_KIND = {
     "patient.monocytes_per_nl": "covariate",  # blood count before lymphodepletion
     "patient.ang2_ang1_ratio": "covariate",  # serum angiopoietins before lymphodepletion
     "patient.kmt2a_rearranged": "covariate",  # leukemia cytogenetics
+    "product.transduced_blasts": "latent",  # one leukemic cell among the product's T cells is not seen
 }
 OUTCOME_KEYS = (
     "cr_day28",
@@ -194,6 +205,7 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     profile["patient.monocytes_per_nl"] = round(float(np.clip(0.4 * 2.0 ** covariates.standard_normal(), 0.02, 4.0)), 4)
     profile["patient.ang2_ang1_ratio"] = round(float(np.clip(2.0 ** covariates.standard_normal(), 0.05, 20.0)), 4)
     profile["patient.kmt2a_rearranged"] = bool(covariates.random() < KMT2A_PREVALENCE)
+    profile["product.transduced_blasts"] = 1.0 if covariates.random() < MASKING_PREVALENCE else 0.0
     return profile
 
 

@@ -46,6 +46,8 @@ from abm.rates import (
     cd22_levels,
     cd22_tracked,
     level_to_molecules,
+    pack_levels,
+    stripped_share,
     target_levels,
     target_mode,
 )
@@ -124,6 +126,7 @@ class MarrowModel(mesa.Model):
         self.target_mode = target_mode(params)
         self.response = antigen_response(params)  # the CAR's response to each antigen level (the body's signal)
         self.cd22_tracked = cd22_tracked(params)
+        self.trogocytosis = stripped_share(params) > 0.0
         restoring = state is not None
         if state is None:
             state = build_window(params, self.rng)
@@ -187,10 +190,10 @@ class MarrowModel(mesa.Model):
         if coupling:
             self.apply_controls()
         memory = threshold(min(max(self.body.blood_memory_fraction(), 0.0), 1.0))
-        seeds, negative, preexisting, mutation = self.body.reseeding(dt_day)
+        seeds, negative, preexisting, mutation, lineage = self.body.reseeding(dt_day)
         traffic = Traffic(enter_quota=quota, exit_threshold=self.exit_threshold, memory_threshold=memory,
                           seed_quota=seeds, negative_threshold=negative, preexisting_threshold=preexisting,
-                          mutation_threshold=mutation)
+                          mutation_threshold=mutation, lineage_threshold=lineage)
         self.lattice.step(self.lattice_step, traffic)
         self.lattice_step += 1
         if self.check_invariants_each_step:
@@ -208,7 +211,8 @@ class MarrowModel(mesa.Model):
         ev = s.events
         return WindowReadout(
             cd19_cells=int(np.count_nonzero(positive)),
-            target_signal=math.fsum(np.bincount(levels[positive], minlength=L.N_LEVELS) * self.response),
+            target_signal=self._signal(levels[positive]),
+            stripped_response=self._stripped_response(s, levels) if self.trogocytosis else 1.0,
             blasts=int(counts[L.BLAST]),
             nucleated=int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL]),
             cart=int(counts[L.CART]),
@@ -216,6 +220,21 @@ class MarrowModel(mesa.Model):
             il6_mean_pg_ml=float(s.fields[L.F_IL6].mean()) * QUANTUM,
             kills=int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL]),
         )
+
+    def _signal(self, levels: np.ndarray) -> float:
+        """Cells at these target ``levels`` weighted by the CAR's response to each."""
+        return math.fsum(np.bincount(levels, minlength=L.N_LEVELS) * self.response)
+
+    def _stripped_response(self, s: kernels.LatticeState, levels: np.ndarray) -> float:
+        """The window's blasts' response to their target now, over that to it before trogocytosis (1: none)."""
+        blasts = s.cell == L.BLAST
+        antigen = s.traits[..., L.ANTIGEN][blasts]
+        deficit = s.traits[..., L.DEFICIT][blasts]
+        whole = target_levels(pack_levels(np.minimum(cd19_levels(antigen) + cd19_levels(deficit), L.N_LEVELS - 1),
+                                          np.minimum(cd22_levels(antigen) + cd22_levels(deficit), L.N_LEVELS - 1)),
+                              self.target_mode)
+        before = self._signal(whole)
+        return self._signal(levels[blasts]) / before if before > 0.0 else 1.0
 
     def apply_controls(self) -> None:
         """Rebuild the rate tables if steroids or the lymphodepletion boost changed the CAR-T factors."""

@@ -264,6 +264,9 @@ def _relapse(df: pd.DataFrame, with_antigen: bool) -> dict[str, Any]:
     return out
 
 
+DOWNREGULATED = "blasts_route_downregulation"  # kernels.layout.ROUTE_NAMES[ROUTE_DOWNREGULATION]
+
+
 def _negative_majority(df: pd.DataFrame, at: int, column: str) -> bool:
     """True when the blasts counted in ``column`` are more than half of all blasts at row ``at``."""
     blasts = float(df["blasts"].iloc[at])
@@ -275,16 +278,18 @@ def relapse_route(df: pd.DataFrame) -> str | None:
     """How the leukemia escaped at relapse: ``"antigen-positive"``, or the commonest escape route of its blasts.
 
     ``None`` without a relapse. At the relapse observation, a relapse whose blasts mostly carry the product's
-    target is ``"antigen-positive"``; otherwise it is named by the route most of its target-negative blasts
-    took (``"preexisting"``, ``"mutation"``, ``"lineage"``: ``kernels.layout.ROUTE_NAMES``; ties go to the
-    earlier route), or ``"unknown"`` when none of them carries a route (a blast that lost the target by a
-    change the model does not label, e.g. CD22 loss under a CD19 CAR is not a target loss).
+    target is ``"downregulation"`` when most of its blasts carry less of it than their genes make (stripped by
+    trogocytosis: a target-dim relapse), else ``"antigen-positive"``; otherwise it is named by the route most of
+    its target-negative blasts took (``"preexisting"``, ``"mutation"``, ``"lineage"``, ``"downregulation"``,
+    ``"masking"``: ``kernels.layout.ROUTE_NAMES``; ties go to the earlier route), or ``"unknown"`` when none of
+    them carries a route (a blast that lost the target by a change the model does not label, e.g. CD22 loss
+    under a CD19 CAR is not a target loss).
     """
     _, at = _remission_and_relapse(df)
     if at is None:
         return None
     if not _negative_majority(df, at, "blasts_target_neg"):
-        return "antigen-positive"
+        return "downregulation" if _negative_majority(df, at, DOWNREGULATED) else "antigen-positive"
     counts = [int(df[column].iloc[at]) for column in ROUTE_COLUMNS]
     if max(counts) == 0:
         return "unknown"

@@ -234,6 +234,47 @@ def exhaustion_engagements(params: Params) -> int:
     return int(min(max(1, round(value)), L.TRAIT_MAX))
 
 
+LEVELS_PER_DECADE = (L.N_LEVELS - 2) / LOG10_SPAN  # 63.5 antigen levels make a tenfold density
+
+
+def stripped_share(params: Params) -> float:
+    """Share of a target's antigen that one engagement strips: ``cart.trogocytosis_fraction / (1 + K_D / kd_ref)``."""
+    return params.cart.trogocytosis_fraction / affinity_factor(params)
+
+
+def trogocytosis_rates(params: Params) -> tuple[int, int, int, int, int]:
+    """The kernels' trogocytosis rows: ``R_TROG_LEVELS``, ``R_TROG_FRAC``, ``R_TROG_OFFSET``, ``R_RECOVER``, ``R_SHED``.
+
+    A strip of share ``s`` (:func:`stripped_share`) takes ``-63.5 log10(1 - s)``
+    levels (the whole part, and one more with the fractional part's
+    probability) and gives the T cell ``-63.5 log10(s)`` levels less than
+    the target had; a stripped cell regains one level with probability
+    ``63.5 dt / blast.antigen_recovery_h`` per step (a decade in that
+    time), the T cell loses one with ``63.5 log10(2) dt / half-life``. All 0
+    without trogocytosis.
+    """
+    share = stripped_share(params)
+    if share <= 0.0:
+        return 0, 0, 0, 0, 0
+    levels = -LEVELS_PER_DECADE * math.log10(1.0 - share)
+    offset = round(-LEVELS_PER_DECADE * math.log10(share))
+    hours = params.time.dt_min / MINUTES_PER_HOUR
+    per_step = {"blast.antigen_recovery_h": LEVELS_PER_DECADE * hours / params.blast.antigen_recovery_h,
+                "cart.acquired_antigen_half_life_h":
+                    LEVELS_PER_DECADE * math.log10(2.0) * hours / params.cart.acquired_antigen_half_life_h}
+    for key, p in per_step.items():
+        if p > 1.0:
+            from abm.errors import ParamError
+
+            raise ParamError(
+                f"{key} = {params[key]:g} h is {p:.2f} antigen levels per step of time.dt_min = "
+                f"{params.time.dt_min:g} min; expected at most 1 (raise it or lower time.dt_min)"
+            )
+    whole = math.floor(levels)
+    return (whole, threshold(levels - whole), offset, threshold(per_step["blast.antigen_recovery_h"]),
+            threshold(per_step["cart.acquired_antigen_half_life_h"]))
+
+
 def build_tables(
     params: Params, seed: int, proliferation_factor: float = 1.0, activation_factor: float = 1.0
 ) -> RuleTables:
@@ -324,6 +365,7 @@ def build_tables(
     rates[L.R_TARGET_MODE] = target_mode(params)
     rates[L.R_LOSS_CD22] = threshold(params.blast.cd22_loss_per_division)
     rates[L.R_BCELL_CD22_LEVEL] = int(molecules_to_level(params.bcell.cd22_molecules)) if cd22_tracked(params) else 0
+    rates[[L.R_TROG_LEVELS, L.R_TROG_FRAC, L.R_TROG_OFFSET, L.R_RECOVER, L.R_SHED]] = trogocytosis_rates(params)
 
     table, _ = field_rates(params, dt)
     return RuleTables(

@@ -126,10 +126,11 @@ class Traffic:
         Expected number of reservoir blasts entering this step times ``2**32``; in ``[0, 2**63)``.
     negative_threshold : int
         Probability (times ``2**32``) that an entering blast lacks the product's target; in ``[0, 2**32]``.
-    preexisting_threshold, mutation_threshold : int
+    preexisting_threshold, mutation_threshold, lineage_threshold : int
         Cumulative probabilities (times ``2**32``) that a target-negative entering blast escaped by the
-        pre-existing route, or by it or the mutation route (the rest switched lineage); in ``[0, 2**32]``.
-        The default (``2**32``, 0 unset) makes every negative blast pre-existing.
+        pre-existing route, or by it or the mutation route, or by one of them or the lineage switch (the
+        rest carry the CAR, which masks the target); in ``[0, 2**32]``. The default (``2**32``, 0 unset)
+        makes every negative blast pre-existing.
     """
 
     enter_quota: int = 0
@@ -139,6 +140,7 @@ class Traffic:
     negative_threshold: int = 0
     preexisting_threshold: int = TWO32
     mutation_threshold: int = TWO32
+    lineage_threshold: int = TWO32
 
     def __post_init__(self) -> None:
         for name in layout.TRAFFIC_NAMES:

@@ -74,7 +74,10 @@ from kernels.config import jit, jit_parallel
 from kernels.diffusion import DECAY_SHIFT, flux, mul_shift
 from kernels.layout import (
     ACTIVE,
+    BCELL,
+    BLAST,
     CART,
+    DEFICIT,
     EMPTY,
     FR_DECAY,
     FR_DIFFUSE,
@@ -90,12 +93,14 @@ from kernels.layout import (
     P_ENTER,
     P_EXIT,
     P_SEED,
+    R_RECOVER,
     R_TARGET_MODE,
     STATE,
     STROMA,
     TARGET,
     TR_ENTER_QUOTA,
     TR_EXIT_THRESHOLD,
+    TR_LINEAGE_THRESHOLD,
     TR_MEMORY_THRESHOLD,
     TR_MUTATION_THRESHOLD,
     TR_NEGATIVE_THRESHOLD,
@@ -105,7 +110,15 @@ from kernels.layout import (
     TV_GROUP,
 )
 from kernels.rng import draw
-from kernels.rules import act_site, candidate_mask, decision_value, enter_threshold, sublattice_order, traffic_site
+from kernels.rules import (
+    act_site,
+    candidate_mask,
+    decision_value,
+    enter_threshold,
+    needs_visit,
+    sublattice_order,
+    traffic_site,
+)
 
 REACH = 2  # two updates conflict (their 3 x 3 neighbourhoods overlap) only if their rows differ by <= REACH
 LAG = 3  # rows the wave of pass k + 1 trails that of pass k; must exceed REACH
@@ -231,6 +244,7 @@ def step(
     negative_threshold = traffic[TR_NEGATIVE_THRESHOLD]
     preexisting_threshold = traffic[TR_PREEXISTING_THRESHOLD]
     mutation_threshold = traffic[TR_MUTATION_THRESHOLD]
+    lineage_threshold = traffic[TR_LINEAGE_THRESHOLD]
     for b in prange(slabs):
         i = b * n // slabs
         for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
@@ -250,8 +264,8 @@ def step(
             else:
                 continue
             e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
-                             negative_threshold, preexisting_threshold, mutation_threshold, entry_levels, mode, key,
-                             step_index)
+                             negative_threshold, preexisting_threshold, mutation_threshold, lineage_threshold,
+                             entry_levels, mode, key, step_index)
             if e:
                 events[i, e] += 1
     sublattice_order(key, step_index, order[:9])
@@ -259,6 +273,7 @@ def step(
     visit_thresholds(kind_rates, visit)
     group = turnover[TV_GROUP]
     bound = turnover[TV_BOUND]
+    recovering = rates[R_RECOVER] > 0
     chemokine = fields[chemokine_field]
     for phase in range(2):
         # phase 0: every slab's trapezoid; phase 1: the zone around every boundary between two slabs
@@ -287,6 +302,9 @@ def step(
                         u = np.int64(-1)
                         if c == CART:
                             u = 0
+                        elif recovering and (c == BLAST or c == BCELL) and traits[i, j, DEFICIT] != 0:
+                            # rare (stripped by trogocytosis): the rule itself, candidate or not
+                            u = needs_visit(i, j, cell, traits, kind_rates, rates, turnover, key, step_index)
                         elif group == 0 and visit[c] > 0:  # the per-site scheme: one draw per tissue site
                             u = draw(key, step_index, i * n + j, P_DIE)
                             if u >= visit[c]:

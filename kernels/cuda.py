@@ -25,6 +25,7 @@ from kernels.layout import (
     R_TARGET_MODE,
     TR_ENTER_QUOTA,
     TR_EXIT_THRESHOLD,
+    TR_LINEAGE_THRESHOLD,
     TR_MEMORY_THRESHOLD,
     TR_MUTATION_THRESHOLD,
     TR_NEGATIVE_THRESHOLD,
@@ -81,7 +82,8 @@ def _traffic_kernel(cell, tissue, traits, portals, count, traffic, entry_levels,
         e = traffic_site(portals[p] // n, portals[p] % n, cell, tissue, traits, threshold,
                          traffic[TR_MEMORY_THRESHOLD], traffic[TR_EXIT_THRESHOLD], seed_threshold,
                          traffic[TR_NEGATIVE_THRESHOLD], traffic[TR_PREEXISTING_THRESHOLD],
-                         traffic[TR_MUTATION_THRESHOLD], entry_levels, mode, key, step_index)
+                         traffic[TR_MUTATION_THRESHOLD], traffic[TR_LINEAGE_THRESHOLD], entry_levels, mode, key,
+                         step_index)
         if e:
             cuda.atomic.add(events, e, 1)
 
@@ -96,7 +98,7 @@ def _pass_kernel(
     j = ox + 3 * b
     n = cell.shape[0]
     if i < n and j < n:
-        u = needs_visit(i, j, cell, kind_rates, turnover, key, step_index)
+        u = needs_visit(i, j, cell, traits, kind_rates, rates, turnover, key, step_index)
         if u >= 0:
             e = act_site(
                 i, j, u, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,

@@ -18,7 +18,8 @@ Arrays
     blast its escape route ``ROUTE``, issue 28), ``TARGET``
     (direction of the engaged target, 1-8, or 0), ``STIM`` (antigen
     engagements), ``KILLS``, ``DIVS`` (divisions in the lineage), ``TIMER``
-    (steps of activation left), ``ACTED`` (:func:`kernels.rules.stamp` of the
+    (steps of activation left; for a blast or B cell ``DEFICIT``, the antigen levels
+    that trogocytosis stripped from it, packed like ``ANTIGEN``), ``ACTED`` (:func:`kernels.rules.stamp` of the
     last step the cell acted in; ``UNVISITED`` = 0 for a cell that has not
     acted yet), ``PHENO`` (CAR-T phenotype).
 ``fields[f, vi, vj]`` (int64)
@@ -108,8 +109,11 @@ ROUTE_NONE = 0  # carries the target, or lost it by no modelled route
 ROUTE_PREEXISTING = 1  # target-negative before infusion (a CD19-negative or exon-2-skipped subclone)
 ROUTE_MUTATION = 2  # lost the target in a division (inactivating mutation; Orlando 2018)
 ROUTE_LINEAGE = 3  # switched to the myeloid lineage in a division: neither CD19 nor CD22 (Gardner 2016)
-N_ROUTES = 4
-ROUTE_NAMES = ("none", "preexisting", "mutation", "lineage")
+ROUTE_DOWNREGULATION = 4  # carries less of the target than its genes make: stripped by trogocytosis (Hamieh 2019)
+ROUTE_MASKING = 5  # carries the CAR itself, which masks the target in cis (transduced in manufacturing; Ruella 2018)
+N_ROUTES = 6
+ROUTE_NAMES = ("none", "preexisting", "mutation", "lineage", "downregulation", "masking")
+DEFICIT = TIMER  # a blast's or B cell's TIMER slot holds the levels trogocytosis took (CD19 low byte, CD22 high)
 
 # Antigen levels (one byte per antigen in the ANTIGEN slot).
 N_LEVELS = 256
@@ -166,6 +170,9 @@ P_GROUP = 28  # how many sites of a turnover group are candidates this step (ker
 P_SLOT = 29  # P_SLOT + r, r < MAX_CANDIDATES: the r-th draw choosing which sites they are
 P_SWITCH = 38  # whether a blast daughter switches lineage (after the P_SLOT range)
 P_SEED_ROUTE = 39  # the escape route of a target-negative reservoir blast entering the window
+P_TROG = 40  # whether an engagement strips one level more than rates[R_TROG_LEVELS] (the fractional part)
+P_RECOVER = 41  # whether a stripped blast or B cell re-expresses one level of each stripped antigen
+P_SHED = 42  # whether a CAR-T cell loses one level of the antigen it took by trogocytosis
 
 # Rows of the per-kind rate table ``kind_rates[row, kind]`` (thresholds).
 KR_DIE = 0
@@ -201,7 +208,12 @@ R_LOSS_CD22 = 16  # CD22 loss per CD22+ blast division
 R_BCELL_CD22_LEVEL = 17  # integer: CD22 level of a new B cell
 R_DISPLACE = 18  # probability a dividing blast without a free neighbour displaces a NORMAL or BCELL neighbour
 R_SWITCH = 19  # lineage switch per blast division (the daughter loses CD19 and CD22)
-N_RATES = 20
+R_TROG_LEVELS = 20  # integer: target levels an engagement strips (trogocytosis; 0: none)...
+R_TROG_FRAC = 21  # ... and the probability of one level more
+R_TROG_OFFSET = 22  # integer: levels below the target's level that the stripped antigen gives the CAR-T cell
+R_RECOVER = 23  # per-step re-expression of one level by a stripped cell (0: stripped cells are not visited)
+R_SHED = 24  # per-step loss of one level of the antigen a CAR-T cell took
+N_RATES = 25
 
 # Rows of the field table ``field_rates[field, row]`` (integers, see kernels.diffusion).
 F_IL6 = 0
@@ -224,8 +236,9 @@ TR_MEMORY_THRESHOLD = 2  # an entering CAR-T cell is a memory cell
 TR_SEED_QUOTA = 3  # reservoir blasts entering the window, spread like the CAR-T quota
 TR_NEGATIVE_THRESHOLD = 4  # an entering reservoir blast lacks the product's target
 TR_PREEXISTING_THRESHOLD = 5  # a target-negative entering blast is of the pre-existing route...
-TR_MUTATION_THRESHOLD = 6  # ... or (cumulative) of the mutation route; the rest switched lineage
-N_TRAFFIC = 7
+TR_MUTATION_THRESHOLD = 6  # ... or (cumulative) of the mutation route...
+TR_LINEAGE_THRESHOLD = 7  # ... or (cumulative) of the lineage switch; the rest carry the CAR (masking)
+N_TRAFFIC = 8
 
 # Slots of the turnover vector ``turnover[N_TURNOVER]`` (int64), which kernels.turnover.table derives from the
 # kind rates: the candidate probability of a tissue site per step (times 2**32), the group size, and the
@@ -236,4 +249,4 @@ TV_GROUP = 1
 TV_CDF = 2
 N_TURNOVER = TV_CDF + MAX_CANDIDATES + 1
 TRAFFIC_NAMES = ("enter_quota", "exit_threshold", "memory_threshold", "seed_quota", "negative_threshold",
-                 "preexisting_threshold", "mutation_threshold")
+                 "preexisting_threshold", "mutation_threshold", "lineage_threshold")

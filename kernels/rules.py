@@ -53,6 +53,7 @@ from kernels.layout import (
     BLAST,
     CART,
     CD22_SHIFT,
+    DEFICIT,
     DIVS,
     EFFECTOR,
     EMPTY,
@@ -100,14 +101,17 @@ from kernels.layout import (
     P_PHENO,
     P_PLACE,
     P_PROLIF,
+    P_RECOVER,
     P_SEED,
     P_SEED_LEVEL,
     P_SEED_NEG,
     P_SEED_ROUTE,
+    P_SHED,
     P_SLOT,
     P_SWAP,
     P_SWITCH,
     P_TARGET,
+    P_TROG,
     PHENO,
     R_ACTIVE_STEPS,
     R_AICD,
@@ -125,12 +129,19 @@ from kernels.layout import (
     R_MEMORY_DIE,
     R_MOVE,
     R_PROLIF,
+    R_RECOVER,
+    R_SHED,
     R_SWAP,
     R_SWITCH,
     R_TARGET_MODE,
+    R_TROG_FRAC,
+    R_TROG_LEVELS,
+    R_TROG_OFFSET,
     RESTING,
     ROUTE,
+    ROUTE_DOWNREGULATION,
     ROUTE_LINEAGE,
+    ROUTE_MASKING,
     ROUTE_MUTATION,
     ROUTE_NONE,
     ROUTE_PREEXISTING,
@@ -209,9 +220,86 @@ def target_level(v, mode):
 
 @jit
 def is_target(cell, traits, i, j, mode):
-    """True if the cell at ``(i, j)`` is a blast or B cell carrying the CAR's target (see :func:`target_level`)."""
+    """True if the cell at ``(i, j)`` carries the CAR's target (see :func:`target_level`).
+
+    A blast or B cell by its own antigen; a CAR-T cell by antigen it took from
+    one by trogocytosis (:func:`strip`), so other CAR-T cells kill it
+    (fratricide, Hamieh 2019). Every other cell has an ``ANTIGEN`` of 0.
+    """
     k = cell[i, j]
-    return (k == BLAST or k == BCELL) and target_level(traits[i, j, ANTIGEN], mode) > 0
+    return (k == BLAST or k == BCELL or k == CART) and target_level(traits[i, j, ANTIGEN], mode) > 0
+
+
+@jit
+def strip(traits, ti, tj, blast, mode, rates, key, step, site):
+    """Trogocytosis: the engaging CAR-T cell takes target antigen off the blast or B cell at ``(ti, tj)``.
+
+    Each antigen the CAR binds (``mode``) loses ``rates[R_TROG_LEVELS]``
+    levels (one more with probability ``rates[R_TROG_FRAC]``; 0 at least),
+    which its ``DEFICIT`` slot keeps, so the cell re-expresses them later
+    (:func:`recover`); a stripped ``blast`` without another route gets
+    ``ROUTE_DOWNREGULATION``. Returns the ``ANTIGEN`` value the
+    stripped molecules make on the T cell: each stripped antigen at the
+    target's level before the strip less ``rates[R_TROG_OFFSET]`` (the
+    stripped share of the molecules; level 0 when fewer than ten are left).
+    """
+    levels = rates[R_TROG_LEVELS]
+    if below(key, step, site, P_TROG, rates[R_TROG_FRAC]):
+        levels += 1
+    v = traits[ti, tj, ANTIGEN]
+    d = traits[ti, tj, DEFICIT]
+    l19 = cd19_level(v)
+    l22 = cd22_level(v)
+    d19 = cd19_level(d)
+    d22 = cd22_level(d)
+    t19 = np.int64(0)
+    t22 = np.int64(0)
+    offset = rates[R_TROG_OFFSET]
+    if mode != TARGET_CD22 and l19 > 0:
+        t19 = max(l19 - offset, 0)
+        left = max(l19 - levels, 0)
+        d19 += l19 - left
+        l19 = left
+    if mode != TARGET_CD19 and l22 > 0:
+        t22 = max(l22 - offset, 0)
+        left = max(l22 - levels, 0)
+        d22 += l22 - left
+        l22 = left
+    traits[ti, tj, ANTIGEN] = pack(l19, l22)
+    traits[ti, tj, DEFICIT] = pack(d19, d22)
+    if blast and traits[ti, tj, ROUTE] == ROUTE_NONE and (d19 > 0 or d22 > 0):
+        traits[ti, tj, ROUTE] = ROUTE_DOWNREGULATION
+    return pack(t19, t22)
+
+
+@jit
+def recover(traits, i, j):
+    """Re-expression after trogocytosis: one level of each stripped antigen comes back (its deficit less one).
+
+    A blast whose deficit is gone leaves ``ROUTE_DOWNREGULATION`` (a B cell never has it).
+    """
+    v = traits[i, j, ANTIGEN]
+    d = traits[i, j, DEFICIT]
+    l19 = cd19_level(v)
+    l22 = cd22_level(v)
+    d19 = cd19_level(d)
+    d22 = cd22_level(d)
+    if d19 > 0:
+        d19 -= 1
+        l19 = min(l19 + 1, N_LEVELS - 1)
+    if d22 > 0:
+        d22 -= 1
+        l22 = min(l22 + 1, N_LEVELS - 1)
+    traits[i, j, ANTIGEN] = pack(l19, l22)
+    traits[i, j, DEFICIT] = pack(d19, d22)
+    settle_route(traits, i, j)
+
+
+@jit
+def settle_route(traits, i, j):
+    """A down-regulated cell (``ROUTE_DOWNREGULATION``) without a deficit left carries its target again: no route."""
+    if traits[i, j, ROUTE] == ROUTE_DOWNREGULATION and traits[i, j, DEFICIT] == 0:
+        traits[i, j, ROUTE] = ROUTE_NONE
 
 
 @jit
@@ -355,10 +443,17 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
     (``traits[ROUTE]``, the blast's ``STATE`` slot) becomes
     ``ROUTE_LINEAGE``; a daughter that lost the product's target otherwise
     gets ``ROUTE_MUTATION``; every other daughter keeps its mother's route.
+    A daughter inherits its mother's trogocytosis ``DEFICIT`` (levels it will
+    re-express) for every antigen it did not lose. Before all this, a cell
+    with a deficit re-expresses one level of it with probability
+    ``rates[R_RECOVER]`` (:func:`recover`): drivers visit such a cell every
+    step (:func:`needs_visit`).
     """
     n = cell.shape[0]
     site = i * n + j
     kind = cell[i, j]
+    if traits[i, j, DEFICIT] != 0 and below(key, step, site, P_RECOVER, rates[R_RECOVER]):
+        recover(traits, i, j)
     die = kind_rates[KR_DIE, kind]
     if u < die:
         clear(cell, traits, i, j)
@@ -384,27 +479,38 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
     traits[di, dj, ACTED] = stamp(step)
     if kind == BLAST:
         v = traits[i, j, ANTIGEN]
+        deficit = traits[i, j, DEFICIT]
         l19 = cd19_level(v)
         l22 = cd22_level(v)
+        d19 = cd19_level(deficit)
+        d22 = cd22_level(deficit)
         if l19 > 0:
             if below(key, step, site, P_LOSS, rates[R_LOSS]):
                 l19 = 0
+                d19 = 0
             else:
                 l19 = inherit_level(l19, cd19_noise, draw(key, step, site, P_NOISE))
         if l22 > 0:
             if below(key, step, site, P_LOSS_CD22, rates[R_LOSS_CD22]):
                 l22 = 0
+                d22 = 0
             else:
                 l22 = inherit_level(l22, cd19_noise, draw(key, step, site, P_NOISE_CD22))
         if rates[R_SWITCH] > 0 and below(key, step, site, P_SWITCH, rates[R_SWITCH]):
             l19 = 0
             l22 = 0
+            d19 = 0
+            d22 = 0
             traits[di, dj, ROUTE] = ROUTE_LINEAGE
         daughter = pack(l19, l22)
+        traits[di, dj, DEFICIT] = pack(d19, d22)
         mode = rates[R_TARGET_MODE]
-        if traits[di, dj, ROUTE] == ROUTE_NONE and target_level(v, mode) > 0 and target_level(daughter, mode) == 0:
+        route = traits[di, dj, ROUTE]
+        if ((route == ROUTE_NONE or route == ROUTE_DOWNREGULATION) and target_level(v, mode) > 0
+                and target_level(daughter, mode) == 0):
             traits[di, dj, ROUTE] = ROUTE_MUTATION
         traits[di, dj, ANTIGEN] = daughter
+        settle_route(traits, di, dj)
     return event
 
 
@@ -468,7 +574,14 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     6. a cell that is not exhausted and has target neighbours picks one at
        random and engages it with probability ``antigen_rates[AR_ATTACH, level]``
        (``AR_ATTACH_NICHE`` on a niche site); see :func:`engage` for
-       stimulation, activation-induced death and exhaustion;
+       stimulation, activation-induced death and exhaustion. Engaging a blast
+       or B cell strips antigen off it (trogocytosis, :func:`strip`, when
+       ``rates[R_TROG_*]`` are not 0): the cell keeps the denser of what it
+       carried and what it took, per antigen, and loses one level of each
+       with probability ``rates[R_SHED]`` per step (before step 2); while it
+       carries the CAR's target, other CAR-T cells engage and kill it like
+       any target (fratricide), and each such engagement counts towards
+       their exhaustion;
     7. otherwise migrate with probability ``rates[R_MOVE]`` to one of the 8
        neighbours: up the chemokine gradient with probability ``rates[R_CHEMO]``
        (ties at random), else uniformly. An empty marrow site is taken; a
@@ -483,6 +596,9 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
     if below(key, step, site, P_DIE, die):
         clear(cell, traits, i, j)
         return EV_DIED + CART
+    taken = traits[i, j, ANTIGEN]
+    if taken != 0 and below(key, step, site, P_SHED, rates[R_SHED]):
+        traits[i, j, ANTIGEN] = pack(max(cd19_level(taken) - 1, 0), max(cd22_level(taken) - 1, 0))
     state = traits[i, j, STATE]
     timer = traits[i, j, TIMER]
     if timer > 0:
@@ -541,6 +657,11 @@ def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen
                 e = engage(traits, i, j, d, rates, key, step, site)
                 if e == EV_DIED + CART:
                     clear(cell, traits, i, j)
+                elif e == EV_NONE and cell[ni, nj] != CART and (rates[R_TROG_LEVELS] > 0 or rates[R_TROG_FRAC] > 0):
+                    got = strip(traits, ni, nj, cell[ni, nj] == BLAST, mode, rates, key, step, site)
+                    had = traits[i, j, ANTIGEN]
+                    traits[i, j, ANTIGEN] = pack(max(cd19_level(had), cd19_level(got)),
+                                                 max(cd22_level(had), cd22_level(got)))
                 return e
             return EV_NONE
     if not below(key, step, site, P_MOVE, rates[R_MOVE]):
@@ -632,7 +753,7 @@ def decision_value(key, step, site, b):
 
 
 @jit
-def needs_visit(i, j, cell, kind_rates, turnover, key, step):
+def needs_visit(i, j, cell, traits, kind_rates, rates, turnover, key, step):
     """The value to pass :func:`act_site` for ``(i, j)`` this step, or -1 if nothing can happen there.
 
     Empty and stromal sites never act; a CAR-T cell always does (0). A blast,
@@ -642,21 +763,27 @@ def needs_visit(i, j, cell, kind_rates, turnover, key, step):
     below its kind's ``die + divide + convert`` (:mod:`kernels.turnover`;
     with ``turnover[TV_GROUP]`` = 0, the per-site scheme, every site is a candidate).
     Skipping leaves the dynamics unchanged (the ``ACTED`` stamp of a
-    non-moving cell that does nothing is never read).
+    non-moving cell that does nothing is never read). A blast or B cell with
+    a trogocytosis ``DEFICIT`` acts every step while ``rates[R_RECOVER]`` is
+    not 0 (to re-express its antigen, :func:`act_tissue_cell`): it gets
+    ``turnover[TV_BOUND]``, which decides no turnover event, where it would
+    otherwise be skipped.
     """
     k = cell[i, j]
     if k == CART:
         return 0
     if k == EMPTY or k == STROMA:
         return -1
+    # a stripped cell that re-expresses its antigen acts every step, with no turnover event unless drawn for one
+    idle = turnover[TV_BOUND] if rates[R_RECOVER] > 0 and traits[i, j, DEFICIT] != 0 else -1
     n = cell.shape[0]
     group = turnover[TV_GROUP]
     if group > 0:  # else the per-site scheme: every site is a candidate, its draw its value (bound 2**32)
         r = (j // 3) % group  # j // 3: the site's index in its row of its sublattice
         if not (candidate_mask(key, step, i * n + j - 3 * r, turnover) >> r) & 1:
-            return -1
+            return idle
     v = decision_value(key, step, i * n + j, turnover[TV_BOUND])
-    return v if v < kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k] else -1
+    return v if v < kind_rates[KR_DIE, k] + kind_rates[KR_DIVIDE, k] + kind_rates[KR_CONVERT, k] else idle
 
 
 @jit
@@ -669,7 +796,7 @@ def enter_threshold(quota, empty_portals):
 
 @jit
 def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_threshold, seed_thr, negative_thr,
-                 preexisting_thr, mutation_thr, entry_levels, mode, key, step):
+                 preexisting_thr, mutation_thr, lineage_thr, entry_levels, mode, key, step):
     """Blood traffic at a perivascular site: a CAR-T cell or a blast enters an empty one, a free CAR-T cell leaves.
 
     Drivers visit only the perivascular sites (``portals``). Before the visits
@@ -685,8 +812,10 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_thresho
     target levels are 0) and then carries an escape route (``ROUTE``): the
     pre-existing one with probability ``preexisting_thr / 2**32``, else the
     mutation route below ``mutation_thr / 2**32`` (cumulative), else the
-    lineage switch, which also takes both antigens away (one more draw,
-    ``P_SEED_ROUTE``, made only for a negative blast). CAR-T entry is decided
+    lineage switch below ``lineage_thr / 2**32``, which also takes both
+    antigens away, else masking (a blast transduced with the CAR in
+    manufacturing, whose own CAR hides the target: Ruella 2018) (one more
+    draw, ``P_SEED_ROUTE``, made only for a negative blast). CAR-T entry is decided
     first. A cell engaged with a target does not leave.
     """
     n = cell.shape[0]
@@ -714,7 +843,8 @@ def traffic_site(i, j, cell, tissue, traits, enter_thr, memory_thr, exit_thresho
                 if preexisting_thr < TWO32:
                     u = draw(key, step, site, P_SEED_ROUTE)
                     if u >= preexisting_thr:
-                        route = ROUTE_MUTATION if u < mutation_thr else ROUTE_LINEAGE
+                        route = (ROUTE_MUTATION if u < mutation_thr else ROUTE_LINEAGE if u < lineage_thr
+                                 else ROUTE_MASKING)
                 if route == ROUTE_LINEAGE:
                     l19 = 0
                     l22 = 0

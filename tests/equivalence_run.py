@@ -35,6 +35,14 @@ CASES = {
         # reservoir blasts entering through the portals (the seeding path, with its negative share)
         "relapse.reservoir_fraction": 0.5,
         "relapse.reseed_rate_per_day": 1.0,
+        # the escape routes (issue 28): trogocytosis strong and fast enough that stripping, re-expression,
+        # the T cells' acquired antigen and fratricide all happen; lineage switch; masked blasts from the product
+        "cart.trogocytosis_fraction": 0.6,
+        "blast.antigen_recovery_h": 3.0,
+        "cart.acquired_antigen_half_life_h": 1.0,
+        "patient.kmt2a_rearranged": True,
+        "blast.lineage_switch_per_division": 0.01,
+        "product.transduced_blasts": 1e6,
     },
 }
 

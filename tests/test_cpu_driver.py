@@ -93,7 +93,8 @@ def _nine_passes(state, tables, step):
     for k in order:
         for i in range(k // 3, n, 3):
             for j in range(k % 3, n, 3):
-                u = R.needs_visit(i, j, state.cell, tables.kind_rates, turnover, tables.key, step)
+                u = R.needs_visit(i, j, state.cell, state.traits, tables.kind_rates, tables.rates, turnover, tables.key,
+                                  step)
                 if u >= 0:
                     e = R.act_site(i, j, u, state.cell, state.tissue, state.traits, chemokine, tables.coarsen,
                                    tables.kind_rates, tables.antigen_rates, tables.cd19_noise, tables.rates,

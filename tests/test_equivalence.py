@@ -77,13 +77,17 @@ def test_dual_target_run_exercises_both_antigens(dual_cpu_state):
     ev = s["events"]
     assert ev[L.EV_KILLED + L.BLAST] > 0 and ev[L.EV_BORN + L.BLAST] > 20 and ev[L.EV_SEEDED] > 5
     assert ev[L.EV_DISPLACED + L.NORMAL] > 0  # blasts displacing normal cells take part
+    # the escape routes take part: stripped cells, CAR-T cells carrying antigen and killed by others, switches
+    routes = np.bincount(s["traits"][..., L.ROUTE][blasts], minlength=L.N_ROUTES)
+    assert routes[L.ROUTE_DOWNREGULATION] > 0 and routes[L.ROUTE_LINEAGE] > 0 and routes[L.ROUTE_MUTATION] > 0
+    assert np.any((s["cell"] == L.CART) & (antigen > 0)) and ev[L.EV_KILLED + L.CART] > 0
 
 
 def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
     """The dual-target case under the CUDA simulator (4 x 4 blocks) gives the cpu state bit for bit.
 
-    36 steps (the simulator interprets every rule): enough for blast divisions, kills and a displacement in
-    this case.
+    36 steps (the simulator interprets every rule): enough for blast divisions, kills, a displacement and
+    trogocytosis (stripped blasts, CAR-T cells carrying antigen) in this case.
     """
     from kernels import layout as L
 
@@ -95,6 +99,9 @@ def test_dual_target_cuda_simulator_matches_cpu(tmp_path):
     cpu_state = run("cpu", 2, days, "dual")
     ev = cpu_state["events"]
     assert ev[L.EV_KILLED + L.BLAST] > 0 and ev[L.EV_BORN + L.BLAST] > 0 and ev[L.EV_SEEDED] > 0
+    traits, cell = cpu_state["traits"], cpu_state["cell"]
+    assert np.any((traits[..., L.DEFICIT] > 0) & (cell == L.BLAST))  # trogocytosis and re-expression run
+    assert np.any((traits[..., L.ANTIGEN] > 0) & (cell == L.CART))
     assert ev[L.EV_DISPLACED : L.EV_DISPLACED + L.N_KINDS].sum() > 0
     with np.load(out) as cuda_state:
         assert_identical(dict(cuda_state), cpu_state)

@@ -16,7 +16,7 @@ from abm.body import (
     crs_surrogates,
     icans_surrogate,
 )
-from abm.body.kinetics import MY, NEURO, RL, RM, RN, RP, derivative
+from abm.body.kinetics import MY, NEURO, RK, RL, RM, RN, RP, derivative
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from kernels.rng import TWO32
@@ -311,19 +311,22 @@ def bare_reservoir(seed: int, **overrides) -> Body:
     return Body(Params().replace(overrides), CAPACITY, PORTALS, seed)
 
 
-def test_a_one_cell_reservoir_clone_survives_with_the_birth_death_probability():
-    """A single target-negative blast: P(alive at t) = (b - d) / (b - d exp(-(b - d) t)) for a linear
-    birth-death process (births b = division rate, deaths d = death + homing); 1000 clones, 4 SE."""
+@pytest.mark.parametrize("route", [RM, RK], ids=["mutation", "masking"])
+def test_a_one_cell_reservoir_clone_survives_with_the_birth_death_probability(route):
+    """A single target-negative blast (one that lost the target, or a masked one from the product):
+    P(alive at t) = (b - d) / (b - d exp(-(b - d) t)) for a linear birth-death process (births b = division
+    rate, deaths d = death + homing); 1000 clones, 4 SE."""
     body = bare_reservoir(7)
     b = body.blast_division
     d = b - body.blast_growth + body.reseed
     t, h = 40.0, 0.05
     alive = 0
+    order = (RP, RM, RN, RL, RK)  # the compartments in the order _small_reservoir takes them
     for _ in range(1000):
-        body.y[NEURO] = body.y[RP] = body.y[RN] = body.y[RL] = 0.0
-        body.y[RM] = 1.0
-        body._small_reservoir((0.0, 1.0, 0.0, 0.0), round(t / h), h, 0.0)
-        alive += body.y[RM] > 0
+        body.y[NEURO] = body.y[RP] = body.y[RN] = body.y[RL] = body.y[RM] = body.y[RK] = 0.0
+        body.y[route] = 1.0
+        body._small_reservoir(tuple(float(c == route) for c in order), round(t / h), h, 0.0)
+        alive += body.y[route] > 0
     expected = (b - d) / (b - d * math.exp(-(b - d) * t))
     assert 0.5 < expected < 0.6
     assert alive / 1000 == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / 1000))
@@ -338,7 +341,7 @@ def test_the_small_number_reservoir_keeps_the_mean_of_the_equations():
     g, r, lam = body.blast_growth, body.reseed, body.target_loss
     pos, neg = [], []
     for _ in range(300):
-        body._small_reservoir((500.0, 0.0, 0.0, 0.0), round(t / h), h, kill)
+        body._small_reservoir((500.0, 0.0, 0.0, 0.0, 0.0), round(t / h), h, kill)
         pos.append(body.y[RP])
         neg.append(body.y[RM])
     a = g - r - kill - lam  # dR+/dt = a R+;  dR-/dt = (g - r) R- + lam R+
@@ -366,13 +369,13 @@ def test_reseeding_quota_is_the_window_share_of_the_homing_reservoir():
                           "patient.cd19_negative_fraction": 0.25})
     body = Body(p, CAPACITY, PORTALS)
     body.advance(0.0, HOUR, window_with_blasts(body, 10_000))
-    quota, negative, preexisting, _ = body.reseeding(HOUR)
+    quota, negative, preexisting, *_ = body.reseeding(HOUR)
     obs = body.observe()
     reservoir = obs["reservoir_target_pos_cells"] + obs["reservoir_target_neg_cells"]
     assert quota == round(0.1 * reservoir * body.window_share * HOUR * TWO32)
     assert negative / TWO32 == pytest.approx(0.25, rel=1e-3)
     assert preexisting / TWO32 == pytest.approx(1.0, rel=1e-9)  # every negative one pre-existing (no loss yet)
-    assert make_body(**{"relapse.reservoir_fraction": 0.0}).reseeding(HOUR) == (0, 0, TWO32, TWO32)
+    assert make_body(**{"relapse.reservoir_fraction": 0.0}).reseeding(HOUR) == (0, 0, TWO32, TWO32, TWO32)
 
 
 # -- CRS and ICANS grading --------------------------------------------------------------------
@@ -543,22 +546,25 @@ def test_state_restore_continues_bit_for_bit():
 def test_restore_rejects_a_state_of_another_shape():
     body = make_body()
     state = body.state()
-    state["y"] = state["y"][:-1]
+    state["y"] = state["y"][:-2]
     with pytest.raises(SimulationError, match="variables"):
         body.restore(state)
 
 
-def test_restore_reads_states_from_before_the_myeloid_compartment_and_the_escape_routes():
+def test_restore_reads_states_from_before_the_myeloid_compartment_the_escape_routes_and_masking():
     body = make_body()
-    body.y[MY], body.y[RN], body.y[RM], body.y[RL] = 0.25, 7.0, 3.0, 2.0
+    body.y[MY], body.y[RN], body.y[RM], body.y[RL], body.y[RK] = 0.25, 7.0, 3.0, 2.0, 1.0
     state = body.state()
-    old = [v for i, v in enumerate(state["y"]) if i not in (MY, RM, RL)]  # the layout before both
+    old = [v for i, v in enumerate(state["y"]) if i not in (MY, RM, RL, RK)]  # the layout before all three
     body.restore({**state, "y": old})
-    assert body.y[MY] == body.y[RM] == body.y[RL] == 0.0 and body.y[RN] == 7.0  # the one negative: pre-existing
-    assert body.y[:MY] == state["y"][:MY] and body.y[RL + 1:] == state["y"][RL + 1:]
-    between = [v for i, v in enumerate(state["y"]) if i not in (RM, RL)]  # with the myeloid compartment
+    assert body.y[MY] == body.y[RM] == body.y[RL] == body.y[RK] == 0.0 and body.y[RN] == 7.0  # pre-existing
+    assert body.y[:MY] == state["y"][:MY] and body.y[RK + 1:] == state["y"][RK + 1:]
+    between = [v for i, v in enumerate(state["y"]) if i not in (RM, RL, RK)]  # with the myeloid compartment
     body.restore({**state, "y": between})
-    assert body.y[MY] == 0.25 and body.y[RM] == body.y[RL] == 0.0
+    assert body.y[MY] == 0.25 and body.y[RM] == body.y[RL] == body.y[RK] == 0.0
+    routes = [v for i, v in enumerate(state["y"]) if i != RK]  # with the escape routes, before masking
+    body.restore({**state, "y": routes})
+    assert body.y[:RK] == state["y"][:RK] and body.y[RK] == 0.0 and body.y[RK + 1:] == state["y"][RK + 1:]
 
 
 # -- parameters -------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ def test_site_scheme_reproduces_the_per_site_coin():
     """'site': a tissue cell acts iff its own P_DIE draw is below its kind's total, and that draw is its value."""
     n = 9
     cell = np.full((n, n), L.BLAST, np.uint8)
+    traits = np.zeros((n, n, L.N_TRAITS), np.uint16)
+    no_recovery = np.zeros(L.N_RATES, np.int64)
     rates = kind_rates_with(round(0.2 * TWO32))
     t = turnover.table(rates, "site")
     key = key_of(3)
@@ -115,7 +117,7 @@ def test_site_scheme_reproduces_the_per_site_coin():
             for j in range(n):
                 u = kernels.draw_reference(3, step, i * n + j, L.P_DIE)
                 expected = u if u < total else -1
-                assert R.needs_visit(i, j, cell, rates, t, key, step) == expected
+                assert R.needs_visit(i, j, cell, traits, rates, no_recovery, t, key, step) == expected
 
 
 @pytest.mark.statistical

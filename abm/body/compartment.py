@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from abm.body import interventions, kinetics, reservoir, toxicity
 from abm.body.interventions import Controls
-from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RL, RM, RN, RP, UL_PER_ML, Rates
+from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RK, RL, RM, RN, RP, UL_PER_ML, Rates
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
 from abm.rates import mean_response, signalling_fraction
@@ -87,6 +87,9 @@ class WindowReadout:
     kills: int  # cumulative CAR-T kills in the window
     # those cells weighted by the CAR's response to their antigen density (abm.rates.antigen_response); None: not read
     target_signal: float | None = None
+    # the window's blasts' response to their target now over that before trogocytosis stripped it (1: none);
+    # the reservoir's blasts are taken to be stripped alike, so it scales their killing
+    stripped_response: float = 1.0
 
 
 IL6_REFERENCE_WEIGHT_KG = 30.0  # serum.il6_production_pg_ml_per_day is that of a patient of this weight
@@ -142,6 +145,8 @@ class Body:
         self.reservoir_fraction = p.relapse.reservoir_fraction
         self.reservoir_room = p.relapse.reservoir_fraction * p.patient.marrow_cells_per_kg * weight
         self.reservoir_kill = p.relapse.reservoir_kill_per_day / BILLION
+        self.kill_scale = 1.0  # WindowReadout.stripped_response of the step
+        self.transduced_blasts = p.product.transduced_blasts
         self.reseed = p.relapse.reseed_rate_per_day
         self.blast_division = p.blast.division_rate_per_day
         self.blast_growth = p.blast.division_rate_per_day - p.blast.death_rate_per_day
@@ -236,11 +241,12 @@ class Body:
         else:
             self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day
+        self.kill_scale = readout.stripped_response
         rates = self._rates(t_day)
         # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too
-        kill_now = self.reservoir_kill * (self.effectors_tissue + self.y[MT])
+        kill_now = self.reservoir_kill * self.kill_scale * (self.effectors_tissue + self.y[MT])
         n, h = kinetics.substeps(dt_day, self.max_substep, kill_now)
-        before = (self.y[RP], self.y[RM], self.y[RN], self.y[RL])
+        before = (self.y[RP], self.y[RM], self.y[RN], self.y[RL], self.y[RK])
         if self.consumed:  # exact over the step for the pool at its start
             pool = self.effectors_blood + self.effectors_tissue + self.y[MB] + self.y[MT]
             self.surge *= math.exp(-(self.k_surge + self.surge_uptake * pool) * dt_day)
@@ -271,14 +277,15 @@ class Body:
                 continue
             dose = self.dose_cells * self.schedule[self.given][1]
             kinetics.infuse(self.y, dose, self.memory_fraction)
+            self.y[RK] += self.transduced_blasts * self.schedule[self.given][1]  # masked: enter the reservoir
             self.infused += dose
             self.given += 1
 
-    def _small_reservoir(self, before: tuple[float, float, float, float], n: int, h: float, kill: float) -> None:
+    def _small_reservoir(self, before: tuple[float, ...], n: int, h: float, kill: float) -> None:
         """Replace the equations' result for reservoir compartments below ``STOCHASTIC_CELLS`` cells.
 
-        ``before`` is (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``) at the start of the step, ``n`` sub-steps of
-        ``h`` days, ``kill`` the killing hazard of ``R_+`` cells [1/d] (see
+        ``before`` is (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``, ``R_mask``) at the start of the step, ``n``
+        sub-steps of ``h`` days, ``kill`` the killing hazard of ``R_+`` cells [1/d] (see
         :func:`abm.body.reservoir.small_numbers`).
         """
         cells = reservoir.small_numbers(
@@ -286,7 +293,7 @@ class Body:
             room=self.reservoir_room, reseed=self.reseed, target_loss=self.target_loss,
             loss_per_division=self.loss_per_division, switch_per_division=self.switch_per_division,
         )
-        for index, value in zip((RP, RM, RN, RL), cells, strict=True):
+        for index, value in zip((RP, RM, RN, RL, RK), cells, strict=True):
             if value is not None:
                 self.y[index] = float(value)
 
@@ -303,7 +310,8 @@ class Body:
         return Rates(self.k_bt, self.k_tb, self.d_e, self.mu, self.d_m, rho * stim, self.mu * (1.0 - stim),
                      self.r_m * act, act / BILLION * self.il6_prod * cyto, self.gain, self.k_m,
                      self.k_el * self.il6_0, k_clear, self.il6_0, neuro, 1.0 / self.tau, self.blast_growth,
-                     self.reservoir_room, self.target_loss, self.reservoir_kill * ctl.activation_factor, self.reseed,
+                     self.reservoir_room, self.target_loss,
+                     self.reservoir_kill * self.kill_scale * ctl.activation_factor, self.reseed,
                      act * self.signalling / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto,
                      self.my_il1 * neuro, self.blast_division * self.switch_per_division, self.max_divs,
                      self.il6_weights)
@@ -323,15 +331,14 @@ class Body:
             return 1.0 + (self.boost - 1.0) * self.surge
         return self.boost if t_day < self.boost_days else 1.0
 
-    def reseeding(self, dt_day: float) -> tuple[int, int, int, int]:
-        """Reservoir blasts homing to the window this step: (entry quota, negative threshold).
+    def reseeding(self, dt_day: float) -> tuple[int, int, int, int, int]:
+        """Reservoir blasts homing to the window this step: the entry quota and the route thresholds.
 
-        The quota is the expected number of entries times ``2**32``; the
-        threshold the probability (times ``2**32``) that an entering blast
-        lacks the product's target.
+        See :func:`abm.body.reservoir.reseeding`.
         """
         y = self.y
-        return reservoir.reseeding(y[RP], y[RM], y[RN], y[RL], self.reseed, self.window_share, self.n_portals, dt_day)
+        return reservoir.reseeding(y[RP], y[RM], y[RN], y[RL], y[RK], self.reseed, self.window_share, self.n_portals,
+                                   dt_day)
 
     # -- clinical state ------------------------------------------------------------
     def _blockade(self, t_day: float) -> float:
@@ -415,10 +422,11 @@ class Body:
             "body_cart_memory_cells": y[MB] + y[MT],
             "cart_infused_cells": self.infused,
             "reservoir_target_pos_cells": y[RP],
-            "reservoir_target_neg_cells": y[RM] + y[RN] + y[RL],
+            "reservoir_target_neg_cells": y[RM] + y[RN] + y[RL] + y[RK],
             "reservoir_route_preexisting_cells": y[RN],
             "reservoir_route_mutation_cells": y[RM],
             "reservoir_route_lineage_cells": y[RL],
+            "reservoir_route_masking_cells": y[RK],
             "body_cart_terminal_fraction": terminal / effectors if effectors > 0 else 0.0,
             "body_cd19_cells": self.antigen,
             "homeostatic_boost": self.homeostatic_boost(self.t_day),
@@ -464,12 +472,14 @@ class Body:
 
     def restore(self, state: dict[str, Any]) -> None:
         y = [float(v) for v in state["y"]]
-        # checkpoints from before the myeloid compartment (it starts at rest) and the escape routes (their one
-        # negative compartment is read as pre-existing)
-        if len(y) == self.n_state - 3:
+        # checkpoints from before the myeloid compartment (it starts at rest), the escape routes (their one
+        # negative compartment is read as pre-existing) and masking (empty)
+        if len(y) == self.n_state - 4:
             y.insert(MY, 0.0)
-        if len(y) == self.n_state - 2:
+        if len(y) == self.n_state - 3:
             y[RM:RM] = [0.0, 0.0]
+        if len(y) == self.n_state - 1:
+            y.insert(RK, 0.0)
         if len(y) != self.n_state:
             raise SimulationError(f"body state has {len(y)} variables; this version with cart.max_divisions = "
                                   f"{self.max_divs} has {self.n_state}")

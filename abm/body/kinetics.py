@@ -137,12 +137,12 @@ HOURS_PER_DAY = 24.0
 BILLION = 1e9
 MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 
-# indices of the ODE state vector (RP: reservoir blasts with the product's target, RN, RM, RL: without it, by
-# escape route: pre-existing, mutation, lineage switch [cells]; MY: the activated fraction of the myeloid
-# compartment [-]); the effector stages follow: E_b^0..E_b^K from E0,
+# indices of the ODE state vector (RP: reservoir blasts with the product's target, RN, RM, RL, RK: without it,
+# by escape route: pre-existing, mutation, lineage switch, masking by the CAR they carry [cells]; MY: the
+# activated fraction of the myeloid compartment [-]); the effector stages follow: E_b^0..E_b^K from E0,
 # then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
-MB, MT, IL6, NEURO, RP, RN, MY, RM, RL = range(9)
-E0 = 9
+MB, MT, IL6, NEURO, RP, RN, MY, RM, RL, RK = range(10)
+E0 = 10
 
 
 class Rates(NamedTuple):
@@ -234,7 +234,7 @@ def _derivative(y, rv, weights, k, out):
     prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau = rv[8], rv[9], rv[10], rv[11], rv[12], rv[13], rv[14], rv[15]
     growth, room, loss, kill, reseed = rv[16], rv[17], rv[18], rv[19], rv[20]
     drive, my_on, my_off, my_il6, my_il1, switch = rv[21], rv[22], rv[23], rv[24], rv[25], rv[26]
-    mb, mt, il6, c, rp, rn, my, rm, rl = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY], y[RM], y[RL]
+    mb, mt, il6, c, rp, rn, my, rm, rl, rk = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY], y[RM], y[RL], y[RK]
     tb = E0 + k + 1  # first tissue stage
     to_memory_b = 0.0
     to_memory_t = 0.0
@@ -256,7 +256,7 @@ def _derivative(y, rv, weights, k, out):
         effectors_t += et
         producing += weights[i] * et
     excess = il6 - il6_0 if il6 > il6_0 else 0.0
-    room_growth = growth * (1.0 - (rp + rm + rn + rl) / room) if room > 0.0 else 0.0  # reservoir, logistic
+    room_growth = growth * (1.0 - (rp + rm + rn + rl + rk) / room) if room > 0.0 else 0.0  # reservoir, logistic
     out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
     out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
     d = drive * producing  # activated effectors over the myeloid half-drive
@@ -269,6 +269,7 @@ def _derivative(y, rv, weights, k, out):
     out[RM] = room_growth * rm + loss * rp - reseed * rm - switch * rm
     out[RN] = room_growth * rn - reseed * rn - switch * rn
     out[RL] = room_growth * rl - reseed * rl + switch * (rp + rm + rn)
+    out[RK] = room_growth * rk - reseed * rk  # masked blasts (assumption: they do not switch lineage)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -121,7 +121,7 @@ def whole(rng: np.random.Generator, cells: float) -> int:
 
 def small_numbers(
     rng: np.random.Generator,
-    before: tuple[float, float, float, float],
+    before: tuple[float, ...],
     n: int,
     h: float,
     kill: float,
@@ -133,11 +133,11 @@ def small_numbers(
     target_loss: float,
     loss_per_division: float,
     switch_per_division: float = 0.0,
-) -> tuple[int | None, int | None, int | None, int | None]:
-    """Whole-cell (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``) after a step, for the small compartments.
+) -> tuple[int | None, ...]:
+    """Whole-cell (``R_+``, ``R_mut``, ``R_pre``, ``R_lin``, ``R_mask``) after a step, for the small compartments.
 
     Small: below :data:`STOCHASTIC_CELLS` cells. ``before`` is (``R_+``,
-    ``R_mut``, ``R_pre``, ``R_lin``) at the start of the step, ``n`` sub-steps
+    ``R_mut``, ``R_pre``, ``R_lin``, ``R_mask``) at the start of the step, ``n`` sub-steps
     of ``h`` days, ``kill`` the killing hazard of ``R_+`` cells [1/d]; hazards
     are those of the step's start (see the module docstring, "Small
     numbers"). ``division``, ``growth`` are the blasts' division and net
@@ -149,11 +149,11 @@ def small_numbers(
     stands). The draws come in the order of the model before the routes
     (``R_+``, then the acquired-loss compartment), then those of the others,
     which make none while they are empty: a patient without pre-existing
-    negatives or lineage switch draws what it did.
+    negatives, lineage switch or masked blasts draws what it did.
     """
     room_growth = growth * (1.0 - sum(before) / room) if room > 0.0 else 0.0
     leave = max(division - room_growth, 0.0) + reseed  # natural exits and homing [1/d]
-    pos, mut, pre, lin = (whole(rng, v) if v < STOCHASTIC_CELLS else None for v in before)
+    pos, mut, pre, lin, mask = (whole(rng, v) if v < STOCHASTIC_CELLS else None for v in before)
     birth = division * h
     for _ in range(n):
         lost = 0
@@ -180,7 +180,9 @@ def small_numbers(
             if lin > 0 or switched > 0:
                 lin, _ = _negative(rng, lin, leave * h, birth, 0.0)
                 lin += switched
-    return pos, mut, pre, lin
+        if mask is not None and mask > 0:
+            mask, _ = _negative(rng, mask, leave * h, birth, 0.0)
+    return pos, mut, pre, lin, mask
 
 
 def _negative(rng: np.random.Generator, cells: int, leave: float, birth: float, switch: float) -> tuple[int, int]:
@@ -196,23 +198,24 @@ def _switched(rng: np.random.Generator, born: int, switch: float) -> int:
     return int(rng.binomial(born, switch)) if born and switch > 0.0 else 0
 
 
-def reseeding(rp: float, rm: float, rn: float, rl: float, reseed: float, window_share: float, n_portals: int,
-              dt_day: float) -> tuple[int, int, int, int]:
-    """Reservoir blasts homing to the window this step: (entry quota, negative, pre-existing, mutation thresholds).
+def reseeding(rp: float, rm: float, rn: float, rl: float, rk: float, reseed: float, window_share: float,
+              n_portals: int, dt_day: float) -> tuple[int, int, int, int, int]:
+    """Reservoir blasts homing to the window this step: (entry quota, negative, pre-existing, mutation, lineage).
 
     The quota is the expected number of entries times ``2**32``; the
     negative threshold the probability (times ``2**32``) that an entering
     blast lacks the product's target (from ``rm`` acquired-loss, ``rn``
-    pre-existing and ``rl`` lineage-switched cells); the last two the
-    cumulative probabilities that a negative one is pre-existing, or
-    pre-existing or mutated (the rest switched lineage).
+    pre-existing, ``rl`` lineage-switched and ``rk`` masked cells); the last
+    three the cumulative probabilities that a negative one is pre-existing,
+    or pre-existing or mutated, or one of these or switched (the rest are
+    masked).
     """
-    total = rp + rm + rn + rl
+    total = rp + rm + rn + rl + rk
     if total <= 0.0 or n_portals == 0:
-        return 0, 0, TWO32, TWO32
+        return 0, 0, TWO32, TWO32, TWO32
     expected = reseed * total * window_share * dt_day
-    negative = rm + rn + rl
+    negative = rm + rn + rl + rk
     if negative <= 0.0:
-        return int(round(expected * TWO32)), 0, TWO32, TWO32
+        return int(round(expected * TWO32)), 0, TWO32, TWO32, TWO32
     return (int(round(expected * TWO32)), int(round(negative / total * TWO32)), int(round(rn / negative * TWO32)),
-            int(round((rn + rm) / negative * TWO32)))
+            int(round((rn + rm) / negative * TWO32)), int(round((rn + rm + rl) / negative * TWO32)))

@@ -191,6 +191,15 @@ DECLARED: tuple[Param, ...] = (
                       "used for either antigen.",
           source="tisagenlecleucel targets CD19 (Maude 2018 NEJM 378:439); CD22 CAR: Fry 2018 Nat Med 24:20; "
                  "dual CD19/CD22 CARs: Fergusson 2023 Front Immunol 14:1178403 (meta-analysis)"),
+    Param("product.transduced_blasts", float, 0.0, "cells", 0.0, 1e6,
+          description="Leukemic blasts in the product that were transduced with the CAR during manufacturing. "
+                      "The CAR each one expresses binds the target on its own surface in cis and masks it, so "
+                      "no CAR-T cell of this product ever binds them (nor their progeny: the CAR gene is "
+                      "inherited); they enter the body's reservoir with the dose (each fraction its share) and "
+                      "may relapse as target-negative leukemia (relapse_route 'masking').",
+          source="Ruella 2018 Nat Med 24:1499 (one patient: a single transduced leukemic B cell, CD19-negative "
+                 "relapse 9 months after CTL019); a cohort draws one such cell per product with the rate in "
+                 "abm.cohort.MASKING_PREVALENCE"),
     Param("schedule.days", list, [0.0], "d", 0.0, 730.0,
           description="Days of the infusions.",
           source="single infusion (ELIANA); fractionated and split schedules are options"),
@@ -252,6 +261,21 @@ DECLARED: tuple[Param, ...] = (
                       "target sooner (shorter dwell) and engages the next; 0 = dwell independent of the binder.",
           source="Ghorashian 2019 Nat Med 25:1408 (the fast-off-rate CAT binder: more expansion, no severe CRS, "
                  "killing kept); the size is an assumption; " + OFF),
+    Param("cart.trogocytosis_fraction", float, 0.0, "-", 0.0, 0.9,
+          description="Share of a target's CAR-bound antigen molecules that a CAR-T cell strips off a blast or B "
+                      "cell at each engagement (trogocytosis), for a binder much tighter than cart.kd_ref_nM; a "
+                      "binder of dissociation constant K_D strips this / (1 + K_D / kd_ref) (fewer bonds at the "
+                      "synapse). The stripped cell re-expresses it (blast.antigen_recovery_h); the CAR-T cell "
+                      "carries it (cart.acquired_antigen_half_life_h) and is a target of other CAR-T cells "
+                      "(fratricide) meanwhile.",
+          source="Hamieh 2019 Nature 568:112 (trogocytic CD19 transfer: reversible antigen loss, fratricide and "
+                 "exhaustion, within hours of contact); Olson 2022 Leukemia 36:1943 (a low-affinity CD19 binder "
+                 "trogocytoses less); the share per engagement is an assumption; " + OFF),
+    Param("cart.acquired_antigen_half_life_h", float, 12.0, "h", 1.0, 168.0,
+          description="Half-life of the antigen a CAR-T cell took by trogocytosis on its surface (internalised "
+                      "or shed); it falls one density level (3.7 %) at a time.",
+          source="assumption: surface protein turnover over hours (Hamieh 2019: trogocytosed CD19 on CAR-T "
+                 "cells within hours of contact, lost when antigen is gone)"),
     Param("cart.activation_h", float, 12.0, "h", 0.1, 240.0,
           description="How long a stimulated CAR-T cell stays activated (secreting, able to divide).",
           source="assumption: activation lasts about a cell cycle"),
@@ -315,6 +339,13 @@ DECLARED: tuple[Param, ...] = (
           source="Gardner 2016 Blood 127:2406 (myeloid lineage switch after CD19 CAR-T in KMT2A-rearranged "
                  "B-ALL); Jacoby 2016 Nat Commun 7:12320 (lineage switch of MLL-AF9 B-ALL under CD19 CAR-T "
                  "pressure in mice); the per-division rate is unknown: " + OFF),
+    Param("blast.antigen_recovery_h", float, 24.0, "h", 3.0, 336.0,
+          description="Time a blast or B cell takes to re-express a tenfold loss of antigen to trogocytosis "
+                      "(cart.trogocytosis_fraction): one density level (3.7 %) at a time, so recovery is linear "
+                      "in log density; the cell keeps the density its genes set, and its daughters the deficit.",
+          source="Hamieh 2019 Nature 568:112 (antigen loss by trogocytosis reverses once CAR-T cells are gone); "
+                 "PMC10608797 (2023: CD19-low B cells removed from CAR-T pressure regain wild-type CD19); the "
+                 "time of about a day is an assumption"),
     Param("blast.cd22_loss_per_division", float, 0.0005, "1/division", 0.0, 0.1,
           description="Probability that a CD22+ blast daughter loses CD22 (independently of CD19).",
           source="assumption: half the CD19 rate; relapse after CD22 CAR is mostly CD22-dim rather than CD22-"
