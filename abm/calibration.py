@@ -184,6 +184,10 @@ NEXT_PRIORS: tuple[Prior, ...] = (
           "Lamble 2023 Blood Adv 7:575 (420 CAR-treated children and young adults: 12 lineage switches, 7.2 % of "
           "the 166 relapses, KMT2A rearrangement the only pre-infusion risk factor); Gardner 2016 Blood 127:2406 "
           "(2 of 7 KMT2A-rearranged patients switched within a month); per-division range: assumption"),
+    Prior("cart.trogocytosis_fraction", 0.05, 0.5, False,
+          "Hamieh 2019 Nature 568:112 (CAR-T cells strip target antigen within hours of contact, leaving "
+          "antigen-low tumour cells; trogocytosis-driven fratricide and exhaustion); Olson 2022 Leukemia 36:1943 "
+          "(less with a low-affinity binder); share per engagement: assumption, from a trace to half"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.3, False,
           "the latent residual that the mechanisms leave (issue 23: no latent factor may be the main "
           "determinant): at most a factor 2 (1 SD)"),

@@ -18,9 +18,10 @@ Antigens: the lattice's ``ANTIGEN`` trait holds a CD19 and a CD22 level
 (``blasts_cd19neg``), for the product's target (``blasts_target_neg``: no
 CD19 for a CD19 CAR, no CD22 for a CD22 CAR, neither for a dual CAR) and,
 when CD22 is tracked (:func:`abm.rates.cd22_tracked`), for CD22
-(``blasts_cd22neg``), and blasts by escape route (``blasts_route_preexisting``,
-``blasts_route_mutation``, ``blasts_route_lineage``: a blast's ``ROUTE``, issue 28). The body's antigen load
-(``WindowReadout.cd19_cells``) counts the cells carrying the product's target.
+(``blasts_cd22neg``), and blasts by escape route (``blasts_route_<name>`` for the names of
+``kernels.layout.ROUTE_NAMES`` but "none": a blast's ``ROUTE``, issue 28). The body's antigen load
+(``WindowReadout.cd19_cells``) counts the cells carrying the product's target; with trogocytosis the
+readout's ``stripped_response`` tells the body how much of its blasts' target the CAR-T cells stripped.
 """
 
 from __future__ import annotations

@@ -268,8 +268,10 @@ SWEEPS = {
                      {"cr_day28", "mrd_day28", "mrd_negative_day28", "severe_crs", "icans_any",
                       "cart_peak_blood_per_ul"}),
     "niche_protection": (("niche.kill_protection",), {"mrd_day28", "blasts_day28", "cr_day28", "relapse"}),
-    "antigen_escape": (("patient.cd19_negative_fraction", "blast.cd19_loss_per_division", "product.target"),
-                       {"cr_day28", "relapse", "relapse_day", "relapse_antigen_negative", "mrd_day28"}),
+    "antigen_escape": (("patient.cd19_negative_fraction", "blast.cd19_loss_per_division", "product.target",
+                        "cart.trogocytosis_fraction", "product.transduced_blasts"),
+                       {"cr_day28", "relapse", "relapse_day", "relapse_antigen_negative", "mrd_day28",
+                        "relapse_downregulation", "relapse_masking", "relapse_lineage"}),
     "crs_management": (("therapy.tocilizumab_grade", "therapy.steroids_grade", "patient.weight_kg",
                         "product.dose_per_kg"),
                        {"crs_max_grade", "icans_max_grade", "cr_day28", "cart_peak_blood_per_ul", "cart_auc_28"}),
@@ -525,12 +527,22 @@ def test_antigen_escape_tracks_target_negative_blasts_and_ends_with_a_dual_car(t
     assert rows[-1]["product.target"] == "CD19/CD22"
     series = read_csv(tmp_path / "timeseries.csv.gz")
     assert {"blasts_cd19neg", "blasts_target_neg"} <= series[0].keys()
-    # 1 % CD19-negative blasts at infusion: a CD19 CAR sees them as target-negative, a dual CAR does not
+    # 1 % CD19-negative blasts at infusion: a CD19 CAR sees them as target-negative, a dual CAR (1 % CD22-
+    # negative too, independently) does not
     first = {r["arm"]: r for r in series if float(r["day"]) == 0.0 and r["patient_id"] == "0"}
-    labels = [c.label for c in module.SWEEP.conditions(common.parse_args(sweep.build_parser(module.SWEEP),
-                                                                           ["--smoke"]))]
-    assert float(first[labels[0]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
-    assert float(first[labels[-1]]["blasts_target_neg"]) < float(first[labels[2]]["blasts_target_neg"])
+    conditions = module.SWEEP.conditions(common.parse_args(sweep.build_parser(module.SWEEP), ["--smoke"]))
+    labels = [c.label for c in conditions]
+    assert labels[1] == "CD19 CAR, pre-existing CD19-"
+    assert float(first[labels[0]]["blasts_target_neg"]) < float(first[labels[1]]["blasts_target_neg"])
+    assert float(first[labels[-1]]["blasts_target_neg"]) < float(first[labels[1]]["blasts_target_neg"])
+    # each single-route arm turns on its own route only; the product arms share one escape pressure
+    routes = ("patient.cd19_negative_fraction", "blast.cd19_loss_per_division", "blast.lineage_switch_per_division",
+              "cart.trogocytosis_fraction", "product.transduced_blasts")
+    reference = conditions[0].overrides
+    for c, key in zip(conditions[1:6], routes, strict=True):
+        assert [k for k in routes if c.overrides[k] != reference[k]] == [key], c.label
+    assert len({tuple(sorted((k, v) for k, v in c.overrides.items() if k != "product.target"))
+                for c in conditions[-3:]}) == 1
 
 
 def test_relapse_notes_call_only_a_pre_day_28_return_below_5_percent_a_threshold_crossing():

@@ -22,8 +22,11 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
 
     ``R_-`` is held by escape route (issue 28): ``R_pre`` (target-negative at
     infusion; index ``RN``), ``R_mut`` (lost the target in a division, fed by
-    ``lambda R_+``; ``RM``) and ``R_lin`` (switched to the myeloid lineage, fed
-    by ``sigma`` from every B-lineage compartment; ``RL``), each growing in the
+    ``lambda R_+``; ``RM``), ``R_lin`` (switched to the myeloid lineage, fed
+    by ``sigma`` from every B-lineage compartment; ``RL``) and ``R_mask``
+    (blasts transduced with the CAR in manufacturing, whose CAR masks the
+    target: ``product.transduced_blasts`` join it with each fraction of the
+    dose; ``RK``; assumption: they do not switch lineage), each growing in the
     shared room and homing like the rest; ``sigma`` = division rate x
     ``blast.lineage_switch_per_division`` for a KMT2A-rearranged leukemia
     (``patient.kmt2a_rearranged``), else 0. A negative blast homing to the
@@ -37,7 +40,12 @@ Residual disease outside the window ``R_+``, ``R_-`` [cells]
       for CD22; 0 for a dual CAR, which needs both lost);
     * ``q = relapse.reservoir_kill_per_day`` per 1e9 tissue CAR-T, times the
       steroid activation factor ``f_act``: mass action, since sanctuary blasts
-      meet CAR-T cells less often than marrow blasts do;
+      meet CAR-T cells less often than marrow blasts do; with trogocytosis
+      (``cart.trogocytosis_fraction``) also times the window's stripped
+      response (``WindowReadout.stripped_response``: its blasts' response to
+      the target they carry over that to the target their genes make), a
+      stated simplification: the reservoir's blasts are stripped as the
+      window's are, and enter the window at full density;
     * ``r = relapse.reseed_rate_per_day``: blasts leave the reservoir for the
       marrow; the window receives ``r R window_share`` a day through its
       perivascular sites (the kernels' blast entry quota; a blast enters
