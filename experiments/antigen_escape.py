@@ -30,7 +30,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from abm.params import Params
 from experiments import common, sweep
 
 NAME = "antigen_escape"
