@@ -358,9 +358,10 @@ def test_traffic_packs_each_field_into_its_named_slot():
     assert packed[L.TR_NEGATIVE_THRESHOLD] == values["negative_threshold"]
     assert packed[L.TR_PREEXISTING_THRESHOLD] == values["preexisting_threshold"]
     assert packed[L.TR_MUTATION_THRESHOLD] == values["mutation_threshold"]
+    assert packed[L.TR_LINEAGE_THRESHOLD] == values["lineage_threshold"]
     assert set(L.TRAFFIC_NAMES) == {f.name for f in dataclasses.fields(Traffic)}
     # no traffic; a negative blast, were one to enter, would be pre-existing
-    assert Traffic().slots() == (0,) * (L.N_TRAFFIC - 2) + (2**32, 2**32)
+    assert Traffic().slots() == (0,) * (L.N_TRAFFIC - 3) + (2**32, 2**32, 2**32)
 
 
 def test_traffic_is_keyword_only():
