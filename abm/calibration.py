@@ -141,6 +141,7 @@ NEXT_CHOICES: dict[str, Any] = {
     "body.antigen_signal": "response",
     "lymphodepletion.boost_shape": "consumed",
     "serum.diluted_by_weight": True,
+    "cart.memory_fraction_sd_logit": 0.7,  # products differ in memory share (a covariate release testing measures)
 }
 # Issue 23's mechanisms, declared off (0) and tested in isolation (tests/test_mechanisms.py): the issue-23/28
 # recalibration moves these into PRIORS and searches them with the rest (their lower ends exclude "off", since
@@ -188,6 +189,21 @@ NEXT_PRIORS: tuple[Prior, ...] = (
           "Hamieh 2019 Nature 568:112 (CAR-T cells strip target antigen within hours of contact, leaving "
           "antigen-low tumour cells; trogocytosis-driven fratricide and exhaustion); Olson 2022 Leukemia 36:1943 "
           "(less with a low-affinity binder); share per engagement: assumption, from a trace to half"),
+    # sourced steroid effect sizes (issue 23): dexamethasone does not inhibit CAR-T expansion or killing (Mol
+    # Ther 2024 32:527; early steroids in ALL kept efficacy, Gardner 2019 Blood 134:2149) and only prolonged
+    # high doses shorten remission (Strati 2021 Blood 137:3272), while it suppresses myeloid cytokine release;
+    # the current defaults (assumptions) lie below these ranges, which the recalibration adopts
+    Prior("therapy.steroid_proliferation_factor", 0.6, 1.0, False,
+          "Mol Ther 2024 32:527 (dexamethasone does not inhibit CAR-T expansion in vitro or in mice); Gardner "
+          "2019 Blood 134:2149 (early corticosteroids for CRS did not compromise remission in pediatric ALL); "
+          "Strati 2021 Blood 137:3272 (only high cumulative doses early shortened PFS): at most a 40 % cut"),
+    Prior("therapy.steroid_activation_factor", 0.7, 1.0, False,
+          "Mol Ther 2024 32:527 (CAR-T cytotoxicity kept under dexamethasone); Gardner 2019 (remission rates "
+          "kept): at most a 30 % cut of attach and kill"),
+    Prior("therapy.steroid_cytokine_factor", 0.1, 0.5, True,
+          "glucocorticoids suppress monocyte/macrophage IL-6 and IL-1 release (the myeloid source of CRS "
+          "cytokines: Giavridis 2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739); steroids reverse severe CRS "
+          "within hours to days (Neelapu 2018 Nat Rev Clin Oncol 15:47): a 2- to 10-fold cut"),
     Prior("serum.il6_production_sd_log10", 0.0, 0.3, False,
           "the latent residual that the mechanisms leave (issue 23: no latent factor may be the main "
           "determinant): at most a factor 2 (1 SD)"),

@@ -44,10 +44,13 @@ Virtual patients
     ``product.transduced_blasts``                1 with probability 1/369, else 0 (a leukemic blast
                                                  transduced in manufacturing: Ruella 2018 Nat Med 24:1499;
                                                  ``MASKING_PREVALENCE``)
+    ``cart.memory_fraction``                     logit-normal around the default, SD
+                                                 ``cart.memory_fraction_sd_logit`` (0, every product at the
+                                                 default, until the recalibration; Fraietta 2018)
 
-    The last four are the covariates of issue 23's and 28's mechanisms (the
+    The last five are the covariates of issue 23's and 28's mechanisms (the
     myeloid compartment, the endothelial susceptibility of ICANS, lineage
-    switch, epitope masking); they are drawn from a stream of their own, so
+    switch, epitope masking, the product's memory share); they are drawn from a stream of their own, so
     the other draws of a patient are those of cohorts from before them, and
     the first three act only once the recalibration turns their mechanisms on
     (``myeloid.*``, ``icans.endothelial_sensitivity``,
@@ -72,6 +75,7 @@ Resumable trials
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -110,6 +114,7 @@ PROFILE_KEYS = (
     "patient.ang2_ang1_ratio",
     "patient.kmt2a_rearranged",
     "product.transduced_blasts",
+    "cart.memory_fraction",
 )
 # what each profile key stands for: a covariate a clinic measures or sets before infusion, or a latent
 # (unobserved) patient or product factor; the calibration report ranks both against toxicity (issue 23)
@@ -126,6 +131,7 @@ FACTOR_KIND = {
     "patient.ang2_ang1_ratio": "covariate",  # serum angiopoietins before lymphodepletion
     "patient.kmt2a_rearranged": "covariate",  # leukemia cytogenetics
     "product.transduced_blasts": "latent",  # one leukemic cell among the product's T cells is not seen
+    "cart.memory_fraction": "covariate",  # product phenotype by flow cytometry at release
 }
 OUTCOME_KEYS = (
     "cr_day28",
@@ -206,6 +212,12 @@ def sample_patient(cohort_seed: int, index: int, base: Params) -> dict[str, Any]
     profile["patient.ang2_ang1_ratio"] = round(float(np.clip(2.0 ** covariates.standard_normal(), 0.05, 20.0)), 4)
     profile["patient.kmt2a_rearranged"] = bool(covariates.random() < KMT2A_PREVALENCE)
     profile["product.transduced_blasts"] = 1.0 if covariates.random() < MASKING_PREVALENCE else 0.0
+    memory_z = covariates.standard_normal()
+    spread = base["cart.memory_fraction_sd_logit"]
+    memory = base["cart.memory_fraction"]
+    if spread > 0 and 0.0 < memory < 1.0:  # without a spread every product keeps the base share exactly
+        logit = math.log(memory / (1.0 - memory)) + spread * memory_z
+        profile["cart.memory_fraction"] = round(1.0 / (1.0 + math.exp(-logit)), 4)
     return profile
 
 

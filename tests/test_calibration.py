@@ -107,7 +107,9 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
 
 SWITCHES = {"body.targets_per_cart", "myeloid.il6_pg_ml_per_day", "myeloid.il1_icans_pg_ml",
             "icans.endothelial_sensitivity", "cart.proofreading_steps", "cart.detach_per_unbinding",
-            "blast.lineage_switch_per_division"}
+            "blast.lineage_switch_per_division", "cart.trogocytosis_fraction"}
+# assumptions that sourced effect sizes replace at the recalibration: their defaults may lie outside the range
+RESOURCED = {"therapy.steroid_proliferation_factor", "therapy.steroid_activation_factor"}
 
 
 def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():
@@ -119,6 +121,8 @@ def test_next_priors_are_mechanisms_now_off_with_ranges_inside_the_schema():
         default = P.Params.default()[prior.key]
         if prior.key in SWITCHES:  # a new mechanism: off until the recalibration, with its range excluding off
             assert default == 0.0 and prior.low > 0.0, prior.key
+        elif prior.key in RESOURCED:
+            assert "2019" in prior.source, prior.key
         elif prior.key not in fitted:  # a rate of a switched-off mechanism: its default inside the range
             assert prior.low <= default <= prior.high, prior.key
         else:  # a fitted key whose range the recalibration narrows

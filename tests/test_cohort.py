@@ -60,6 +60,19 @@ def test_patient_spreads_are_centred_on_the_default_and_off_at_zero():
                for j in flat)
 
 
+def test_product_memory_share_is_logit_normal_around_the_default_and_off_at_zero():
+    """400 products at SD 0.7 on the logit scale around 30 %: centre and spread within ~3 standard errors; the
+    draw comes last in the covariate stream, so every other key of a patient is what it was without it."""
+    base = Params.default().replace({"cart.memory_fraction_sd_logit": 0.7})
+    spread = [j.overrides for j in cohort.sample_cohort(400, 1, base)]
+    logits = pd.Series([math.log(p["cart.memory_fraction"] / (1 - p["cart.memory_fraction"])) for p in spread])
+    assert abs(logits.mean() - math.log(0.3 / 0.7)) < 3 * 0.7 / math.sqrt(400)
+    assert 0.6 < logits.std() < 0.8
+    flat = [j.overrides for j in cohort.sample_cohort(400, 1, Params.default())]
+    assert all("cart.memory_fraction" not in p for p in flat)
+    assert [{k: v for k, v in p.items() if k != "cart.memory_fraction"} for p in spread] == flat
+
+
 def test_fixed_keys_override_the_distribution():
     jobs = cohort.sample_cohort(5, 1, Params.default(), {"product.dose_per_kg": 1e6})
     assert {j.overrides["product.dose_per_kg"] for j in jobs} == {1e6}

@@ -299,6 +299,13 @@ DECLARED: tuple[Param, ...] = (
     Param("cart.memory_fraction", float, 0.3, "-", 0.0, 1.0,
           description="Fraction of infused CAR-T cells with a memory phenotype.",
           source="Fraietta 2018 Nat Med 24:563 (memory-like CD8+ subsets ~10-50 % of products)"),
+    Param("cart.memory_fraction_sd_logit", float, 0.0, "-", 0.0, 2.0,
+          description="Product-to-product spread of cart.memory_fraction in virtual cohorts (abm.cohort."
+                      "sample_patient: logit-normal around it, this SD on the logit scale); a single run does not "
+                      "use it. 0.7 puts 90 % of products between 12 % and 57 % memory cells around the 30 % default.",
+          source="Fraietta 2018 Nat Med 24:563 (memory-like CD27+CD45RO- CD8+ subsets ~10-50 % of products, more "
+                 "in responders); Finney 2019 J Clin Invest 129:2123 (product composition and remission "
+                 "durability); the spread is an assumption; " + OFF),
     Param("cart.memory_conversion_per_day", float, 0.0013, "1/d", 0.0, 1.0,
           description="Hazard that a resting effector CAR-T cell becomes a memory cell.",
           source="Stein 2019 CPT:PSP 8:285 (~0.8 % of expanded cells enter the slow phase: "
