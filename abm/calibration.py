@@ -168,6 +168,10 @@ NEXT_PRIORS: tuple[Prior, ...] = (
     Prior("myeloid.half_drive_cells", 1e8, 1e10, True,
           "assumption: half-maximal myeloid activation by 1e8-1e10 activated effectors, the pool from its "
           "first doublings to CRS onset"),
+    Prior("myeloid.half_drive_kills_per_day", 1e9, 1e12, True,
+          "assumption: CAR-T cells clear a marrow of ~1e11-1e12 blasts within days (up to ~1e11 a day at the "
+          "peak), so pyroptotic debris half-activates the myeloid compartment somewhere from a small part of that "
+          "flux to all of it (Liu 2020 Sci Immunol 5:eaax7969; Santurio 2025 PLoS Comput Biol)"),
     Prior("icans.endothelial_sensitivity", 0.25, 2.0, False,
           "Korell 2022 Front Immunol 13:877477 (odds ratio 1.72 of grade >= 3 CRS or ICANS per doubling of "
           "pre-lymphodepletion EASIX); exponent: assumption, from a weak to a more than proportional effect of "

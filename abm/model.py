@@ -210,6 +210,9 @@ class MarrowModel(mesa.Model):
         positive = (levels > 0) & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
         cart = s.cell == L.CART
         ev = s.events
+        kills = int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL])
+        previous = getattr(self, "readout", None)  # None at the first readout
+        interval = self.coupling_steps * self.dt_min / MINUTES_PER_DAY
         return WindowReadout(
             cd19_cells=int(np.count_nonzero(positive)),
             target_signal=self._signal(levels[positive]),
@@ -219,7 +222,8 @@ class MarrowModel(mesa.Model):
             cart=int(counts[L.CART]),
             cart_active=int(np.count_nonzero(cart & (s.traits[..., L.STATE] == L.ACTIVE))),
             il6_mean_pg_ml=float(s.fields[L.F_IL6].mean()) * QUANTUM,
-            kills=int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL]),
+            kills=kills,
+            kills_per_day=(kills - previous.kills) / interval if previous is not None else 0.0,
         )
 
     def _signal(self, levels: np.ndarray) -> float:

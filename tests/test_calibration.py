@@ -107,7 +107,7 @@ def test_priors_lie_inside_the_schema_ranges_and_targets_have_sources():
 
 SWITCHES = {"body.targets_per_cart", "myeloid.il6_pg_ml_per_day", "myeloid.il1_icans_pg_ml",
             "icans.endothelial_sensitivity", "cart.proofreading_steps", "cart.detach_per_unbinding",
-            "blast.lineage_switch_per_division", "cart.trogocytosis_fraction"}
+            "blast.lineage_switch_per_division", "cart.trogocytosis_fraction", "myeloid.half_drive_kills_per_day"}
 # assumptions that sourced effect sizes replace at the recalibration: their defaults may lie outside the range
 RESOURCED = {"therapy.steroid_proliferation_factor", "therapy.steroid_activation_factor"}
 

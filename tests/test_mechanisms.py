@@ -12,6 +12,7 @@ import math
 import pytest
 
 from abm.body import Body, WindowReadout
+from abm.body.kinetics import MY
 from abm.errors import SimulationError
 from abm.params import Params
 
@@ -58,6 +59,39 @@ def test_myeloid_activation_rises_with_car_t_activation_then_resolves_at_its_rat
     day = round(1.0 / HOUR)
     assert off[2 * day - 1]["myeloid_activation"] / off[day - 1]["myeloid_activation"] == pytest.approx(
         math.exp(-0.7), rel=1e-6)
+
+
+def test_killed_cells_activate_the_myeloid_compartment_without_any_car_t_activation():
+    """The danger signal of pyroptotic targets alone (no antigen, no product): a constant body-wide kill flux F
+    gives dY/dt = k_on D/(D+1)(1-Y) - k_off Y with D = F / K_K, so Y tends to its closed-form steady state;
+    without the drive (K_K = 0) the same kills leave it at rest."""
+    k_on, k_off, half = 2.0, 0.7, 1e10
+    body = make_body(**MYELOID, **{"myeloid.half_drive_kills_per_day": half, "myeloid.activation_per_day": k_on,
+                                   "myeloid.resolution_per_day": k_off, "product.dose_per_kg": 1e4})
+    flux = 3e10  # cells a day, body-wide
+    r = WindowReadout(0, 0, 0, 0, 0, 0.0, 0, kills_per_day=flux * body.window_share)
+    for i in range(24 * 10):
+        body.advance(i * HOUR, HOUR, r)
+    d = flux / half
+    steady = k_on * d / (d + 1) / (k_on * d / (d + 1) + k_off)
+    assert body.y[MY] == pytest.approx(steady, rel=1e-3)
+    assert body.observe()["serum_il6_pg_ml"] > 2.0 + 0.5 * 2000.0 * steady / body.k_el
+    rest = make_body(**MYELOID, **{"product.dose_per_kg": 1e4})
+    for i in range(24 * 10):
+        rest.advance(i * HOUR, HOUR, r)
+    assert rest.y[MY] == 0.0
+
+
+def test_the_window_reports_its_kills_a_day_over_the_coupling_interval():
+    from abm.model import MarrowModel
+    from kernels import layout as L
+
+    model = MarrowModel(seed=3, backend="cpu", **{"grid.size": 32})
+    assert model.readout.kills_per_day == 0.0  # the first readout has no interval
+    model.lattice._row_events[0, L.EV_KILLED + L.BLAST] += 9  # as if a step had counted these kills
+    model.lattice._row_events[1, L.EV_KILLED + L.BCELL] += 3
+    interval = model.coupling_steps * model.dt_min / 1440.0
+    assert model.read_window().kills_per_day == pytest.approx(12 / interval, rel=1e-12)
 
 
 def test_myeloid_il6_adds_to_serum_il6_in_proportion_to_the_monocyte_count():

@@ -90,6 +90,8 @@ class WindowReadout:
     # the window's blasts' response to their target now over that before trogocytosis stripped it (1: none);
     # the reservoir's blasts are taken to be stripped alike, so it scales their killing
     stripped_response: float = 1.0
+    # target cells the window's CAR-T cells killed a day over the last coupling interval (the danger signal)
+    kills_per_day: float = 0.0
 
 
 IL6_REFERENCE_WEIGHT_KG = 30.0  # serum.il6_production_pg_ml_per_day is that of a patient of this weight
@@ -171,6 +173,8 @@ class Body:
         m = p.myeloid
         capacity = p.patient.monocytes_per_nl / m.monocytes_reference_per_nl  # kappa
         self.my_on, self.my_off, self.my_half = m.activation_per_day, m.resolution_per_day, m.half_drive_cells
+        self.per_kill = 1.0 / m.half_drive_kills_per_day if m.half_drive_kills_per_day > 0 else 0.0  # 1 / K_K
+        self.damp = 0.0  # F_w / K_K of the step
         self.my_il6, self.my_il1 = m.il6_pg_ml_per_day * capacity, m.il1_icans_pg_ml * capacity
         # endothelial susceptibility epsilon (exactly 1 at sensitivity 0)
         self.endothelium = (p.patient.ang2_ang1_ratio / p.icans.ang2_ang1_reference) ** p.icans.endothelial_sensitivity
@@ -242,6 +246,7 @@ class Body:
             self.antigen = readout.cd19_cells / self.window_share + self.y[RP]
         self.t_day = t_day
         self.kill_scale = readout.stripped_response
+        self.damp = readout.kills_per_day / self.window_share * self.per_kill
         rates = self._rates(t_day)
         # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too
         kill_now = self.reservoir_kill * self.kill_scale * (self.effectors_tissue + self.y[MT])
@@ -313,8 +318,8 @@ class Body:
                      self.reservoir_room, self.target_loss,
                      self.reservoir_kill * self.kill_scale * ctl.activation_factor, self.reseed,
                      act * self.signalling / self.my_half, self.my_on, self.my_off, self.my_il6 * cyto,
-                     self.my_il1 * neuro, self.blast_division * self.switch_per_division, self.max_divs,
-                     self.il6_weights)
+                     self.my_il1 * neuro, self.blast_division * self.switch_per_division, self.damp,
+                     self.per_kill, self.max_divs, self.il6_weights)
 
     def _crp(self, dt_day: float) -> None:
         """CRP over the step, exactly, with the IL-6 signal ``S`` of its start held.

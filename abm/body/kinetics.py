@@ -103,10 +103,17 @@ Myeloid compartment ``Y`` [-] (the activated fraction of monocytes and macrophag
     IFN-gamma), which then make most of the IL-6 and IL-1 of CRS (Giavridis
     2018 Nat Med 24:731; Norelli 2018 Nat Med 24:739)::
 
-        dY/dt = k_on D / (D + 1) (1 - Y) - k_off Y,     D = a sum_i delta^i E_t^i / K_D
+        dY/dt = k_on D / (D + 1) (1 - Y) - k_off Y,
+        D = a sum_i delta^i E_t^i / K_D + (F_w + q f_act C R_+) / K_K
 
     (``myeloid.activation_per_day``, ``myeloid.resolution_per_day``,
-    ``myeloid.half_drive_cells``), saturable and with its own time constants,
+    ``myeloid.half_drive_cells``); the second term is the danger signal of the
+    target cells CAR-T cells kill (pyroptosis releases DAMPs that activate
+    macrophages: Liu 2020 Sci Immunol 5:eaax7969; Santurio 2025 PLoS Comput
+    Biol), ``F_w`` the body's kills a day as the window counts them (its kills
+    over the last coupling interval, over ``window_share``), ``q f_act C R_+``
+    the reservoir's, ``K_K = myeloid.half_drive_kills_per_day`` (0: no such
+    drive). Saturable and with its own time constants,
     so it lags T-cell activation and outlasts it by about a day. It adds
     ``c P_M kappa Y`` to the IL-6 production (``P_M = myeloid.il6_pg_ml_per_day``;
     ``kappa = patient.monocytes_per_nl / myeloid.monocytes_reference_per_nl``, the
@@ -175,6 +182,8 @@ class Rates(NamedTuple):
     my_il6: float  # IL-6 of the fully activated myeloid compartment, c P_M kappa [pg/mL/d]
     my_il1: float  # endothelial drive of its IL-1, h epsilon D_1 kappa [pg/mL]
     switch: float  # reservoir lineage switch, division rate x per-division probability [1/d]
+    damp: float  # myeloid drive of the kills the window counts, F_w / K_K [-]
+    damp_per_kill: float  # myeloid drive per target cell killed a day, 1 / K_K [d per cell]
     k: int  # division limit K
     il6_weights: tuple[float, ...]  # delta^i, i = 0..K
 
@@ -222,7 +231,7 @@ def derivative(y: list[float], r: Rates) -> list[float]:
     return out.tolist()
 
 
-N_FLOAT_RATES = 27  # Rates up to ``switch``: the floats; then the division limit k and the IL-6 weights
+N_FLOAT_RATES = 29  # Rates up to ``damp_per_kill``: the floats; then the division limit k and the IL-6 weights
 
 # Compiled (one call per body step instead of ~100 Python-level operations per stage; a 365-day patient makes
 # 263k of them). Sums run left to right in float64 with no reassociation, so every machine gets the same bits.
@@ -234,6 +243,7 @@ def _derivative(y, rv, weights, k, out):
     prod, gain, k_m, base, k_clear, il6_0, neuro, k_tau = rv[8], rv[9], rv[10], rv[11], rv[12], rv[13], rv[14], rv[15]
     growth, room, loss, kill, reseed = rv[16], rv[17], rv[18], rv[19], rv[20]
     drive, my_on, my_off, my_il6, my_il1, switch = rv[21], rv[22], rv[23], rv[24], rv[25], rv[26]
+    damp, damp_per_kill = rv[27], rv[28]
     mb, mt, il6, c, rp, rn, my, rm, rl, rk = y[MB], y[MT], y[IL6], y[NEURO], y[RP], y[RN], y[MY], y[RM], y[RL], y[RK]
     tb = E0 + k + 1  # first tissue stage
     to_memory_b = 0.0
@@ -259,7 +269,8 @@ def _derivative(y, rv, weights, k, out):
     room_growth = growth * (1.0 - (rp + rm + rn + rl + rk) / room) if room > 0.0 else 0.0  # reservoir, logistic
     out[MB] = -k_bt * mb + k_tb * mt + mu * to_memory_b - d_m * mb
     out[MT] = k_bt * mb - k_tb * mt + mu_rest * to_memory_t - d_m * mt - recall * mt
-    d = drive * producing  # activated effectors over the myeloid half-drive
+    # activated effectors over the myeloid half-drive, and the danger signal of the cells killed (exactly 0 without)
+    d = drive * producing + damp + damp_per_kill * kill * (effectors_t + mt) * rp
     out[MY] = my_on * d / (1.0 + d) * (1.0 - my) - my_off * my
     out[IL6] = base + prod * producing * (1.0 + gain * il6 / (il6 + k_m)) + my_il6 * my - k_clear * il6
     out[NEURO] = (neuro * excess + my_il1 * my - c) * k_tau

@@ -556,6 +556,14 @@ DECLARED: tuple[Param, ...] = (
           description="Antigen-activated effector CAR-T cells (division-weighted, as for IL-6) that activate the "
                       "myeloid compartment half-maximally.",
           source="assumption: of the order of the activated pool at CRS onset (~1e9 cells by day ~3)"),
+    Param("myeloid.half_drive_kills_per_day", float, 0.0, "cells/d", 0.0, 1e13,
+          description="Target cells killed a day (body-wide: the window's kills over its share of the marrow, "
+                      "and the reservoir's) whose danger signal activates the myeloid compartment half-maximally, "
+                      "adding to the drive of the activated CAR-T cells (0: killing does not activate it).",
+          source="Liu 2020 Sci Immunol 5:eaax7969 (CAR-T cells kill B-leukemia cells by gasdermin-E pyroptosis, "
+                 "whose released contents activate macrophages to make IL-6 and IL-1: CRS); Santurio 2025 PLoS "
+                 "Comput Biol (DAMP release one of three macrophage activation routes); the size is an "
+                 "assumption; " + OFF),
     Param("myeloid.monocytes_reference_per_nl", float, 0.4, "1e9/L", 0.01, 10.0,
           description="Monocyte count at which the myeloid compartment has its declared output "
                       "(myeloid.il6_pg_ml_per_day, myeloid.il1_icans_pg_ml).",
