@@ -246,12 +246,7 @@ def strip(traits, ti, tj, blast, mode, rates, key, step, site):
     levels = rates[R_TROG_LEVELS]
     if below(key, step, site, P_TROG, rates[R_TROG_FRAC]):
         levels += 1
-    v = traits[ti, tj, ANTIGEN]
-    d = traits[ti, tj, DEFICIT]
-    l19 = cd19_level(v)
-    l22 = cd22_level(v)
-    d19 = cd19_level(d)
-    d22 = cd22_level(d)
+    l19, l22, d19, d22 = levels_of(traits, ti, tj)
     t19 = np.int64(0)
     t22 = np.int64(0)
     offset = rates[R_TROG_OFFSET]
@@ -265,8 +260,7 @@ def strip(traits, ti, tj, blast, mode, rates, key, step, site):
         left = max(l22 - levels, 0)
         d22 += l22 - left
         l22 = left
-    traits[ti, tj, ANTIGEN] = pack(l19, l22)
-    traits[ti, tj, DEFICIT] = pack(d19, d22)
+    set_levels(traits, ti, tj, l19, l22, d19, d22)
     if blast and traits[ti, tj, ROUTE] == ROUTE_NONE and (d19 > 0 or d22 > 0):
         traits[ti, tj, ROUTE] = ROUTE_DOWNREGULATION
     return pack(t19, t22)
@@ -278,21 +272,30 @@ def recover(traits, i, j):
 
     A blast whose deficit is gone leaves ``ROUTE_DOWNREGULATION`` (a B cell never has it).
     """
-    v = traits[i, j, ANTIGEN]
-    d = traits[i, j, DEFICIT]
-    l19 = cd19_level(v)
-    l22 = cd22_level(v)
-    d19 = cd19_level(d)
-    d22 = cd22_level(d)
+    l19, l22, d19, d22 = levels_of(traits, i, j)
     if d19 > 0:
         d19 -= 1
         l19 = min(l19 + 1, N_LEVELS - 1)
     if d22 > 0:
         d22 -= 1
         l22 = min(l22 + 1, N_LEVELS - 1)
+    set_levels(traits, i, j, l19, l22, d19, d22)
+    settle_route(traits, i, j)
+
+
+@jit
+def levels_of(traits, i, j):
+    """The cell's CD19 and CD22 levels and its trogocytosis deficit of each: ``(l19, l22, d19, d22)``."""
+    v = traits[i, j, ANTIGEN]
+    d = traits[i, j, DEFICIT]
+    return cd19_level(v), cd22_level(v), cd19_level(d), cd22_level(d)
+
+
+@jit
+def set_levels(traits, i, j, l19, l22, d19, d22):
+    """Write a cell's CD19 and CD22 levels and deficits (the inverse of :func:`levels_of`)."""
     traits[i, j, ANTIGEN] = pack(l19, l22)
     traits[i, j, DEFICIT] = pack(d19, d22)
-    settle_route(traits, i, j)
 
 
 @jit
@@ -479,11 +482,7 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
     traits[di, dj, ACTED] = stamp(step)
     if kind == BLAST:
         v = traits[i, j, ANTIGEN]
-        deficit = traits[i, j, DEFICIT]
-        l19 = cd19_level(v)
-        l22 = cd22_level(v)
-        d19 = cd19_level(deficit)
-        d22 = cd22_level(deficit)
+        l19, l22, d19, d22 = levels_of(traits, i, j)
         if l19 > 0:
             if below(key, step, site, P_LOSS, rates[R_LOSS]):
                 l19 = 0
@@ -502,14 +501,12 @@ def act_tissue_cell(i, j, u, cell, tissue, traits, kind_rates, cd19_noise, rates
             d19 = 0
             d22 = 0
             traits[di, dj, ROUTE] = ROUTE_LINEAGE
-        daughter = pack(l19, l22)
-        traits[di, dj, DEFICIT] = pack(d19, d22)
+        set_levels(traits, di, dj, l19, l22, d19, d22)
         mode = rates[R_TARGET_MODE]
         route = traits[di, dj, ROUTE]
         if ((route == ROUTE_NONE or route == ROUTE_DOWNREGULATION) and target_level(v, mode) > 0
-                and target_level(daughter, mode) == 0):
+                and target_level(traits[di, dj, ANTIGEN], mode) == 0):
             traits[di, dj, ROUTE] = ROUTE_MUTATION
-        traits[di, dj, ANTIGEN] = daughter
         settle_route(traits, di, dj)
     return event
 
