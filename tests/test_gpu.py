@@ -3,7 +3,8 @@
 The determinism contract on hardware: the ``cuda`` backend gives the ``cpu``
 backend's state bit for bit, on the small test window, on a window whose side
 is not a multiple of the block edge, on the default 400 x 400 window of the
-full model, and with a dual CD19/CD22 CAR (the packed antigen trait).
+full model, and with a dual CD19/CD22 CAR and the escape routes (the packed antigen trait, trogocytosis
+with fratricide, lineage switch, masked reservoir blasts: ``equivalence_run.CASES["dual"]``).
 ``benchmarks/gpu_check.sh`` runs this file on a GPU machine.
 """
 
