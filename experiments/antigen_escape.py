@@ -105,8 +105,16 @@ def setup(result: sweep.SweepResult) -> list[str]:
 
 
 def finding(result: sweep.SweepResult) -> list[str]:
-    lines = [f"Relapse after CR went from {sweep.span(result, 'relapse')} across the arms; day-28 "
-             f"MRD-negativity from {sweep.span(result, 'mrd_negative_day28')}."]
+    def extremes(key: str) -> str:
+        def rate(c: sweep.Condition) -> float:
+            return result[key, c].mean
+
+        low, high = min(result.conditions, key=rate), max(result.conditions, key=rate)  # the first at a tie
+        return (f"{sweep.count(result[key, low])} ({low.label}) to {sweep.count(result[key, high])} "
+                f"({high.label})")
+
+    lines = [f"Relapse after CR ranged from {extremes('relapse')} across the arms; day-28 MRD-negativity from "
+             f"{extremes('mrd_negative_day28')}."]
     single, cd22, dual = result.conditions[-3:]
     lines.append(f"With every route but masking, relapse was {sweep.count(result['relapse', single])} under the "
                  f"CD19 CAR, {sweep.count(result['relapse', cd22])} under the CD22 CAR and "
