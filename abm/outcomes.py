@@ -260,18 +260,18 @@ def _relapse(df: pd.DataFrame, with_antigen: bool) -> dict[str, Any]:
         out["relapse_day"] = float(days[at])
         if with_antigen:
             column = "blasts_target_neg" if "blasts_target_neg" in df.columns else "blasts_cd19neg"
-            out["relapse_antigen_negative"] = _negative_majority(df, at, column)
+            out["relapse_antigen_negative"] = _majority(df, at, column)
     return out
 
 
 DOWNREGULATED = "blasts_route_downregulation"  # kernels.layout.ROUTE_NAMES[ROUTE_DOWNREGULATION]
 
 
-def _negative_majority(df: pd.DataFrame, at: int, column: str) -> bool:
-    """True when the blasts counted in ``column`` are more than half of all blasts at row ``at``."""
+def _majority(df: pd.DataFrame, at: int, column: str) -> bool:
+    """True when the blasts counted in ``column`` (antigen-negative, down-regulated) are most blasts at ``at``."""
     blasts = float(df["blasts"].iloc[at])
-    negative = float(df[column].iloc[at])
-    return bool(blasts > 0 and negative / blasts > ANTIGEN_NEGATIVE_MAJORITY)
+    counted = float(df[column].iloc[at])
+    return bool(blasts > 0 and counted / blasts > ANTIGEN_NEGATIVE_MAJORITY)
 
 
 def relapse_route(df: pd.DataFrame) -> str | None:
@@ -288,8 +288,8 @@ def relapse_route(df: pd.DataFrame) -> str | None:
     _, at = _remission_and_relapse(df)
     if at is None:
         return None
-    if not _negative_majority(df, at, "blasts_target_neg"):
-        return "downregulation" if _negative_majority(df, at, DOWNREGULATED) else "antigen-positive"
+    if not _majority(df, at, "blasts_target_neg"):
+        return "downregulation" if _majority(df, at, DOWNREGULATED) else "antigen-positive"
     counts = [int(df[column].iloc[at]) for column in ROUTE_COLUMNS]
     if max(counts) == 0:
         return "unknown"
@@ -305,8 +305,8 @@ def antigen_relapse(df: pd.DataFrame) -> dict[str, bool | None]:
     if at is None:
         return {"relapse_cd19_negative": None, "relapse_cd22_negative": None}
     return {
-        "relapse_cd19_negative": _negative_majority(df, at, "blasts_cd19neg"),
-        "relapse_cd22_negative": _negative_majority(df, at, "blasts_cd22neg"),
+        "relapse_cd19_negative": _majority(df, at, "blasts_cd19neg"),
+        "relapse_cd22_negative": _majority(df, at, "blasts_cd22neg"),
     }
 
 

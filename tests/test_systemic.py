@@ -16,7 +16,7 @@ from abm.body import (
     crs_surrogates,
     icans_surrogate,
 )
-from abm.body.kinetics import MY, NEURO, RK, RL, RM, RN, RP, derivative
+from abm.body.kinetics import MY, NEURO, RESERVOIR, RK, RL, RM, RN, RP, derivative
 from abm.errors import ParamError, SimulationError
 from abm.params import Params
 from kernels.rng import TWO32
@@ -321,11 +321,10 @@ def test_a_one_cell_reservoir_clone_survives_with_the_birth_death_probability(ro
     d = b - body.blast_growth + body.reseed
     t, h = 40.0, 0.05
     alive = 0
-    order = (RP, RM, RN, RL, RK)  # the compartments in the order _small_reservoir takes them
     for _ in range(1000):
         body.y[NEURO] = body.y[RP] = body.y[RN] = body.y[RL] = body.y[RM] = body.y[RK] = 0.0
         body.y[route] = 1.0
-        body._small_reservoir(tuple(float(c == route) for c in order), round(t / h), h, 0.0)
+        body._small_reservoir(tuple(float(c == route) for c in RESERVOIR), round(t / h), h, 0.0)
         alive += body.y[route] > 0
     expected = (b - d) / (b - d * math.exp(-(b - d) * t))
     assert 0.5 < expected < 0.6

@@ -64,7 +64,23 @@ from typing import TYPE_CHECKING, Any
 
 from abm.body import interventions, kinetics, reservoir, toxicity
 from abm.body.interventions import Controls
-from abm.body.kinetics import BILLION, HOURS_PER_DAY, IL6, MB, MT, MY, NEURO, RK, RL, RM, RN, RP, UL_PER_ML, Rates
+from abm.body.kinetics import (
+    BILLION,
+    HOURS_PER_DAY,
+    IL6,
+    MB,
+    MT,
+    MY,
+    NEURO,
+    RESERVOIR,
+    RK,
+    RL,
+    RM,
+    RN,
+    RP,
+    UL_PER_ML,
+    Rates,
+)
 from abm.body.reservoir import STOCHASTIC_CELLS
 from abm.errors import SimulationError
 from abm.rates import mean_response, signalling_fraction
@@ -251,7 +267,7 @@ class Body:
         # the reservoir's killing hazard grows with the pool: keep RK4 within its stable range for it too
         kill_now = self.reservoir_kill * self.kill_scale * (self.effectors_tissue + self.y[MT])
         n, h = kinetics.substeps(dt_day, self.max_substep, kill_now)
-        before = (self.y[RP], self.y[RM], self.y[RN], self.y[RL], self.y[RK])
+        before = tuple(self.y[i] for i in RESERVOIR)
         if self.consumed:  # exact over the step for the pool at its start
             pool = self.effectors_blood + self.effectors_tissue + self.y[MB] + self.y[MT]
             self.surge *= math.exp(-(self.k_surge + self.surge_uptake * pool) * dt_day)
@@ -280,9 +296,10 @@ class Body:
                 self.held += 1  # schedule.hold_crs_grade: this fraction is not given (Frey 2020)
                 self.given += 1
                 continue
-            dose = self.dose_cells * self.schedule[self.given][1]
+            fraction = self.schedule[self.given][1]
+            dose = self.dose_cells * fraction
             kinetics.infuse(self.y, dose, self.memory_fraction)
-            self.y[RK] += self.transduced_blasts * self.schedule[self.given][1]  # masked: enter the reservoir
+            self.y[RK] += self.transduced_blasts * fraction  # masked blasts of the product: into the reservoir
             self.infused += dose
             self.given += 1
 
@@ -298,7 +315,7 @@ class Body:
             room=self.reservoir_room, reseed=self.reseed, target_loss=self.target_loss,
             loss_per_division=self.loss_per_division, switch_per_division=self.switch_per_division,
         )
-        for index, value in zip((RP, RM, RN, RL, RK), cells, strict=True):
+        for index, value in zip(RESERVOIR, cells, strict=True):
             if value is not None:
                 self.y[index] = float(value)
 
@@ -341,8 +358,7 @@ class Body:
 
         See :func:`abm.body.reservoir.reseeding`.
         """
-        y = self.y
-        return reservoir.reseeding(y[RP], y[RM], y[RN], y[RL], y[RK], self.reseed, self.window_share, self.n_portals,
+        return reservoir.reseeding(*(self.y[i] for i in RESERVOIR), self.reseed, self.window_share, self.n_portals,
                                    dt_day)
 
     # -- clinical state ------------------------------------------------------------

@@ -150,6 +150,8 @@ MAX_SUBSTEP_DAY = 15.0 / MINUTES_PER_DAY
 # then E_t^0..E_t^K (Body.blood_e, Body.tissue_e)
 MB, MT, IL6, NEURO, RP, RN, MY, RM, RL, RK = range(10)
 E0 = 10
+RESERVOIR = (RP, RM, RN, RL, RK)  # the reservoir's compartments, in the order reservoir.small_numbers and
+# reservoir.reseeding take them
 
 
 class Rates(NamedTuple):
