@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from abm.calibration import PRIOR_BY_KEY
 from experiments import common, sweep
 
 NAME = "antigen_escape"
@@ -63,8 +64,9 @@ ROUTE_RELAPSES = tuple(
                          ("downregulation", "down-regulated by trogocytosis"), ("masking", "masked by the CAR")))
 OUTCOMES = (sweep.CR, sweep.MRD_NEGATIVE, sweep.MRD, sweep.RELAPSE, RELAPSE_DAY, TARGET_NEGATIVE_RELAPSE,
             *ROUTE_RELAPSES, sweep.SEVERE_CRS, sweep.BLOOD_PEAK)
+FLOOR = PRIOR_BY_KEY["blast.cd19_loss_per_division"].low  # the lowest loss per division the calibration allows
 NONE = {"patient.cd19_negative_fraction": 0.0, "patient.cd22_negative_fraction": 0.0,
-        "blast.cd19_loss_per_division": 1e-9, "blast.cd22_loss_per_division": 1e-9,
+        "blast.cd19_loss_per_division": FLOOR, "blast.cd22_loss_per_division": FLOOR,
         "blast.lineage_switch_per_division": 0.0, "cart.trogocytosis_fraction": 0.0,
         "product.transduced_blasts": 0.0}
 ROUTES = {
