@@ -142,6 +142,7 @@ class MarrowModel(mesa.Model):
         self.readout = self.read_window()
         self.lattice_step = 0
         self.initial_counts = np.bincount(state.cell.ravel(), minlength=L.N_KINDS).astype(np.int64)
+        self.initial_stroma = state.cell == L.STROMA
         self.check_invariants_each_step = check_invariants
         self.snapshot_every = None
         if snapshot_every_min is not None:
@@ -440,8 +441,9 @@ class MarrowModel(mesa.Model):
         Checked: kinds and tissue codes are valid; no cell sits in bone or a
         sinusoid; traits of empty sites are zero; counts per kind equal the
         initial counts plus births and entries minus deaths, kills, exits and
-        displacements (blasts gain those and the seeded);
-        fields are non-negative.
+        displacements (blasts gain those and the seeded); stromal cells stay
+        where they were (the cpu step counts them per voxel once,
+        :func:`kernels.stroma_per_voxel`); fields are non-negative.
         """
         s = self.state
         where = f"at lattice step {self.lattice_step}"
@@ -464,6 +466,8 @@ class MarrowModel(mesa.Model):
         expected[L.BCELL] += ev[L.EV_BCELL_MADE]
         if np.any(counts[1:] != expected[1:]):
             raise SimulationError(f"counts {counts[1:].tolist()} != bookkeeping {expected[1:].tolist()} {where}")
+        if not np.array_equal(s.cell == L.STROMA, self.initial_stroma):
+            raise SimulationError(f"a stromal cell appeared, moved or went {where}")
         if np.any(s.fields < 0):
             raise SimulationError(f"negative field value {where}")
 

@@ -223,6 +223,20 @@ def validate(state: LatticeState, tables: RuleTables) -> None:
         raise ValueError(f"tables.coarsen: {tables.coarsen} must be >= 1")
 
 
+def stroma_per_voxel(cell: np.ndarray, coarsen: int) -> np.ndarray:
+    """The stromal cells of every ``coarsen x coarsen`` voxel of ``cell`` (int64[m, m], ``m = ceil(n / coarsen)``).
+
+    The cpu step reads these counts for the stroma's secretion instead of finding the cells every step: no rule
+    makes, moves or removes a stromal cell, so they hold for the lattice's life (as the cuda backend's copy of
+    the state does, a :class:`Lattice` does not see cells written into its state from outside between steps).
+    """
+    n = cell.shape[0]
+    m = -(-n // coarsen)
+    padded = np.zeros((m * coarsen, m * coarsen), dtype=np.int64)
+    padded[:n, :n] = cell == layout.STROMA
+    return padded.reshape(m, coarsen, m, coarsen).sum(axis=(1, 3))
+
+
 def select_backend(name: str) -> str:
     """Resolve ``auto`` and check that the named backend can run here."""
     if name not in BACKENDS:
@@ -289,6 +303,10 @@ class Lattice:
         self._turnover = turnover.table(tables.kind_rates, turnover_scheme)
         self._portals = np.flatnonzero(state.tissue.ravel() == layout.PERIVASCULAR).astype(np.int64)
         self._scratch = np.zeros_like(state.fields)
+        from kernels import cpu
+
+        self._flags = np.zeros(cpu.flag_shape(state.cell.shape[0]), dtype=np.uint8)
+        self._stroma = stroma_per_voxel(state.cell, tables.coarsen)
         self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
         self._base_events = state.events.copy()
         self._key = tables.key
@@ -338,7 +356,8 @@ class Lattice:
         self._traffic[:] = traffic.slots()
         s, t = self.state, self.tables
         args = (
-            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._order, self._portals, t.coarsen,
+            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._flags, self._stroma, self._order, self._portals,
+            t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
             self._turnover, self._traffic, self._key, step_index, self._row_events, self.slab_rows,
         )

@@ -47,18 +47,31 @@ Performance (see ``benchmarks/README.md`` for the measurements)
     So the per-site and per-voxel hot paths call only functions of scalars:
 
     * the sublattice passes do :func:`kernels.rules.needs_visit` inline: a
-      CAR-T cell acts every step (a byte compare per site finds it); tissue
-      cells are drawn by turnover group (:mod:`kernels.turnover`: one draw per
-      group of 32 sites of a pass row, then only the rare candidates), and
-      :func:`kernels.rules.act_site` is called only for the sites that act;
+      CAR-T cell acts every step; tissue cells are drawn by turnover group
+      (:mod:`kernels.turnover`: one draw per group of 32 sites of a pass row,
+      then only the rare candidates), and :func:`kernels.rules.act_site` is
+      called only for the sites that act;
+    * work follows the active cells: before the passes, :func:`scan_row`
+      flags the blocks of ``BLOCK`` = 32 columns of each row that hold a CAR-T
+      cell (or, while stripped cells recover, one of those), in vectorized
+      loops; the passes look for CAR-T cells only in flagged blocks, and
+      secretion only in the blocks next to one (:func:`dilate_row`). That is
+      exact, not an approximation: a CAR-T cell that has not acted in this
+      step sits where it sat before the passes (only its own move takes a
+      CAR-T cell from its site, and it has then acted),
+      a cell stripped in the step is the neighbour of such a CAR-T cell, and
+      at the end of the step every CAR-T cell is within one site of where a
+      CAR-T cell sat before the passes (it moved or placed a daughter one
+      site). The stroma, which no rule makes, moves or removes, is counted
+      per voxel once by the :class:`kernels.Lattice`;
     * blood traffic makes the draws of :func:`kernels.rules.traffic_site`'s
       first test inline and calls it only where a cell enters or leaves;
-    * secretion reads the lattice row by row and adds each secreting cell's
-      rate to its voxel (:func:`kernels.diffusion.secrete_voxel`'s sums, all
-      fields in one pass);
+    * secretion adds each secreting cell's rate to its voxel
+      (:func:`kernels.diffusion.secrete_voxel`'s sums, all fields in one pass);
     * diffusion computes :func:`kernels.diffusion.diffuse_voxel`'s stencil from
-      scalars (:func:`kernels.diffusion.flux`, :func:`kernels.diffusion.mul_shift`),
-      all fields in one pass per sub-step.
+      scalars, branch-free in the interior of a row so that it vectorizes
+      (:func:`flux_free`, :func:`kernels.diffusion.mul_shift`), all fields in
+      one pass per sub-step.
 
     ``tests/test_cpu_driver.py`` keeps the inline forms equal to the rule
     functions (the CUDA driver still calls those), and the equivalence tests
@@ -71,7 +84,7 @@ import numpy as np
 from numba import prange
 
 from kernels.config import jit, jit_parallel
-from kernels.diffusion import DECAY_SHIFT, flux, mul_shift
+from kernels.diffusion import DECAY_SHIFT, SHIFT, mul_shift
 from kernels.layout import (
     ACTIVE,
     BCELL,
@@ -158,24 +171,98 @@ def visit_thresholds(kind_rates, out):
 
 
 @jit
+def flux_free(u_from, u_to, d_q):
+    """:func:`kernels.diffusion.flux` without a branch (a select on the sign), so that a row loop vectorizes."""
+    diff = u_from - u_to
+    f = mul_shift(abs(diff), d_q, SHIFT)
+    return f if diff >= 0 else -f
+
+
+@jit
 def diffuse_row(vi, src, dst, d_q, k_q):
     """:func:`kernels.diffusion.diffuse_voxel` for every voxel of row ``vi``: reads ``src``, writes ``dst``.
 
-    ``d_q`` and ``k_q`` are the field's ``FR_DIFFUSE`` and ``FR_DECAY`` rates.
+    ``d_q`` and ``k_q`` are the field's ``FR_DIFFUSE`` and ``FR_DECAY`` rates. The interior voxels of the row
+    run in one loop without edge tests, which LLVM vectorizes; the two end voxels and the top and bottom rows'
+    missing neighbours are handled apart (a missing neighbour contributes no flux: ``flux(u, u) = 0``).
     """
     m = src.shape[0]
-    for vj in range(src.shape[1]):
+    w = src.shape[1]
+    vi = np.int64(vi)  # a prange index may come as uint64, and uint64 - 1 types as a float
+    up = vi - 1 if vi > 0 else vi  # a missing neighbour row reads the voxel itself: no flux
+    down = vi + 1 if vi < m - 1 else vi
+    for vj in range(1, w - 1):
         u = src[vi, vj]
-        total = u
-        if vi > 0:
-            total += flux(src[vi - 1, vj], u, d_q)
-        if vi < m - 1:
-            total += flux(src[vi + 1, vj], u, d_q)
-        if vj > 0:
-            total += flux(src[vi, vj - 1], u, d_q)
-        if vj < src.shape[1] - 1:
-            total += flux(src[vi, vj + 1], u, d_q)
+        total = (u + flux_free(src[up, vj], u, d_q) + flux_free(src[down, vj], u, d_q)
+                 + flux_free(src[vi, vj - 1], u, d_q) + flux_free(src[vi, vj + 1], u, d_q))
         dst[vi, vj] = total - mul_shift(total, k_q, DECAY_SHIFT)
+    diffuse_end(vi, 0, up, down, src, dst, d_q, k_q)
+    if w > 1:
+        diffuse_end(vi, w - 1, up, down, src, dst, d_q, k_q)
+
+
+@jit
+def diffuse_end(vi, vj, up, down, src, dst, d_q, k_q):
+    """:func:`diffuse_row`'s stencil at a voxel in the first or last column (rows ``up`` and ``down`` above and
+    below it: ``vi`` itself where there is none)."""
+    w = src.shape[1]
+    u = src[vi, vj]
+    left = src[vi, vj - 1] if vj > 0 else u
+    right = src[vi, vj + 1] if vj < w - 1 else u
+    total = (u + flux_free(src[up, vj], u, d_q) + flux_free(src[down, vj], u, d_q)
+             + flux_free(left, u, d_q) + flux_free(right, u, d_q))
+    dst[vi, vj] = total - mul_shift(total, k_q, DECAY_SHIFT)
+
+
+BLOCK = 32  # columns per activity block of a row (the passes skip the blocks where nothing acts every step)
+
+
+def flag_shape(n: int) -> tuple[int, int, int]:
+    """Shape of the ``flags`` workspace of :func:`step` for an ``n x n`` lattice."""
+    return 2, n, -(-n // BLOCK)
+
+
+@jit
+def scan_row(i, cell, traits, flags, recovering):
+    """``flags[0, i, b]``, before the passes: bit 0 if block ``b`` of row ``i`` holds a CAR-T cell, bit 1 if it
+    holds a blast or B cell with a trogocytosis ``DEFICIT`` (only looked for when ``recovering``).
+
+    The CAR-T test counts in loops of fixed length, which LLVM vectorizes (~0.25 ns a site).
+    """
+    n = cell.shape[1]
+    full = n // BLOCK
+    for b in range(full):
+        count = np.uint8(0)
+        for j in range(BLOCK):
+            count += cell[i, b * BLOCK + j] == CART
+        flags[0, i, b] = 1 if count > 0 else 0
+    if full < flags.shape[2]:
+        count = np.uint8(0)
+        for j in range(full * BLOCK, n):
+            count += cell[i, j] == CART
+        flags[0, i, full] = 1 if count > 0 else 0
+    if recovering:
+        for j in range(n):
+            x = cell[i, j]
+            if (x == BLAST or x == BCELL) and traits[i, j, DEFICIT] != 0:
+                flags[0, i, j // BLOCK] |= 2
+
+
+@jit
+def dilate_row(i, flags):
+    """``flags[1, i, b]``: 1 if a CAR-T cell sits in block ``b`` or a neighbouring block of rows ``i - 1 .. i + 1``."""
+    n = flags.shape[1]
+    nb = flags.shape[2]
+    above = max(i - 1, 0)
+    below = min(i + 1, n - 1)
+    for b in range(nb):  # the three rows first (vectorized), then the neighbouring blocks
+        flags[1, i, b] = (flags[0, above, b] | flags[0, i, b] | flags[0, below, b]) & 1
+    carry = np.uint8(0)
+    for b in range(nb):
+        here = flags[1, i, b]
+        right = flags[1, i, b + 1] if b + 1 < nb else np.uint8(0)
+        flags[1, i, b] = carry | here | right
+        carry = here
 
 
 @jit_parallel
@@ -185,6 +272,8 @@ def step(
     traits,
     fields,
     scratch,
+    flags,
+    stroma,
     order,
     portals,
     coarsen,
@@ -209,6 +298,9 @@ def step(
     cell, tissue : uint8[n, n]
     traits : uint16[n, n, N_TRAITS]
     fields, scratch : int64[N_FIELDS, m, m], ``m = ceil(n / coarsen)``
+    flags : uint8[2, n, nb], workspace: the activity flags of the blocks of every row (:func:`flag_shape`)
+    stroma : int64[m, m], the stromal cells of every voxel (no rule makes, moves or removes one; the
+        :class:`kernels.Lattice` counts them once)
     order : int64[9 + N_KINDS], workspace: the sublattice order, then the visit thresholds
     portals : int64[p], flat indices of the perivascular sites (sorted)
     coarsen : int, sites per voxel side
@@ -274,6 +366,14 @@ def step(
     group = turnover[TV_GROUP]
     bound = turnover[TV_BOUND]
     recovering = rates[R_RECOVER] > 0
+    # which blocks of which rows the passes must scan: the cells that act every step (CAR-T cells; stripped
+    # cells while they recover) are found here, after traffic, and the passes skip the blocks without any
+    for i in prange(n):
+        scan_row(i, cell, traits, flags, recovering)
+    for i in prange(n):
+        dilate_row(i, flags)
+    blocks = flags.shape[2] if group > 0 else 1  # the per-site scheme visits every tissue site: one block a row
+    span = BLOCK if group > 0 else n
     chemokine = fields[chemokine_field]
     for phase in range(2):
         # phase 0: every slab's trapezoid; phase 1: the zone around every boundary between two slabs
@@ -283,11 +383,13 @@ def step(
             for t in range(lo, hi + (LAG + REACH) * 8):
                 ahead = t + 2
                 if ahead < n:
-                    # read one trait per cache line of the row the wave reaches next, so that the hardware
-                    # streams it in instead of the CAR-T cells missing on it one by one
+                    # read one trait per cache line of the busy blocks of the row the wave reaches next, so that
+                    # the hardware streams them in instead of the CAR-T cells missing on them one by one
                     touched = np.int64(0)  # int64 in Python mode too (a uint16 sum would overflow)
-                    for j in range(0, n, TOUCH_STRIDE):
-                        touched += traits[ahead, j, 0]
+                    for blk in range(flags.shape[2]):
+                        if flags[1, ahead, blk] != 0:
+                            for j in range(blk * BLOCK, min((blk + 1) * BLOCK, n), TOUCH_STRIDE):
+                                touched += traits[ahead, j, 0]
                     if touched < 0:  # never: keeps the loads
                         events[ahead, 0] += 0
                 for k in range(9):
@@ -297,25 +399,31 @@ def step(
                         continue
                     # the sites of this pass in row i: ox, ox + 3, ...; the order within a pass is free
                     ox = order[k] % 3
-                    for j in range(ox, n, 3):
-                        c = cell[i, j]
-                        u = np.int64(-1)
-                        if c == CART:
-                            u = 0
-                        elif recovering and (c == BLAST or c == BCELL) and traits[i, j, DEFICIT] != 0:
-                            # rare (stripped by trogocytosis): the rule itself, candidate or not
-                            u = needs_visit(i, j, cell, traits, kind_rates, rates, turnover, key, step_index)
-                        elif group == 0 and visit[c] > 0:  # the per-site scheme: one draw per tissue site
-                            u = draw(key, step_index, i * n + j, P_DIE)
-                            if u >= visit[c]:
-                                u = -1
-                        if u >= 0:
-                            e = act_site(
-                                i, j, u, cell, tissue, traits, chemokine, coarsen,
-                                kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
-                            )
-                            if e:
-                                events[i, e] += 1
+                    for blk in range(blocks):
+                        if group > 0:
+                            busy = flags[1, i, blk] | (flags[0, i, blk] >> 1) if recovering else flags[0, i, blk]
+                            if busy == 0:
+                                continue
+                        j0 = blk * span
+                        for j in range(j0 + (ox - j0) % 3, min(j0 + span, n), 3):
+                            c = cell[i, j]
+                            u = np.int64(-1)
+                            if c == CART:
+                                u = 0
+                            elif recovering and (c == BLAST or c == BCELL) and traits[i, j, DEFICIT] != 0:
+                                # rare (stripped by trogocytosis): the rule itself, candidate or not
+                                u = needs_visit(i, j, cell, traits, kind_rates, rates, turnover, key, step_index)
+                            elif group == 0 and visit[c] > 0:  # the per-site scheme: one draw per tissue site
+                                u = draw(key, step_index, i * n + j, P_DIE)
+                                if u >= visit[c]:
+                                    u = -1
+                            if u >= 0:
+                                e = act_site(
+                                    i, j, u, cell, tissue, traits, chemokine, coarsen,
+                                    kind_rates, antigen_rates, cd19_noise, rates, key, step_index,
+                                )
+                                if e:
+                                    events[i, e] += 1
                     members = (n - ox + 2) // 3 if group > 0 else 0
                     for g0 in range(0, members, max(group, 1)):
                         mask = candidate_mask(key, step_index, i * n + ox + 3 * g0, turnover)
@@ -342,19 +450,22 @@ def step(
     m = fields.shape[1]
     n_fields = fields.shape[0]
     if secrete:
-        # row by row (the order memory holds them), each secreting cell adding its rate to its voxel: the same
-        # integer sums as kernels.diffusion.secrete_voxel's count per voxel times the rate
+        # per voxel row: the stromal cells (counted by the Lattice: no rule moves them), then the ACTIVE CAR-T
+        # cells of the blocks near one at the start of the step (a CAR-T cell moves or places a daughter one site
+        # at most), each adding its rate to its voxel: the integer sums of kernels.diffusion.secrete_voxel
         for vi in prange(m):
+            for f in range(n_fields):
+                rate = field_rates[f, FR_SECRETE_STROMA]
+                if rate != 0:
+                    for vj in range(m):
+                        fields[f, vi, vj] += stroma[vi, vj] * rate
             for i in range(vi * coarsen, min((vi + 1) * coarsen, n)):
-                for j in range(n):
-                    c = cell[i, j]
-                    if c == CART:
-                        if traits[i, j, STATE] == ACTIVE:
-                            for f in range(n_fields):
-                                fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_ACTIVE_CART]
-                    elif c == STROMA:
-                        for f in range(n_fields):
-                            fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_STROMA]
+                for b in range(flags.shape[2]):
+                    if flags[1, i, b] != 0:
+                        for j in range(b * BLOCK, min((b + 1) * BLOCK, n)):
+                            if cell[i, j] == CART and traits[i, j, STATE] == ACTIVE:
+                                for f in range(n_fields):
+                                    fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_ACTIVE_CART]
     substeps = 0
     for f in range(n_fields):
         substeps = max(substeps, field_rates[f, FR_SUBSTEPS])

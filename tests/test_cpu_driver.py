@@ -39,6 +39,44 @@ def test_diffuse_row_equals_diffuse_voxel_on_random_fields():
         assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("n", [5, 32, 70])
+def test_activity_flags_mark_every_block_with_a_car_t_or_stripped_cell_and_their_neighbours(n):
+    g = np.random.default_rng(n)
+    cell = g.choice([L.EMPTY, L.NORMAL, L.BLAST, L.BCELL, L.CART], p=[0.5, 0.3, 0.1, 0.08, 0.02],
+                    size=(n, n)).astype(np.uint8)
+    traits = np.zeros((n, n, L.N_TRAITS), dtype=np.uint16)
+    traits[..., L.DEFICIT] = g.random((n, n)) < 0.05
+    flags = np.full(cpu.flag_shape(n), 9, dtype=np.uint8)
+    for recovering in (False, True):
+        for i in range(n):
+            cpu.scan_row(i, cell, traits, flags, recovering)
+        for i in range(n):
+            cpu.dilate_row(i, flags)
+        blocks = flags.shape[2]
+        cart = np.zeros((n, blocks), dtype=bool)
+        stripped = np.zeros((n, blocks), dtype=bool)
+        for i, j in zip(*np.nonzero(cell == L.CART)):
+            cart[i, j // cpu.BLOCK] = True
+        if recovering:
+            for i, j in zip(*np.nonzero(((cell == L.BLAST) | (cell == L.BCELL)) & (traits[..., L.DEFICIT] != 0))):
+                stripped[i, j // cpu.BLOCK] = True
+        assert np.array_equal(flags[0], cart + 2 * stripped)
+        near = np.zeros_like(cart)
+        for i, b in zip(*np.nonzero(cart)):
+            near[max(i - 1, 0):i + 2, max(b - 1, 0):b + 2] = True
+        assert np.array_equal(flags[1], near)
+
+
+def test_the_stroma_per_voxel_counts_every_stromal_cell_once():
+    import kernels
+
+    g = np.random.default_rng(8)
+    cell = np.where(g.random((10, 10)) < 0.3, L.STROMA, L.NORMAL).astype(np.uint8)
+    counts = kernels.stroma_per_voxel(cell, 4)
+    assert counts.shape == (3, 3) and counts.sum() == np.count_nonzero(cell == L.STROMA)
+    assert counts[2, 1] == np.count_nonzero(cell[8:, 4:8] == L.STROMA)
+
+
 def test_step_secretion_equals_secrete_voxel_for_every_field():
     import kernels
 
