@@ -203,8 +203,10 @@ def diffuse_row(vi, src, dst, d_q, k_q):
 
 @jit
 def diffuse_end(vi, vj, up, down, src, dst, d_q, k_q):
-    """:func:`diffuse_row`'s stencil at a voxel in the first or last column (rows ``up`` and ``down`` above and
-    below it: ``vi`` itself where there is none)."""
+    """:func:`diffuse_row`'s stencil at a voxel in the first or last column of row ``vi``.
+
+    ``up`` and ``down`` are the rows above and below it (``vi`` itself where there is none).
+    """
     w = src.shape[1]
     u = src[vi, vj]
     left = src[vi, vj - 1] if vj > 0 else u
@@ -224,9 +226,10 @@ def flag_shape(n: int) -> tuple[int, int, int]:
 
 @jit
 def scan_row(i, cell, traits, flags, recovering):
-    """``flags[0, i, b]``, before the passes: bit 0 if block ``b`` of row ``i`` holds a CAR-T cell, bit 1 if it
-    holds a blast or B cell with a trogocytosis ``DEFICIT`` (only looked for when ``recovering``).
+    """Fill ``flags[0, i, :]`` before the passes: which blocks of row ``i`` hold a cell that acts every step.
 
+    Bit 0 of ``flags[0, i, b]``: block ``b`` holds a CAR-T cell; bit 1: it holds a blast or B cell with a
+    trogocytosis ``DEFICIT`` (only looked for when ``recovering``).
     The CAR-T test counts in loops of fixed length, which LLVM vectorizes (~0.25 ns a site).
     """
     n = cell.shape[1]

@@ -55,14 +55,14 @@ def test_activity_flags_mark_every_block_with_a_car_t_or_stripped_cell_and_their
         blocks = flags.shape[2]
         cart = np.zeros((n, blocks), dtype=bool)
         stripped = np.zeros((n, blocks), dtype=bool)
-        for i, j in zip(*np.nonzero(cell == L.CART)):
+        for i, j in np.argwhere(cell == L.CART):
             cart[i, j // cpu.BLOCK] = True
         if recovering:
-            for i, j in zip(*np.nonzero(((cell == L.BLAST) | (cell == L.BCELL)) & (traits[..., L.DEFICIT] != 0))):
+            for i, j in np.argwhere(((cell == L.BLAST) | (cell == L.BCELL)) & (traits[..., L.DEFICIT] != 0)):
                 stripped[i, j // cpu.BLOCK] = True
         assert np.array_equal(flags[0], cart + 2 * stripped)
         near = np.zeros_like(cart)
-        for i, b in zip(*np.nonzero(cart)):
+        for i, b in np.argwhere(cart):
             near[max(i - 1, 0):i + 2, max(b - 1, 0):b + 2] = True
         assert np.array_equal(flags[1], near)
 
