@@ -63,17 +63,28 @@ FASTMATH = False
 THREADS_PER_BLOCK = tuple(int(x) for x in os.environ.get("CART_ABM_CUDA_BLOCK", "16,16").split(","))
 
 
-def jit(func=None):
+def jit(func=None, *, inline: bool = False):
     """Compile ``func`` with ``numba.njit`` under the project policy.
 
     The result is an ordinary Numba dispatcher: callable from Python, from
     other jitted functions and, as a device function, from CUDA kernels. It
     is compiled without the reference-counting runtime, so it must not
     allocate or return arrays.
+
+    ``inline=True`` inlines the function into its callers in Numba's IR
+    (``inline="always"``; on CUDA it becomes a forced inline, which device
+    functions mostly are anyway). For the per-cell rules that the cpu step
+    calls for every CAR-T cell in every step (:func:`kernels.rules.act_site`,
+    :func:`kernels.rules.act_cart`): a call passes each array as a struct of
+    about nine words, ~75 words for those two, which at the default
+    patient's peak cost as much as the rules' work (the sublattice passes ran
+    1.7x faster inlined, ``benchmarks/README.md``). The step then compiles
+    ~7 s slower (once per machine: the cache keeps it).
     """
-    decorator = (
-        _interpreted if SIMULATED_CUDA else numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True, _nrt=False)
-    )
+    options = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, _nrt=False)
+    if inline:
+        options["inline"] = "always"
+    decorator = _interpreted if SIMULATED_CUDA else numba.njit(**options)
     return decorator if func is None else decorator(func)
 
 

@@ -44,7 +44,9 @@ Performance (see ``benchmarks/README.md`` for the measurements)
     Numba's runtime, as :func:`kernels.config.jit` now does) increments and
     decrements the array's reference count, an atomic operation on a cache
     line that all threads share. Per site that cost more than the rule itself.
-    So the per-site and per-voxel hot paths call only functions of scalars:
+    So the per-site and per-voxel hot paths call only functions of scalars,
+    or rules that Numba inlines (:func:`kernels.rules.act_site` and
+    :func:`kernels.rules.act_cart`, ``jit(inline=True)``):
 
     * the sublattice passes do :func:`kernels.rules.needs_visit` inline: a
       CAR-T cell acts every step; tissue cells are drawn by turnover group

@@ -543,7 +543,7 @@ def antigen_row(tissue, i, j, row):
     return row + 2 if tissue[i, j] == NICHE else row
 
 
-@jit
+@jit(inline=True)
 def act_cart(i, j, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, rates, key, step):
     """One CAR-T cell: die, kill or stay engaged, divide, convert to memory, engage, or migrate.
 
@@ -707,7 +707,7 @@ def uphill(field, coarsen, i, j, n, key, step, site):
     return nth_direction(mask, pick(key, step, site, P_DIR, ties))
 
 
-@jit
+@jit(inline=True)
 def act_site(i, j, u, cell, tissue, traits, chemokine, coarsen, kind_rates, antigen_rates, cd19_noise, rates, key,
              step):
     """Visit site ``(i, j)`` in a sublattice pass (``u``: a tissue cell's decision value); returns an event code."""
