@@ -54,6 +54,7 @@ from abm.rates import (
 )
 from kernels import MAX_QUANTA, QUANTUM, Traffic, threshold
 from kernels import layout as L
+from kernels.census import window_census
 
 CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
 
@@ -206,22 +207,21 @@ class MarrowModel(mesa.Model):
     def read_window(self) -> WindowReadout:
         """What the body learns from the window (see :class:`abm.body.WindowReadout`)."""
         s = self.state
-        counts = np.bincount(s.cell.ravel(), minlength=L.N_KINDS)
-        levels = target_levels(s.traits[..., L.ANTIGEN], self.target_mode)
-        positive = (levels > 0) & ((s.cell == L.BLAST) | (s.cell == L.BCELL))
-        cart = s.cell == L.CART
+        counts = np.zeros(L.N_KINDS, dtype=np.int64)
+        positive = np.zeros(L.N_LEVELS, dtype=np.int64)  # blasts and B cells carrying the target, by its level
+        cart_active = window_census(s.cell, s.traits, self.target_mode, counts, positive)
         ev = s.events
         kills = int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL])
         previous = getattr(self, "readout", None)  # None at the first readout
         interval = self.coupling_steps * self.dt_min / MINUTES_PER_DAY
         return WindowReadout(
-            cd19_cells=int(np.count_nonzero(positive)),
-            target_signal=self._signal(levels[positive]),
-            stripped_response=self._stripped_response(s, levels) if self.trogocytosis else 1.0,
+            cd19_cells=int(positive.sum()),
+            target_signal=math.fsum(positive * self.response),
+            stripped_response=self._stripped_response(s) if self.trogocytosis else 1.0,
             blasts=int(counts[L.BLAST]),
             nucleated=int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL]),
             cart=int(counts[L.CART]),
-            cart_active=int(np.count_nonzero(cart & (s.traits[..., L.STATE] == L.ACTIVE))),
+            cart_active=int(cart_active),
             il6_mean_pg_ml=float(s.fields[L.F_IL6].mean()) * QUANTUM,
             kills=kills,
             kills_per_day=(kills - previous.kills) / interval if previous is not None else 0.0,
@@ -231,7 +231,7 @@ class MarrowModel(mesa.Model):
         """Cells at these target ``levels`` weighted by the CAR's response to each."""
         return math.fsum(np.bincount(levels, minlength=L.N_LEVELS) * self.response)
 
-    def _stripped_response(self, s: kernels.LatticeState, levels: np.ndarray) -> float:
+    def _stripped_response(self, s: kernels.LatticeState) -> float:
         """The window's blasts' response to their target now, over that to it before trogocytosis (1: none)."""
         blasts = s.cell == L.BLAST
         antigen = s.traits[..., L.ANTIGEN][blasts]
@@ -240,7 +240,7 @@ class MarrowModel(mesa.Model):
                                           np.minimum(cd22_levels(antigen) + cd22_levels(deficit), L.N_LEVELS - 1)),
                               self.target_mode)
         before = self._signal(whole)
-        return self._signal(levels[blasts]) / before if before > 0.0 else 1.0
+        return self._signal(target_levels(antigen, self.target_mode)) / before if before > 0.0 else 1.0
 
     def apply_controls(self) -> None:
         """Rebuild the rate tables if steroids or the lymphodepletion boost changed the CAR-T factors."""

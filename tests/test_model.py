@@ -45,6 +45,25 @@ def test_works_with_mesa_batch_run():
     assert {"seed", "blasts", "cart", "il6_mean_pg_ml", "product.dose_per_kg"} <= set(results[0])
 
 
+@pytest.mark.parametrize("mode", [L.TARGET_CD19, L.TARGET_CD22, L.TARGET_BOTH])
+def test_window_census_counts_what_the_numpy_form_counts(mode):
+    from abm.rates import target_levels
+    from kernels.census import window_census
+
+    g = np.random.default_rng(mode)
+    cell = g.integers(0, L.N_KINDS, size=(23, 23)).astype(np.uint8)
+    traits = g.integers(0, 1 << 16, size=(23, 23, L.N_TRAITS)).astype(np.uint16)
+    traits[..., L.STATE] = g.integers(0, 4, size=(23, 23))
+    kinds = np.full(L.N_KINDS, 7, dtype=np.int64)
+    levels = np.full(L.N_LEVELS, 7, dtype=np.int64)
+    active = window_census(cell, traits, mode, kinds, levels)
+    assert np.array_equal(kinds, np.bincount(cell.ravel(), minlength=L.N_KINDS))
+    level = target_levels(traits[..., L.ANTIGEN], mode)
+    positive = (level > 0) & ((cell == L.BLAST) | (cell == L.BCELL))
+    assert np.array_equal(levels, np.bincount(level[positive], minlength=L.N_LEVELS))
+    assert active == np.count_nonzero((cell == L.CART) & (traits[..., L.STATE] == L.ACTIVE))
+
+
 def test_window_matches_patient_profile():
     params = Params.default().replace({"grid.size": 128, "patient.marrow_blast_fraction": 0.4,
                                        "patient.cd19_negative_fraction": 0.1, "lymphodepletion.enabled": False})
