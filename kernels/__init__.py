@@ -302,6 +302,7 @@ class Lattice:
         self.turnover_scheme = turnover_scheme
         self._turnover = turnover.table(tables.kind_rates, turnover_scheme)
         self._portals = np.flatnonzero(state.tissue.ravel() == layout.PERIVASCULAR).astype(np.int64)
+        self._gates = np.zeros_like(self._portals)
         self._scratch = np.zeros_like(state.fields)
         from kernels import cpu
 
@@ -357,7 +358,7 @@ class Lattice:
         s, t = self.state, self.tables
         args = (
             s.cell, s.tissue, s.traits, s.fields, self._scratch, self._flags, self._stroma, self._order, self._portals,
-            t.coarsen,
+            self._gates, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
             self._turnover, self._traffic, self._key, step_index, self._row_events, self.slab_rows,
         )

@@ -281,6 +281,7 @@ def step(
     stroma,
     order,
     portals,
+    gates,
     coarsen,
     chemokine_field,
     kind_rates,
@@ -308,6 +309,7 @@ def step(
         :class:`kernels.Lattice` counts them once)
     order : int64[9 + N_KINDS], workspace: the sublattice order, then the visit thresholds
     portals : int64[p], flat indices of the perivascular sites (sorted)
+    gates : int64[p], workspace: the portals where a cell may enter or leave this step
     coarsen : int, sites per voxel side
     chemokine_field : int, which field steers chemotaxis
     kind_rates : int64[N_KIND_RATES, N_KINDS]; antigen_rates : int64[N_ANTIGEN_RATES, 256]
@@ -321,17 +323,24 @@ def step(
     slab_rows : int, rows per slab of the sweep, >= ``MIN_SLAB_ROWS`` (any value gives the same result)
     """
     n = cell.shape[0]
-    # blood traffic: a portal's decisions touch only its own site, so slabs of rows run in parallel; portals are
-    # sorted flat indices, and a slab walks its rows alongside them (no integer division per portal)
+    # blood traffic: a portal's decisions touch only its own site, so slabs of rows run in parallel (each owns
+    # the event rows of its portals). The first loop counts the empty portals and lists, in the slab's part of
+    # ``gates``, the portals where something can happen (empty: a cell may enter; a CAR-T cell: it may leave)
+    flat = cell.reshape(cell.size)
     slabs = max(1, n // slab_rows)
     empty = np.zeros(slabs, dtype=np.int64)
+    listed = np.zeros(slabs, dtype=np.int64)
     for b in prange(slabs):
-        i = b * n // slabs
-        for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
-            while portals[p] >= (i + 1) * n:
-                i += 1
-            if cell[i, portals[p] - i * n] == EMPTY:
-                empty[b] += 1
+        first = np.searchsorted(portals, (b * n // slabs) * n)
+        q = first
+        for p in range(first, np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
+            c = flat[portals[p]]
+            if c == EMPTY or c == CART:
+                gates[q] = portals[p]
+                q += 1
+                if c == EMPTY:
+                    empty[b] += 1
+        listed[b] = q - first
     empty_portals = empty.sum()
     threshold = enter_threshold(traffic[TR_ENTER_QUOTA], empty_portals)
     seed_threshold = enter_threshold(traffic[TR_SEED_QUOTA], empty_portals)
@@ -343,22 +352,17 @@ def step(
     mutation_threshold = traffic[TR_MUTATION_THRESHOLD]
     lineage_threshold = traffic[TR_LINEAGE_THRESHOLD]
     for b in prange(slabs):
-        i = b * n // slabs
-        for p in range(np.searchsorted(portals, i * n), np.searchsorted(portals, ((b + 1) * n // slabs) * n)):
-            site = portals[p]
-            while site >= (i + 1) * n:
-                i += 1
+        first = np.searchsorted(portals, (b * n // slabs) * n)
+        for q in range(first, first + listed[b]):
+            site = gates[q]
+            i = site // n
             j = site - i * n
-            c = cell[i, j]
             # the draws traffic_site makes first, inline: it is called only for the portals where something happens
-            if c == EMPTY:
+            if cell[i, j] == EMPTY:
                 if not ((threshold > 0 and draw(key, step_index, site, P_ENTER) < threshold)
                         or (seed_threshold > 0 and draw(key, step_index, site, P_SEED) < seed_threshold)):
                     continue
-            elif c == CART:
-                if traits[i, j, TARGET] != 0 or draw(key, step_index, site, P_EXIT) >= exit_threshold:
-                    continue
-            else:
+            elif traits[i, j, TARGET] != 0 or draw(key, step_index, site, P_EXIT) >= exit_threshold:
                 continue
             e = traffic_site(i, j, cell, tissue, traits, threshold, memory_threshold, exit_threshold, seed_threshold,
                              negative_threshold, preexisting_threshold, mutation_threshold, lineage_threshold,
