@@ -306,7 +306,7 @@ class Lattice:
         self._scratch = np.zeros_like(state.fields)
         from kernels import cpu
 
-        self._flags = np.zeros(cpu.flag_shape(state.cell.shape[0]), dtype=np.uint8)
+        self._masks = np.zeros(cpu.mask_shape(state.cell.shape[0]), dtype=np.uint32)
         self._stroma = stroma_per_voxel(state.cell, tables.coarsen)
         self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
         self._base_events = state.events.copy()
@@ -357,7 +357,7 @@ class Lattice:
         self._traffic[:] = traffic.slots()
         s, t = self.state, self.tables
         args = (
-            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._flags, self._stroma, self._order, self._portals,
+            s.cell, s.tissue, s.traits, s.fields, self._scratch, self._masks, self._stroma, self._order, self._portals,
             self._gates, t.coarsen,
             t.chemokine_field, t.kind_rates, t.antigen_rates, t.cd19_noise, t.rates, t.field_rates, t.entry_levels,
             self._turnover, self._traffic, self._key, step_index, self._row_events, self.slab_rows,

@@ -54,18 +54,20 @@ Performance (see ``benchmarks/README.md`` for the measurements)
       then only the rare candidates), and :func:`kernels.rules.act_site` is
       called only for the sites that act;
     * work follows the active cells: before the passes, :func:`scan_row`
-      flags the blocks of ``BLOCK`` = 32 columns of each row that hold a CAR-T
-      cell (or, while stripped cells recover, one of those), in vectorized
-      loops; the passes look for CAR-T cells only in flagged blocks, and
-      secretion only in the blocks next to one (:func:`dilate_row`). That is
-      exact, not an approximation: a CAR-T cell that has not acted in this
-      step sits where it sat before the passes (only its own move takes a
-      CAR-T cell from its site, and it has then acted),
-      a cell stripped in the step is the neighbour of such a CAR-T cell, and
-      at the end of the step every CAR-T cell is within one site of where a
-      CAR-T cell sat before the passes (it moved or placed a daughter one
-      site). The stroma, which no rule makes, moves or removes, is counted
-      per voxel once by the :class:`kernels.Lattice`;
+      writes a bit mask per block of ``BLOCK`` = 32 columns of each row with
+      a bit for each CAR-T cell (and, while stripped cells recover, a second
+      mask for those), in vectorized loops; a pass row visits only the set
+      bits of its sublattice (:data:`THIRDS`, :func:`lowest_bit`), and
+      secretion only the sites within one site of a CAR-T cell
+      (:func:`near_car_t`), so the cost of the passes follows the CAR-T cells,
+      not the area. That is exact, not an approximation: a CAR-T cell that has
+      not acted in this step sits where it sat before the passes (only its own
+      move takes a CAR-T cell from its site, and it has then acted), a cell
+      stripped in the step is the neighbour of such a CAR-T cell, and at the
+      end of the step every CAR-T cell is within one site of where a CAR-T
+      cell sat before the passes (it moved or placed a daughter one site).
+      The stroma, which no rule makes, moves or removes, is counted per voxel
+      once by the :class:`kernels.Lattice`;
     * blood traffic makes the draws of :func:`kernels.rules.traffic_site`'s
       first test inline and calls it only where a cell enters or leaves;
     * secretion adds each secreting cell's rate to its voxel
@@ -218,56 +220,69 @@ def diffuse_end(vi, vj, up, down, src, dst, d_q, k_q):
     dst[vi, vj] = total - mul_shift(total, k_q, DECAY_SHIFT)
 
 
-BLOCK = 32  # columns per activity block of a row (the passes skip the blocks where nothing acts every step)
+BLOCK = 32  # columns per block of a row: one bit each in a uint32 mask (:func:`scan_row`)
+THIRDS = (0x49249249, 0x92492492, 0x24924924)  # bits j of a block with j % 3 == 0, 1, 2
+DE_BRUIJN = 0x077CB531  # (lowest bit * DE_BRUIJN) >> 27 indexes LOWEST_BIT (Leiserson, Prokop & Randall 1998)
+LOWEST_BIT = (0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+              31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9)
 
 
-def flag_shape(n: int) -> tuple[int, int, int]:
-    """Shape of the ``flags`` workspace of :func:`step` for an ``n x n`` lattice."""
+def mask_shape(n: int) -> tuple[int, int, int]:
+    """Shape of the ``masks`` workspace of :func:`step` for an ``n x n`` lattice."""
     return 2, n, -(-n // BLOCK)
 
 
-@jit
-def scan_row(i, cell, traits, flags, recovering):
-    """Fill ``flags[0, i, :]`` before the passes: which blocks of row ``i`` hold a cell that acts every step.
+@jit(inline=True)
+def lowest_bit(m):
+    """Index (0..31) of the lowest set bit of a non-zero 32-bit mask ``m`` (an int64)."""
+    return LOWEST_BIT[(((m & -m) * DE_BRUIJN) & 0xFFFFFFFF) >> 27]
 
-    Bit 0 of ``flags[0, i, b]``: block ``b`` holds a CAR-T cell; bit 1: it holds a blast or B cell with a
-    trogocytosis ``DEFICIT`` (only looked for when ``recovering``).
-    The CAR-T test counts in loops of fixed length, which LLVM vectorizes (~0.25 ns a site).
+
+@jit
+def scan_row(i, cell, traits, masks, recovering):
+    """Fill ``masks[:, i, :]`` before the passes: where in row ``i`` the cells are that act every step.
+
+    Bit ``j`` of ``masks[0, i, b]`` is set if column ``b * BLOCK + j`` holds a CAR-T cell; of ``masks[1, i, b]``
+    if it holds a blast or B cell with a trogocytosis ``DEFICIT`` (only looked for when ``recovering``). The
+    CAR-T masks are built in loops of fixed length, which LLVM vectorizes (~0.3 ns a site).
     """
     n = cell.shape[1]
     full = n // BLOCK
     for b in range(full):
-        count = np.uint8(0)
+        m = np.uint32(0)
         for j in range(BLOCK):
-            count += cell[i, b * BLOCK + j] == CART
-        flags[0, i, b] = 1 if count > 0 else 0
-    if full < flags.shape[2]:
-        count = np.uint8(0)
+            m |= np.uint32(cell[i, b * BLOCK + j] == CART) << np.uint32(j)
+        masks[0, i, b] = m
+    if full < masks.shape[2]:
+        m = np.uint32(0)
         for j in range(full * BLOCK, n):
-            count += cell[i, j] == CART
-        flags[0, i, full] = 1 if count > 0 else 0
+            m |= np.uint32(cell[i, j] == CART) << np.uint32(j - full * BLOCK)
+        masks[0, i, full] = m
+    for b in range(masks.shape[2]):
+        masks[1, i, b] = 0
     if recovering:
         for j in range(n):
             x = cell[i, j]
             if (x == BLAST or x == BCELL) and traits[i, j, DEFICIT] != 0:
-                flags[0, i, j // BLOCK] |= 2
+                masks[1, i, j // BLOCK] |= np.uint32(1) << np.uint32(j % BLOCK)
 
 
-@jit
-def dilate_row(i, flags):
-    """``flags[1, i, b]``: 1 if a CAR-T cell sits in block ``b`` or a neighbouring block of rows ``i - 1 .. i + 1``."""
-    n = flags.shape[1]
-    nb = flags.shape[2]
-    above = max(i - 1, 0)
-    below = min(i + 1, n - 1)
-    for b in range(nb):  # the three rows first (vectorized), then the neighbouring blocks
-        flags[1, i, b] = (flags[0, above, b] | flags[0, i, b] | flags[0, below, b]) & 1
-    carry = np.uint8(0)
-    for b in range(nb):
-        here = flags[1, i, b]
-        right = flags[1, i, b + 1] if b + 1 < nb else np.uint8(0)
-        flags[1, i, b] = carry | here | right
-        carry = here
+@jit(inline=True)
+def near_car_t(masks, i, b, n):
+    """Mask of the columns of block ``b`` of row ``i`` within one site of a CAR-T cell of ``masks[0]``."""
+    nb = masks.shape[2]
+    v = np.int64(0)
+    left = np.int64(0)
+    right = np.int64(0)
+    for r in range(max(i - 1, 0), min(i + 2, n)):
+        v |= np.int64(masks[0, r, b])
+        if b > 0:
+            left |= np.int64(masks[0, r, b - 1])
+        if b + 1 < nb:
+            right |= np.int64(masks[0, r, b + 1])
+    d = v | (v << 1) | (v >> 1) | ((left >> (BLOCK - 1)) & 1) | ((right & 1) << (BLOCK - 1))
+    width = min(BLOCK, n - b * BLOCK)
+    return d & ((np.int64(1) << width) - 1)
 
 
 @jit_parallel
@@ -277,7 +292,7 @@ def step(
     traits,
     fields,
     scratch,
-    flags,
+    masks,
     stroma,
     order,
     portals,
@@ -304,7 +319,7 @@ def step(
     cell, tissue : uint8[n, n]
     traits : uint16[n, n, N_TRAITS]
     fields, scratch : int64[N_FIELDS, m, m], ``m = ceil(n / coarsen)``
-    flags : uint8[2, n, nb], workspace: the activity flags of the blocks of every row (:func:`flag_shape`)
+    masks : uint32[2, n, nb], workspace: where the cells are that act every step, a bit per site (:func:`mask_shape`)
     stroma : int64[m, m], the stromal cells of every voxel (no rule makes, moves or removes one; the
         :class:`kernels.Lattice` counts them once)
     order : int64[9 + N_KINDS], workspace: the sublattice order, then the visit thresholds
@@ -375,14 +390,11 @@ def step(
     group = turnover[TV_GROUP]
     bound = turnover[TV_BOUND]
     recovering = rates[R_RECOVER] > 0
-    # which blocks of which rows the passes must scan: the cells that act every step (CAR-T cells; stripped
-    # cells while they recover) are found here, after traffic, and the passes skip the blocks without any
+    # where the cells are that act every step (CAR-T cells; stripped cells while they recover): found here, after
+    # traffic, so that the passes visit only them and the turnover candidates
     for i in prange(n):
-        scan_row(i, cell, traits, flags, recovering)
-    for i in prange(n):
-        dilate_row(i, flags)
-    blocks = flags.shape[2] if group > 0 else 1  # the per-site scheme visits every tissue site: one block a row
-    span = BLOCK if group > 0 else n
+        scan_row(i, cell, traits, masks, recovering)
+    nb = masks.shape[2]
     chemokine = fields[chemokine_field]
     for phase in range(2):
         # phase 0: every slab's trapezoid; phase 1: the zone around every boundary between two slabs
@@ -392,11 +404,11 @@ def step(
             for t in range(lo, hi + (LAG + REACH) * 8):
                 ahead = t + 2
                 if ahead < n:
-                    # read one trait per cache line of the busy blocks of the row the wave reaches next, so that
+                    # read one trait per cache line of the CAR-T blocks of the row the wave reaches next, so that
                     # the hardware streams them in instead of the CAR-T cells missing on them one by one
                     touched = np.int64(0)  # int64 in Python mode too (a uint16 sum would overflow)
-                    for blk in range(flags.shape[2]):
-                        if flags[1, ahead, blk] != 0:
+                    for blk in range(nb):
+                        if masks[0, ahead, blk] != 0:
                             for j in range(blk * BLOCK, min((blk + 1) * BLOCK, n), TOUCH_STRIDE):
                                 touched += traits[ahead, j, 0]
                     if touched < 0:  # never: keeps the loads
@@ -408,13 +420,21 @@ def step(
                         continue
                     # the sites of this pass in row i: ox, ox + 3, ...; the order within a pass is free
                     ox = order[k] % 3
-                    for blk in range(blocks):
-                        if group > 0:
-                            busy = flags[1, i, blk] | (flags[0, i, blk] >> 1) if recovering else flags[0, i, blk]
-                            if busy == 0:
-                                continue
-                        j0 = blk * span
-                        for j in range(j0 + (ox - j0) % 3, min(j0 + span, n), 3):
+                    # the cells that act every step, from the masks: CAR-T cells where they sat before the passes
+                    # (one that has not acted has not moved), and while stripped cells recover, those and every
+                    # site next to a CAR-T cell (where one may be stripped in this step); the per-site scheme
+                    # visits every site
+                    for blk in range(nb):
+                        if group == 0:
+                            bits = (np.int64(1) << min(BLOCK, n - blk * BLOCK)) - 1
+                        elif recovering:
+                            bits = near_car_t(masks, i, blk, n) | np.int64(masks[1, i, blk])
+                        else:
+                            bits = np.int64(masks[0, i, blk])
+                        bits &= THIRDS[(ox - blk * BLOCK) % 3]
+                        while bits != 0:
+                            j = blk * BLOCK + lowest_bit(bits)
+                            bits &= bits - 1
                             c = cell[i, j]
                             u = np.int64(-1)
                             if c == CART:
@@ -460,8 +480,8 @@ def step(
     n_fields = fields.shape[0]
     if secrete:
         # per voxel row: the stromal cells (counted by the Lattice: no rule moves them), then the ACTIVE CAR-T
-        # cells of the blocks near one at the start of the step (a CAR-T cell moves or places a daughter one site
-        # at most), each adding its rate to its voxel: the integer sums of kernels.diffusion.secrete_voxel
+        # cells, looked for within one site of where one sat at the start of the step (a CAR-T cell moves or places
+        # a daughter one site at most), each adding its rate to its voxel: kernels.diffusion.secrete_voxel's sums
         for vi in prange(m):
             for f in range(n_fields):
                 rate = field_rates[f, FR_SECRETE_STROMA]
@@ -469,12 +489,14 @@ def step(
                     for vj in range(m):
                         fields[f, vi, vj] += stroma[vi, vj] * rate
             for i in range(vi * coarsen, min((vi + 1) * coarsen, n)):
-                for b in range(flags.shape[2]):
-                    if flags[1, i, b] != 0:
-                        for j in range(b * BLOCK, min((b + 1) * BLOCK, n)):
-                            if cell[i, j] == CART and traits[i, j, STATE] == ACTIVE:
-                                for f in range(n_fields):
-                                    fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_ACTIVE_CART]
+                for b in range(nb):
+                    bits = near_car_t(masks, i, b, n)
+                    while bits != 0:
+                        j = b * BLOCK + lowest_bit(bits)
+                        bits &= bits - 1
+                        if cell[i, j] == CART and traits[i, j, STATE] == ACTIVE:
+                            for f in range(n_fields):
+                                fields[f, vi, j // coarsen] += field_rates[f, FR_SECRETE_ACTIVE_CART]
     substeps = 0
     for f in range(n_fields):
         substeps = max(substeps, field_rates[f, FR_SUBSTEPS])

@@ -40,31 +40,35 @@ def test_diffuse_row_equals_diffuse_voxel_on_random_fields():
 
 
 @pytest.mark.parametrize("n", [5, 32, 70])
-def test_activity_flags_mark_every_block_with_a_car_t_or_stripped_cell_and_their_neighbours(n):
+def test_the_masks_hold_every_car_t_and_stripped_cell_and_near_car_t_their_neighbours(n):
     g = np.random.default_rng(n)
     cell = g.choice([L.EMPTY, L.NORMAL, L.BLAST, L.BCELL, L.CART], p=[0.5, 0.3, 0.1, 0.08, 0.02],
                     size=(n, n)).astype(np.uint8)
     traits = np.zeros((n, n, L.N_TRAITS), dtype=np.uint16)
     traits[..., L.DEFICIT] = g.random((n, n)) < 0.05
-    flags = np.full(cpu.flag_shape(n), 9, dtype=np.uint8)
+    masks = np.full(cpu.mask_shape(n), 0xFFFF, dtype=np.uint32)
+    columns = np.arange(masks.shape[2] * cpu.BLOCK)
     for recovering in (False, True):
         for i in range(n):
-            cpu.scan_row(i, cell, traits, flags, recovering)
+            cpu.scan_row(i, cell, traits, masks, recovering)
+        bits = ((masks[..., None].astype(np.int64) >> np.arange(cpu.BLOCK)) & 1).reshape(2, n, -1)
+        assert not bits[..., n:].any()
+        stripped = ((cell == L.BLAST) | (cell == L.BCELL)) & (traits[..., L.DEFICIT] != 0) & recovering
+        assert np.array_equal(bits[0, :, :n], cell == L.CART)
+        assert np.array_equal(bits[1, :, :n], stripped)
+        padded = np.pad(cell == L.CART, 1)
+        near = np.zeros((n, n), dtype=bool)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                near |= padded[1 + di:n + 1 + di, 1 + dj:n + 1 + dj]
         for i in range(n):
-            cpu.dilate_row(i, flags)
-        blocks = flags.shape[2]
-        cart = np.zeros((n, blocks), dtype=bool)
-        stripped = np.zeros((n, blocks), dtype=bool)
-        for i, j in np.argwhere(cell == L.CART):
-            cart[i, j // cpu.BLOCK] = True
-        if recovering:
-            for i, j in np.argwhere(((cell == L.BLAST) | (cell == L.BCELL)) & (traits[..., L.DEFICIT] != 0)):
-                stripped[i, j // cpu.BLOCK] = True
-        assert np.array_equal(flags[0], cart + 2 * stripped)
-        near = np.zeros_like(cart)
-        for i, b in np.argwhere(cart):
-            near[max(i - 1, 0):i + 2, max(b - 1, 0):b + 2] = True
-        assert np.array_equal(flags[1], near)
+            got = [cpu.near_car_t(masks, i, b, n) for b in range(masks.shape[2])]
+            got = (np.array(got, dtype=np.int64)[:, None] >> np.arange(cpu.BLOCK) & 1).ravel()
+            assert np.array_equal(got[:n], near[i]) and not got[n:].any()
+    for m in (1, 2, 6, 1 << 31, 0xFFFFFFFF, 0x80000100):
+        assert cpu.lowest_bit(np.int64(m)) == (m & -m).bit_length() - 1
+    for k, third in enumerate(cpu.THIRDS):
+        assert third == sum(1 << j for j in columns[:cpu.BLOCK] if j % 3 == k)
 
 
 def test_the_stroma_per_voxel_counts_every_stromal_cell_once():
