@@ -52,9 +52,8 @@ from abm.rates import (
     target_levels,
     target_mode,
 )
-from kernels import MAX_QUANTA, QUANTUM, Traffic, threshold
+from kernels import MAX_QUANTA, QUANTUM, Traffic, threshold, window_census
 from kernels import layout as L
-from kernels.census import window_census
 
 CHECKPOINT_FORMAT = "cart-abm-checkpoint-1"
 

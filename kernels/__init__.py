@@ -12,7 +12,10 @@ behind it:
 * from :mod:`kernels.rng`: :func:`threshold` (probability to integer
   threshold), :data:`TWO32` and :func:`draw_reference` (the generator in pure Python);
 * from :mod:`kernels.diffusion`: the fixed-point constants ``QUANTUM``,
-  ``SHIFT``, ``DECAY_SHIFT``, ``MAX_QUANTA`` and ``MAX_RATIO``.
+  ``SHIFT``, ``DECAY_SHIFT``, ``MAX_QUANTA`` and ``MAX_RATIO``;
+* :func:`window_census` (:mod:`kernels.census`): the window's cells by kind and
+  its target-carrying cells by level, in one compiled pass;
+* :func:`stroma_per_voxel`: the stromal cells of every field voxel.
 
 Determinism contract: for the same state, tables, traffic, seed and step
 numbers, every backend and thread count produces bit-identical arrays (see
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from kernels import layout, turnover
+from kernels.census import window_census
 from kernels.config import step_cached
 from kernels.diffusion import DECAY_SHIFT, MAX_QUANTA, MAX_RATIO, QUANTUM, SHIFT
 from kernels.rng import TWO32, draw_reference, threshold
@@ -48,8 +52,10 @@ __all__ = [
     "layout",
     "select_backend",
     "step_cached",
+    "stroma_per_voxel",
     "threshold",
     "validate",
+    "window_census",
 ]
 
 BACKENDS = ("auto", "python", "cpu", "cuda")
