@@ -233,8 +233,9 @@ def stroma_per_voxel(cell: np.ndarray, coarsen: int) -> np.ndarray:
     """The stromal cells of every ``coarsen x coarsen`` voxel of ``cell`` (int64[m, m], ``m = ceil(n / coarsen)``).
 
     The cpu step reads these counts for the stroma's secretion instead of finding the cells every step: no rule
-    makes, moves or removes a stromal cell, so they hold for the lattice's life (as the cuda backend's copy of
-    the state does, a :class:`Lattice` does not see cells written into its state from outside between steps).
+    makes, moves or removes a stromal cell, so a :class:`Lattice` counts them once, when it is made. A stromal
+    cell written into its state from outside afterwards is not seen by that secretion (the cuda backend, which
+    keeps the whole state on the device, sees no outside write at all); make a new ``Lattice`` instead.
     """
     n = cell.shape[0]
     m = -(-n // coarsen)
