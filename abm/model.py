@@ -308,6 +308,7 @@ class MarrowModel(mesa.Model):
             "il6_max_pg_ml": float(il6.max()) * QUANTUM,
             **self.body.observe(),
             "kills": int(ev[L.EV_KILLED + L.BLAST] + ev[L.EV_KILLED + L.BCELL]),
+            "cart_fratricide": int(ev[L.EV_KILLED + L.CART]),  # CAR-T cells killed for antigen they took
             "cart_entered": int(ev[L.EV_ENTERED]),
             "cart_exited": int(ev[L.EV_EXITED]),
             "cart_born": int(ev[L.EV_BORN + L.CART]),
@@ -489,6 +490,7 @@ OBSERVABLES = (
     "il6_mean_pg_ml",
     "il6_max_pg_ml",
     "kills",
+    "cart_fratricide",
     "cart_entered",
     "cart_exited",
     "cart_born",

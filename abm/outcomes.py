@@ -339,6 +339,7 @@ def summarize(model: MarrowModel, wall_s: float | None = None) -> dict[str, Any]
         "cart_peak_window_day": float(df.loc[peak_idx, "day"]),
         "cart_entered_window": int(df["cart_entered"].iloc[-1]),
         "kills": int(df["kills"].iloc[-1]),
+        "cart_fratricide": int(df["cart_fratricide"].iloc[-1]),
         "il6_peak_marrow_pg_ml": float(df["il6_max_pg_ml"].max()),
         "grid_size": p.grid.size,
         "site_um": p.grid.site_um,

@@ -298,8 +298,9 @@ def test_trogocytosis_rates_follow_the_share_stripped_and_the_binder():
 
 
 def test_trogocytosis_down_regulates_window_blasts_and_slows_the_reservoir_s_killing():
-    """A short run with strong trogocytosis: down-regulated blasts appear, and the readout's stripped
-    response, which scales the reservoir's killing, falls below 1 (it is exactly 1 without trogocytosis)."""
+    """A short run with strong trogocytosis: down-regulated blasts appear, the readout's stripped response,
+    which scales the reservoir's killing, falls below 1 (it is exactly 1 without trogocytosis), and CAR-T
+    cells carrying stripped antigen are killed by others (``cart_fratricide``; none without)."""
     p = Params({"grid.size": 64, "time.days": 4.0, "cart.trogocytosis_fraction": 0.5,
                 "body.marrow_homing_rate_per_day": 50.0})
     seen = []
@@ -311,6 +312,9 @@ def test_trogocytosis_down_regulates_window_blasts_and_slows_the_reservoir_s_kil
     off = MarrowModel(p.replace({"cart.trogocytosis_fraction": 0.0}), seed=2, backend="cpu", threads=1)
     off.run(after_step=lambda m: seen.append(m.readout.stripped_response))
     assert seen[-1] == 1.0 and off.datacollector.get_model_vars_dataframe()["blasts_route_downregulation"].max() == 0
+    # CAR-T cells that carry stripped antigen are killed by others: the observable is the window's event count
+    assert df["cart_fratricide"].iloc[-1] == model.state.events[L.EV_KILLED + L.CART] > 0
+    assert off.datacollector.get_model_vars_dataframe()["cart_fratricide"].max() == 0
 
 
 # -- masking: a blast transduced with the CAR in manufacturing -----------------------------------------------------
