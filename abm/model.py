@@ -215,7 +215,7 @@ class MarrowModel(mesa.Model):
         interval = self.coupling_steps * self.dt_min / MINUTES_PER_DAY
         return WindowReadout(
             cd19_cells=int(positive.sum()),
-            target_signal=math.fsum(positive * self.response),
+            target_signal=self._weighted(positive),
             stripped_response=self._stripped_response(s) if self.trogocytosis else 1.0,
             blasts=int(counts[L.BLAST]),
             nucleated=int(counts[L.BLAST] + counts[L.BCELL] + counts[L.NORMAL]),
@@ -228,7 +228,11 @@ class MarrowModel(mesa.Model):
 
     def _signal(self, levels: np.ndarray) -> float:
         """Cells at these target ``levels`` weighted by the CAR's response to each."""
-        return math.fsum(np.bincount(levels, minlength=L.N_LEVELS) * self.response)
+        return self._weighted(np.bincount(levels, minlength=L.N_LEVELS))
+
+    def _weighted(self, cells_by_level: np.ndarray) -> float:
+        """Cells counted by target level (``N_LEVELS`` entries) weighted by the CAR's response to each."""
+        return math.fsum(cells_by_level * self.response)
 
     def _stripped_response(self, s: kernels.LatticeState) -> float:
         """The window's blasts' response to their target now, over that to it before trogocytosis (1: none)."""

@@ -74,8 +74,7 @@ Performance (see ``benchmarks/README.md`` for the measurements)
       (:func:`kernels.diffusion.secrete_voxel`'s sums, all fields in one pass);
     * diffusion computes :func:`kernels.diffusion.diffuse_voxel`'s stencil from
       scalars, branch-free in the interior of a row so that it vectorizes
-      (:func:`flux_free`, :func:`kernels.diffusion.mul_shift`), all fields in
-      one pass per sub-step.
+      (:func:`kernels.diffusion.stencil`), all fields in one pass per sub-step.
 
     ``tests/test_cpu_driver.py`` keeps the inline forms equal to the rule
     functions (the CUDA driver still calls those), and the equivalence tests
@@ -88,7 +87,7 @@ import numpy as np
 from numba import prange
 
 from kernels.config import jit, jit_parallel
-from kernels.diffusion import DECAY_SHIFT, SHIFT, mul_shift
+from kernels.diffusion import stencil
 from kernels.layout import (
     ACTIVE,
     BCELL,
@@ -175,49 +174,25 @@ def visit_thresholds(kind_rates, out):
 
 
 @jit
-def flux_free(u_from, u_to, d_q):
-    """:func:`kernels.diffusion.flux` without a branch (a select on the sign), so that a row loop vectorizes."""
-    diff = u_from - u_to
-    f = mul_shift(abs(diff), d_q, SHIFT)
-    return f if diff >= 0 else -f
-
-
-@jit
 def diffuse_row(vi, src, dst, d_q, k_q):
     """:func:`kernels.diffusion.diffuse_voxel` for every voxel of row ``vi``: reads ``src``, writes ``dst``.
 
     ``d_q`` and ``k_q`` are the field's ``FR_DIFFUSE`` and ``FR_DECAY`` rates. The interior voxels of the row
-    run in one loop without edge tests, which LLVM vectorizes; the two end voxels and the top and bottom rows'
-    missing neighbours are handled apart (a missing neighbour contributes no flux: ``flux(u, u) = 0``).
+    run in one loop without edge tests, which LLVM vectorizes (:func:`kernels.diffusion.stencil` has no
+    branch); the two end voxels are done apart. A missing neighbour reads the voxel itself (no flux).
     """
     m = src.shape[0]
     w = src.shape[1]
     vi = np.int64(vi)  # a prange index may come as uint64, and uint64 - 1 types as a float
-    up = vi - 1 if vi > 0 else vi  # a missing neighbour row reads the voxel itself: no flux
+    up = vi - 1 if vi > 0 else vi
     down = vi + 1 if vi < m - 1 else vi
     for vj in range(1, w - 1):
+        dst[vi, vj] = stencil(src[vi, vj], src[up, vj], src[down, vj], src[vi, vj - 1], src[vi, vj + 1], d_q, k_q)
+    for vj in range(0, w, max(w - 1, 1)):  # the first and the last voxel (one voxel if w == 1)
         u = src[vi, vj]
-        total = (u + flux_free(src[up, vj], u, d_q) + flux_free(src[down, vj], u, d_q)
-                 + flux_free(src[vi, vj - 1], u, d_q) + flux_free(src[vi, vj + 1], u, d_q))
-        dst[vi, vj] = total - mul_shift(total, k_q, DECAY_SHIFT)
-    diffuse_end(vi, 0, up, down, src, dst, d_q, k_q)
-    if w > 1:
-        diffuse_end(vi, w - 1, up, down, src, dst, d_q, k_q)
-
-
-@jit
-def diffuse_end(vi, vj, up, down, src, dst, d_q, k_q):
-    """:func:`diffuse_row`'s stencil at a voxel in the first or last column of row ``vi``.
-
-    ``up`` and ``down`` are the rows above and below it (``vi`` itself where there is none).
-    """
-    w = src.shape[1]
-    u = src[vi, vj]
-    left = src[vi, vj - 1] if vj > 0 else u
-    right = src[vi, vj + 1] if vj < w - 1 else u
-    total = (u + flux_free(src[up, vj], u, d_q) + flux_free(src[down, vj], u, d_q)
-             + flux_free(left, u, d_q) + flux_free(right, u, d_q))
-    dst[vi, vj] = total - mul_shift(total, k_q, DECAY_SHIFT)
+        left = src[vi, vj - 1] if vj > 0 else u
+        right = src[vi, vj + 1] if vj < w - 1 else u
+        dst[vi, vj] = stencil(u, src[up, vj], src[down, vj], left, right, d_q, k_q)
 
 
 BLOCK = 32  # columns per block of a row: one bit each in a uint32 mask (:func:`scan_row`)
