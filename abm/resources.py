@@ -17,8 +17,10 @@ The estimate (``n = grid.size``, ``m = ceil(n / grid.coarsen)``)
 ``buffers`` [B]
     What :class:`kernels.Lattice` allocates besides the state: the scratch
     copy of the fields (``fields`` again), the per-row event counters
-    int64[n, N_EVENTS], the base event counts, and the perivascular portal list
-    int64[portals]; portals are bounded by ``min(8 * grid.sinusoid_fraction,
+    int64[n, N_EVENTS], the base event counts, the perivascular portal list
+    int64[portals] and its gate list (the same size), the bit masks of the
+    cells that act (uint32[2, n, ceil(n / 32)]) and the stroma per voxel
+    (int64[m, m]); portals are bounded by ``min(8 * grid.sinusoid_fraction,
     1) * n**2`` (each sinusoid site has 8 neighbours; the default window has
     0.115 n**2 of them against the bound's 0.4 n**2).
 ``temporaries`` [B]
@@ -57,8 +59,9 @@ The estimate (``n = grid.size``, ``m = ceil(n / grid.coarsen)``)
     high: the construction temporaries are freed before the first step, when
     Numba compiles and snapshots start to accumulate.
 
-The ``cuda`` backend keeps the same host arrays (plus a CUDA context, not
-counted); GPU memory is not estimated here.
+The ``cuda`` backend keeps the same host state but not the host drivers'
+workspaces (its own are on the device; a CUDA context is not counted), so the
+estimate errs high there; GPU memory is not estimated here.
 
 Calibration
 -----------
@@ -233,7 +236,8 @@ def estimate_run_bytes(params: Params, snapshots: int = 0) -> RunMemory:
     state = state_bytes(params)
     fields = 8 * L.N_FIELDS * _voxels(params)
     portals = math.ceil(min(8.0 * params.grid.sinusoid_fraction, 1.0) * sites)
-    buffers = fields + 8 * n * L.N_EVENTS + 8 * L.N_EVENTS + 8 * portals
+    masks = 4 * 2 * n * -(-n // 32)
+    buffers = fields + 8 * n * L.N_EVENTS + 8 * L.N_EVENTS + 2 * 8 * portals + masks + 8 * _voxels(params)
     per_site = CONSTRUCTION_BYTES_PER_SITE + (CD22_CONSTRUCTION_BYTES_PER_SITE if cd22_tracked(params) else 0)
     temporaries = max(per_site * sites - state - buffers, STEP_TEMPORARY_BYTES_PER_SITE * sites)
     return RunMemory(

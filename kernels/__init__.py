@@ -309,14 +309,6 @@ class Lattice:
         self.turnover_scheme = turnover_scheme
         self._turnover = turnover.table(tables.kind_rates, turnover_scheme)
         self._portals = np.flatnonzero(state.tissue.ravel() == layout.PERIVASCULAR).astype(np.int64)
-        self._gates = np.zeros_like(self._portals)
-        self._scratch = np.zeros_like(state.fields)
-        from kernels import cpu
-
-        self._masks = np.zeros(cpu.mask_shape(state.cell.shape[0]), dtype=np.uint32)
-        self._stroma = stroma_per_voxel(state.cell, tables.coarsen)
-        self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
-        self._base_events = state.events.copy()
         self._key = tables.key
         self._traffic = np.zeros(layout.N_TRAFFIC, dtype=np.int64)
         self._device = None
@@ -324,7 +316,14 @@ class Lattice:
             from kernels.cuda import CudaLattice
 
             self._device = CudaLattice(state, tables, self._portals, turnover_scheme)
-        elif self.backend == "cpu":
+        else:  # the host drivers' workspaces (the CUDA driver keeps its own on the device)
+            self._gates = np.zeros_like(self._portals)
+            self._scratch = np.zeros_like(state.fields)
+            self._masks = np.zeros(cpu.mask_shape(state.cell.shape[0]), dtype=np.uint32)
+            self._stroma = stroma_per_voxel(state.cell, tables.coarsen)
+            self._row_events = np.zeros((state.cell.shape[0], layout.N_EVENTS), dtype=np.int64)
+            self._base_events = state.events.copy()
+        if self.backend == "cpu":
             import numba
 
             available = numba.config.NUMBA_NUM_THREADS
