@@ -105,8 +105,12 @@ class _Runner:
         return np.bincount(self.model.pull().cell.ravel(), minlength=6).astype(int).tolist()
 
 
-def run_case(case: Case, config: Config) -> dict[str, Any]:
-    """Measure one case in this process; returns a result row (see :data:`benchmarks.report.ROW_KEYS`)."""
+def run_case(case: Case, config: Config, steps: int | None = None) -> dict[str, Any]:
+    """Measure one case in this process; returns a result row (see :data:`benchmarks.report.ROW_KEYS`).
+
+    ``steps``: steps per timed run; ``None`` chooses them from a timed step (``config.target_s``, within
+    ``config.min_steps`` and ``config.max_steps``).
+    """
     import abm.marrow  # imported before the RSS baseline, so that the baseline holds the modules, not the lattice
     import kernels  # noqa: F401
 
@@ -121,7 +125,8 @@ def run_case(case: Case, config: Config) -> dict[str, Any]:
     t0 = time.perf_counter()
     runner.advance(1)
     estimate_s = max(time.perf_counter() - t0, 1e-7)
-    steps = min(max(math.ceil(config.target_s / estimate_s), config.min_steps), config.max_steps)
+    if steps is None:
+        steps = min(max(math.ceil(config.target_s / estimate_s), config.min_steps), config.max_steps)
     per_step = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(config.repeats):
@@ -171,12 +176,12 @@ def run_case(case: Case, config: Config) -> dict[str, Any]:
     return {**row, **machine_info()}
 
 
-def _run_isolated(case: Case, config: Config) -> dict[str, Any]:
+def _run_isolated(case: Case, config: Config, steps: int | None) -> dict[str, Any]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(run_case, case, config).result()
+        return pool.submit(run_case, case, config, steps).result()
 
 
 def run(config: Config, cases: list[Case] | None = None, progress=None,
@@ -186,10 +191,14 @@ def run(config: Config, cases: list[Case] | None = None, progress=None,
     if cases is None:
         cases, skipped = registry(config)
     rows = []
+    steps_of: dict[tuple[Any, ...], int] = {}  # the thread counts of one case time the same steps (same phase)
     for case in cases:
         if progress is not None:
             progress(f"running {case.name} ...")
-        row = _run_isolated(case, config) if config.isolate else run_case(case, config)
+        group = (case.impl, case.backend, case.rules, case.size)
+        steps = steps_of.get(group)
+        row = _run_isolated(case, config, steps) if config.isolate else run_case(case, config, steps)
+        steps_of.setdefault(group, row["steps"])
         rows.append(row)
         if progress is not None:
             progress(f"  {row['site_updates_per_s']:.3g} site-updates/s, {row['step_ms_median']:.3g} ms/step")

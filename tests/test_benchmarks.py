@@ -75,6 +75,27 @@ def test_smoke_rows_cover_reference_cpu_both_rule_sets_and_limit_with_machine_in
             assert r["counts_final"] == r["counts_initial"]
 
 
+def test_the_thread_counts_of_a_case_time_the_same_steps(monkeypatch):
+    from benchmarks import runner
+
+    asked = []
+
+    def fake(case, config, steps=None):  # a faster thread count would choose more steps of its own
+        asked.append((case.name, steps))
+        return {"steps": steps if steps is not None else 10 * case.threads, "site_updates_per_s": 1.0,
+                "step_ms_median": 1.0}
+
+    monkeypatch.setattr(runner, "run_case", fake)
+    monkeypatch.setattr(runner, "document", lambda config, rows, skipped, patients: {"rows": rows})
+    cases = [Case("cpu", 64, threads=1), Case("cpu", 64, threads=2), Case("cpu", 128, threads=2),
+             Case("cpu", 128, threads=1), Case("cpu", 64, threads=2, rules="full")]
+    doc = runner.run(config_for("smoke", isolate=False), cases)
+    # the first case of an implementation, rule set and size chooses; its other thread counts reuse the count
+    assert asked == [("cpu-64-t1-core", None), ("cpu-64-t2-core", 10), ("cpu-128-t2-core", None),
+                     ("cpu-128-t1-core", 20), ("cpu-64-t2-full", None)]
+    assert [r["steps"] for r in doc["rows"]] == [10, 10, 20, 20, 20]
+
+
 def test_smoke_comparisons_pair_rows_with_their_baselines(smoke):
     doc, _ = smoke
     kinds = {(c["kind"], c["case"]) for c in doc["comparisons"]}
