@@ -153,6 +153,10 @@ def make_parser(name: str, description: str, *, n: int, days: float, workers: in
                         help="run on an existing Dask cluster (scheduler address, e.g. tcp://host:8786) "
                              "instead of local processes; results are the same")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--series-every", metavar="HOURS", type=float, default=None,
+                        help="write every HOURS of each run's time series to timeseries.csv.gz (a multiple of the "
+                             "observation interval, time.observe_every_h; default: every observation); the "
+                             "figures use them all")
     parser.set_defaults(default_n=n, default_days=days)
     return parser
 
@@ -173,6 +177,9 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         raise ParamError(f"--workers = {args.workers}: expected an integer in [1, 256]")
     if not (math.isfinite(args.days) and args.days > 0):
         raise ParamError(f"--days = {args.days}: expected a positive number of days")
+    every = getattr(args, "series_every", None)
+    if every is not None and not (math.isfinite(every) and every > 0):
+        raise ParamError(f"--series-every = {every}: expected a positive number of hours")
     smoke_default = args.out is None and args.smoke
     if args.out is None:
         args.out = smoke_folder(args.experiment) if args.smoke else RESULTS / args.experiment
@@ -491,8 +498,12 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Long-format time series: arm, patient_id, seed, day, then each recorded observable."""
+def timeseries_rows(results: Sequence[Mapping[str, Any]],
+                    every_h: float | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Long-format time series: arm, patient_id, seed, day, then each recorded observable.
+
+    ``every_h``: only the observations at whole multiples of ``every_h`` hours (day 0 among them); ``None``: all.
+    """
     names: list[str] = []
     for r in results:
         names += [k for k in r["series"] if k != "day" and k not in names]
@@ -500,6 +511,8 @@ def timeseries_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], li
     for r in results:
         s = r["series"]
         for i, day in enumerate(s.get("day", [])):
+            if every_h is not None and abs(day * 24.0 / every_h - round(day * 24.0 / every_h)) > 1e-6:
+                continue
             row = {**{k: r[k] for k in RUN_KEYS}, "day": day}
             row.update({k: s[k][i] for k in names if k in s})
             rows.append(row)
@@ -565,8 +578,15 @@ def provenance(args: argparse.Namespace, results: Sequence[Mapping[str, Any]], w
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_s": round(wall_s, 1),
         "run_wall_s_total": round(sum(float(r.get("wall_s") or 0.0) for r in results), 1),
+        "series_every_h": getattr(args, "series_every", None),
         "machine": machine(),
     }
+
+
+def series_interval(prov: Mapping[str, Any]) -> str:
+    """How often ``timeseries.csv.gz`` holds an observation, in words (``--series-every`` or every one)."""
+    every = prov.get("series_every_h")
+    return "every observation, 6 h by default" if every is None else f"every {fmt(every)} h"
 
 
 def provenance_markdown(prov: Mapping[str, Any]) -> str:
@@ -594,11 +614,13 @@ def provenance_markdown(prov: Mapping[str, Any]) -> str:
 
 
 def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, readme: str,
-                  provenance: Mapping[str, Any], extra_csv: Mapping[str, str] | None = None) -> Path:
+                  provenance: Mapping[str, Any], extra_csv: Mapping[str, str] | None = None,
+                  series_every_h: float | None = None) -> Path:
     """Write every output of an experiment as the folder ``out``, each file atomically, ``README.md`` last.
 
     ``results.csv``, ``timeseries.csv.gz`` (the long time series, gzip: the
-    largest output, kept small in the repository), any ``extra_csv`` texts
+    largest output, kept small in the repository; every ``series_every_h``
+    hours of it, :func:`timeseries_rows`), any ``extra_csv`` texts
     (name -> CSV text), ``figure.png``, ``provenance.json``, then
     ``README.md``, all in a staging folder beside ``out`` that then replaces
     ``out`` whole (:func:`abm.folders.replace_folder`; nothing of an earlier
@@ -612,7 +634,7 @@ def write_results(out: Path, results: Sequence[Mapping[str, Any]], *, figure, re
     staging = folders.make_staging_folder(out)
     try:
         write_text(staging / "results.csv", csv_text(*result_rows(results)))
-        write_gzip_text(staging / TIMESERIES, csv_text(*timeseries_rows(results)))
+        write_gzip_text(staging / TIMESERIES, csv_text(*timeseries_rows(results, series_every_h)))
         for name, text in (extra_csv or {}).items():
             write_text(staging / name, text)
         write_figure(staging / "figure.png", figure)

@@ -453,7 +453,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "bounds": [{"key": b.key, "low": b.low, "high": b.high, "log": b.log} for b in bounds]}
     readme = readme_text(args, bounds, outs, an, results, ranking, prov)
     common.write_results(args.out, results, figure=make_figure(bounds, outs, an, args), readme=readme,
-                         provenance=prov, extra_csv={"morris.csv": morris_csv(bounds, outs, an)})
+                         provenance=prov, extra_csv={"morris.csv": morris_csv(bounds, outs, an)},
+                         series_every_h=args.series_every)
     print(f"{NAME}: wrote {args.out} ({wall:.0f} s); top: {', '.join(k for k, _ in ranking[:3])}", file=sys.stderr)
     return 0
 

@@ -413,7 +413,7 @@ def run(spec: Sweep, argv: Sequence[str] | None = None) -> int:
     common.write_results(args.out, results, figure=make_figure(result), readme=readme_text(result, prov),
                          provenance=prov,
                          extra_csv={f"{spec.name}.csv": table_csv(result), "paired.csv": paired_csv(result),
-                                    **result.analysis.tables})
+                                    **result.analysis.tables}, series_every_h=args.series_every)
     print(f"{spec.name}: wrote {args.out} ({wall:.0f} s)", file=sys.stderr)
     return 0
 
@@ -714,8 +714,8 @@ def readme_text(result: SweepResult, prov: Mapping[str, Any]) -> str:
         "",
         "- `results.csv`: one row per run (`arm`, `patient_id`, `seed`, the overridden parameters and every "
         "scalar of `summary.json`); `arm` and `patient_id` pair the rows of two arms;",
-        "- `timeseries.csv.gz`: one row per run and observation (6 h): " + ", ".join(f"`{s}`" for s in spec.series)
-        + ";",
+        f"- `timeseries.csv.gz`: one row per run and observation ({common.series_interval(prov)}): "
+        + ", ".join(f"`{s}`" for s in spec.series) + ";",
         f"- `{spec.name}.csv`: the table above in long form (outcome, condition coordinates, n, mean, interval);",
         "- `paired.csv`: the paired differences against the reference arm (outcome, arm, pairs, both means, "
         "difference and interval, discordant pairs, McNemar p);",

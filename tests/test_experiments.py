@@ -103,7 +103,7 @@ def test_window_convergence_unreachable_scheduler_exits_2_with_clear_message(tmp
 
 
 @pytest.mark.parametrize("args", [("--n", "0"), ("--workers", "0"), ("--days", "-1"), ("--sizes", "48"),
-                                  ("--sizes", "a,b"), ("--seed", "-3")])
+                                  ("--sizes", "a,b"), ("--seed", "-3"), ("--series-every", "0")])
 def test_window_convergence_bad_option_exits_2_and_writes_nothing(tmp_path, capsys, args):
     status = common.cli(window_convergence.main, ["--smoke", "--quiet", *args, "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
@@ -112,6 +112,17 @@ def test_window_convergence_bad_option_exits_2_and_writes_nothing(tmp_path, caps
 
 
 # -- the shared module -------------------------------------------------------------------------------------------
+def test_series_every_keeps_the_observations_at_whole_multiples_of_its_hours():
+    day = [k / 4 for k in range(9)]  # every 6 h for two days
+    runs = [{"arm": "a", "patient_id": p, "seed": p, "series": {"day": day, "x": list(range(9))}} for p in (0, 1)]
+    header, every = common.timeseries_rows(runs)
+    assert header == ["arm", "patient_id", "seed", "day", "x"] and len(every) == 18
+    _, daily = common.timeseries_rows(runs, 24.0)
+    assert [(r["patient_id"], r["day"], r["x"]) for r in daily] == [(p, d, 4 * d) for p in (0, 1) for d in (0, 1, 2)]
+    _, half = common.timeseries_rows(runs, 12.0)
+    assert [r["day"] for r in half if r["patient_id"] == 0] == [0, 0.5, 1, 1.5, 2]
+
+
 def test_parse_args_smoke_never_defaults_to_committed_results():
     parser = common.make_parser("demo", "demo", n=5, days=28.0)
     smoke = common.parse_args(parser, ["--smoke"], smoke_n=2, smoke_days=1.0)
