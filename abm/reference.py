@@ -70,8 +70,9 @@ def core_tables(params: Params, seed: int) -> RuleTables:
 
     Off: secretion, diffusion sub-steps and decay of every field; chemotaxis
     (``R_CHEMO``); the CAR-T life cycle beyond killing and dividing
-    (activation-induced death, exhaustion, memory conversion); CD19 and CD22 loss; blasts
-    displacing normal cells; B lymphopoiesis; niche protection (the niche rows equal the open ones).
+    (activation-induced death, exhaustion, memory conversion); CD19 and CD22 loss and lineage switch;
+    trogocytosis (and with it fratricide); blasts displacing normal cells; B lymphopoiesis; niche
+    protection (the niche rows equal the open ones).
     Unchanged: death, division, attach, kill, detach, migrate, swap,
     proliferation. Use these tables on the kernel side when comparing with
     :class:`ReferenceModel`.
@@ -86,6 +87,8 @@ def core_tables(params: Params, seed: int) -> RuleTables:
     tables.rates[L.R_MEMORY] = 0
     tables.rates[L.R_LOSS] = 0
     tables.rates[L.R_LOSS_CD22] = 0
+    tables.rates[L.R_SWITCH] = 0
+    tables.rates[[L.R_TROG_LEVELS, L.R_TROG_FRAC, L.R_TROG_OFFSET, L.R_RECOVER, L.R_SHED]] = 0
     tables.rates[L.R_DISPLACE] = 0
     tables.kind_rates[L.KR_CONVERT, :] = 0
     tables.antigen_rates[L.AR_ATTACH_NICHE] = tables.antigen_rates[L.AR_ATTACH]

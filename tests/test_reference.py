@@ -144,11 +144,16 @@ def test_reference_rejects_tables_with_chemotaxis():
 def test_core_tables_switch_off_everything_but_the_core_rules():
     from abm.rates import build_tables
 
-    p = params(16)
+    p = params(16).replace({"cart.trogocytosis_fraction": 0.2, "blast.lineage_switch_per_division": 1e-3,
+                            "patient.kmt2a_rearranged": True})
     full, core = build_tables(p, 1), core_tables(p, 1)
     assert core.rates[L.R_CHEMO] == 0 and not np.any(core.field_rates[:, L.FR_SUBSTEPS])
     assert not np.any(core.field_rates[:, [L.FR_SECRETE_ACTIVE_CART, L.FR_SECRETE_STROMA]])
-    off = {L.R_CHEMO, L.R_AICD, L.R_EXHAUST_STIM, L.R_MEMORY, L.R_LOSS, L.R_LOSS_CD22, L.R_DISPLACE}
+    trogocytosis = [L.R_TROG_LEVELS, L.R_TROG_FRAC, L.R_TROG_OFFSET, L.R_RECOVER, L.R_SHED]
+    assert np.all(full.rates[trogocytosis] > 0) and not np.any(core.rates[trogocytosis])
+    assert full.rates[L.R_SWITCH] > 0 == core.rates[L.R_SWITCH]
+    off = {L.R_CHEMO, L.R_AICD, L.R_EXHAUST_STIM, L.R_MEMORY, L.R_LOSS, L.R_LOSS_CD22, L.R_DISPLACE, L.R_SWITCH,
+           *trogocytosis}
     keep = [r for r in range(L.N_RATES) if r not in off]
     assert np.array_equal(core.rates[keep], full.rates[keep])
     assert core.rates[L.R_EXHAUST_STIM] == L.TRAIT_MAX and core.rates[L.R_AICD] == 0 == core.rates[L.R_DISPLACE]
