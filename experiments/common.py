@@ -511,8 +511,10 @@ def timeseries_rows(results: Sequence[Mapping[str, Any]],
     for r in results:
         s = r["series"]
         for i, day in enumerate(s.get("day", [])):
-            if every_h is not None and abs(day * 24.0 / every_h - round(day * 24.0 / every_h)) > 1e-6:
-                continue
+            if every_h is not None:
+                multiple = day * 24.0 / every_h
+                if abs(multiple - round(multiple)) > 1e-6:
+                    continue
             row = {**{k: r[k] for k in RUN_KEYS}, "day": day}
             row.update({k: s[k][i] for k in names if k in s})
             rows.append(row)
